@@ -1,0 +1,283 @@
+//! The collector: `POST /v1/events` on the public listener (CONTRACT.md section 1).
+//!
+//! A request is checked in the order a client can fix it: content type and encoding (415),
+//! size before and after decompression (413), JSON shape (400), site (401), origin (403), batch
+//! length (413). Then each event is decoded and validated on its own: good events are enriched
+//! and handed to the transport in one `send`, bad ones are named in the answer with a reason.
+//! The answer is 200 only after the transport holds every accepted event; if it cannot take
+//! them, 503 with `Retry-After` and nothing is accepted. The client's IP is never read.
+
+mod body;
+mod enrich;
+mod error;
+mod http_metrics;
+mod wire;
+
+pub use enrich::{channel, device, event_time, is_bot};
+pub use error::ApiError;
+pub use http_metrics::{route_label, track};
+pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
+
+use crate::config::{Config, LimitsConfig, SiteConfig};
+use crate::event::{Device, Event};
+use crate::metrics::{FilterReason, Metrics};
+use crate::transport::EventSink;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router, middleware};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Shared state of the public listener.
+pub struct CollectorState {
+    sites: Vec<(Arc<str>, SiteConfig)>,
+    limits: LimitsConfig,
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+}
+
+impl CollectorState {
+    pub fn new(config: &Config, sink: Arc<dyn EventSink>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            sites: config
+                .sites
+                .iter()
+                .map(|s| (Arc::from(s.id.as_str()), s.clone()))
+                .collect(),
+            limits: config.limits.clone(),
+            sink,
+            metrics,
+        }
+    }
+}
+
+/// The public router: ingest, CORS preflight, JSON 404/405, request metrics.
+pub fn router(state: Arc<CollectorState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/events",
+            post(ingest)
+                .options(preflight)
+                .fallback(|| async { ApiError::MethodNotAllowed }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), track))
+        .with_state(state)
+}
+
+/// The 200 answer.
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// One rejected event of a batch.
+#[derive(Debug, Serialize)]
+pub struct RejectedEvent {
+    pub index: usize,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+async fn ingest(State(st): State<Arc<CollectorState>>, headers: HeaderMap, body: Body) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let mut site = None;
+    let result = st.ingest(&headers, origin, body, &mut site).await;
+    let mut response = match result {
+        Ok(ok) => Json(ok).into_response(),
+        Err(e) => e.into_response(),
+    };
+    let allowed = |s: &SiteConfig| origin.is_some_and(|o| s.allows_origin(o));
+    let cors = match site {
+        Some(i) => allowed(&st.sites[i].1),
+        None => st.sites.iter().any(|(_, s)| allowed(s)),
+    };
+    if let (true, Some(o)) = (cors, origin.and_then(|o| HeaderValue::from_str(o).ok())) {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn preflight(
+    State(st): State<Arc<CollectorState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok((StatusCode::NO_CONTENT, [(header::ALLOW, "POST, OPTIONS")]).into_response());
+    };
+    if !st.sites.iter().any(|(_, s)| s.allows_origin(origin)) {
+        return Err(ApiError::PreflightRefused(truncate(origin)));
+    }
+    let origin = HeaderValue::from_str(origin)
+        .map_err(|_| ApiError::PreflightRefused("(invalid)".into()))?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST, OPTIONS"),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type, content-encoding"),
+            ),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            ),
+            (header::VARY, HeaderValue::from_static("Origin")),
+        ],
+    )
+        .into_response())
+}
+
+/// Client text quoted back in an error message, cut to a readable length.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// What is known of the request itself, shared by its events.
+struct RequestContext {
+    enrich: EnrichContext,
+    /// Why every event of this request is filtered, if one applies to the whole request.
+    filter: Option<FilterReason>,
+}
+
+impl CollectorState {
+    async fn ingest(
+        &self,
+        headers: &HeaderMap,
+        origin: Option<&str>,
+        body: Body,
+        site_out: &mut Option<usize>,
+    ) -> Result<IngestResponse, ApiError> {
+        let limit = self.limits.max_body_bytes;
+        let encoding = body::check_headers(headers)?;
+        let raw = tokio::time::timeout(self.limits.request_timeout, body::read(body, limit))
+            .await
+            .map_err(|_| ApiError::Timeout(self.limits.request_timeout.as_secs()))??;
+        let raw = match encoding {
+            body::Encoding::Gzip => body::gunzip(&raw, limit)?,
+            body::Encoding::Identity => raw,
+        };
+        let batch: WireBatch = serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::Malformed(format!("the body is not a valid batch: {e}")))?;
+        let site = self
+            .sites
+            .iter()
+            .position(|(id, _)| **id == *batch.site)
+            .ok_or_else(|| ApiError::UnknownSite(truncate(&batch.site)))?;
+        *site_out = Some(site);
+        let (site_id, cfg) = &self.sites[site];
+        if let Some(o) = origin.filter(|o| !cfg.allows_origin(o)) {
+            return Err(ApiError::OriginNotAllowed(truncate(o)));
+        }
+        let max = self.limits.max_batch_events;
+        if batch.events.len() > max {
+            return Err(ApiError::TooLarge(format!(
+                "the batch has {} events; the limit is {max}",
+                batch.events.len()
+            )));
+        }
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let gpc = headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1");
+        let ctx = RequestContext {
+            enrich: EnrichContext {
+                received_at: crate::now_ms(),
+                sent_at: batch.sent_at,
+                device: device(user_agent),
+            },
+            filter: if is_bot(user_agent) {
+                Some(FilterReason::Bot)
+            } else if gpc && cfg.honor_gpc {
+                Some(FilterReason::Consent)
+            } else {
+                None
+            },
+        };
+        self.accept(site, site_id, cfg, &ctx, &batch).await
+    }
+
+    async fn accept(
+        &self,
+        site: usize,
+        site_id: &Arc<str>,
+        cfg: &SiteConfig,
+        ctx: &RequestContext,
+        batch: &WireBatch<'_>,
+    ) -> Result<IngestResponse, ApiError> {
+        let m = &self.metrics.ingest;
+        m.received(site).inc_by(batch.events.len() as u64);
+        let mut rejected = Vec::new();
+        let mut events = Vec::with_capacity(batch.events.len());
+        let (mut bots, mut no_consent) = (0u64, 0u64);
+        for (index, raw) in batch.events.iter().enumerate() {
+            let v = match decode_event(raw, self.limits.max_event_bytes, self.limits.max_items) {
+                Ok(v) => v,
+                Err(r) => {
+                    m.rejected(site, r.reason).inc();
+                    rejected.push(RejectedEvent {
+                        index,
+                        reason: r.reason.as_str(),
+                        message: r.message,
+                    });
+                    continue;
+                }
+            };
+            match ctx.filter {
+                Some(FilterReason::Bot) => bots += 1,
+                Some(FilterReason::Consent) => no_consent += 1,
+                None if cfg.require_consent && v.consent != Some(true) => no_consent += 1,
+                None => events.push(enrich(site_id, ctx.enrich, v)),
+            }
+        }
+        let valid = events.len() as u64 + bots + no_consent;
+        if let Err(e) = self.sink.send(events).await {
+            tracing::warn!(error = %e, site = %site_id, "transport refused a batch; answering 503");
+            m.rejected(site, RejectReason::Unavailable).inc_by(valid);
+            return Err(ApiError::Unavailable);
+        }
+        m.accepted(site).inc_by(valid);
+        m.filtered(site, FilterReason::Bot).inc_by(bots);
+        m.filtered(site, FilterReason::Consent).inc_by(no_consent);
+        Ok(IngestResponse {
+            accepted: valid as usize,
+            rejected,
+        })
+    }
+}
+
+/// Turns a validated wire event into the transport's [`Event`].
+pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent) -> Event {
+    Event {
+        site: site.clone(),
+        channel: channel(&v.utm, v.referrer.as_deref(), v.url.as_deref()),
+        event_time_ms: event_time(ctx.received_at, ctx.sent_at, v.ts),
+        received_at_ms: ctx.received_at,
+        device: ctx.device,
+        id: v.id,
+        kind: v.kind,
+        session: v.session,
+        value: v.value,
+        currency: v.currency,
+        order_id: v.order_id,
+    }
+}
+
+/// The request facts [`enrich`] needs.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrichContext {
+    pub received_at: i64,
+    pub sent_at: Option<i64>,
+    pub device: Device,
+}

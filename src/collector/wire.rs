@@ -1,0 +1,432 @@
+//! The wire format of `POST /v1/events` (CONTRACT.md section 1) and per-event validation.
+//!
+//! A batch is parsed in two steps: the envelope with each event left as raw JSON, then each
+//! event on its own, so one bad event is rejected with its reason while the rest are taken.
+//! Every field is optional at the serde level; required fields are checked afterwards so that
+//! a missing field and a wrong one get distinct, actionable reasons.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The envelope of one request.
+#[derive(Debug, Deserialize)]
+pub struct WireBatch<'a> {
+    /// Site id (or, later, a write key).
+    pub site: String,
+    /// Client clock when the batch was sent, ms since the epoch.
+    #[serde(default)]
+    pub sent_at: Option<i64>,
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
+}
+
+/// One event as sent. Unknown fields (and unknown `props`) are ignored.
+#[derive(Debug, Deserialize)]
+pub struct WireEvent {
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub ts: Option<i64>,
+    pub session: Option<String>,
+    pub visitor: Option<String>,
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub utm: Option<Utm>,
+    pub props: Option<Props>,
+    pub consent: Option<bool>,
+}
+
+/// Campaign parameters of the landing page.
+#[derive(Debug, Default, Deserialize)]
+pub struct Utm {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+}
+
+/// The properties the engine reads.
+#[derive(Debug, Deserialize)]
+pub struct Props {
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub order_id: Option<OrderId>,
+    pub items: Option<Vec<Item>>,
+}
+
+/// An order id, as a string or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OrderId {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// A line item.
+#[derive(Debug, Deserialize)]
+pub struct Item {
+    pub price: Option<f64>,
+    pub quantity: Option<f64>,
+}
+
+/// Why an event was rejected: a fixed list (the `reason` label of
+/// `touchstream_events_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    NotAnObject,
+    MissingField,
+    InvalidId,
+    InvalidType,
+    InvalidTs,
+    InvalidSession,
+    InvalidProps,
+    InvalidField,
+    TooManyItems,
+    EventTooLarge,
+    /// The whole batch was refused because the transport could not take it (503).
+    Unavailable,
+}
+
+impl RejectReason {
+    pub const ALL: &'static [RejectReason] = &[
+        Self::NotAnObject,
+        Self::MissingField,
+        Self::InvalidId,
+        Self::InvalidType,
+        Self::InvalidTs,
+        Self::InvalidSession,
+        Self::InvalidProps,
+        Self::InvalidField,
+        Self::TooManyItems,
+        Self::EventTooLarge,
+        Self::Unavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAnObject => "not_an_object",
+            Self::MissingField => "missing_field",
+            Self::InvalidId => "invalid_id",
+            Self::InvalidType => "invalid_type",
+            Self::InvalidTs => "invalid_ts",
+            Self::InvalidSession => "invalid_session",
+            Self::InvalidProps => "invalid_props",
+            Self::InvalidField => "invalid_field",
+            Self::TooManyItems => "too_many_items",
+            Self::EventTooLarge => "event_too_large",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .expect("every reason is listed in ALL")
+    }
+}
+
+/// A rejected event's reason and a message a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub message: String,
+}
+
+fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
+    Rejection {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Largest accepted `ts`: year 3000, to catch seconds-or-microseconds mix-ups.
+const MAX_TS: i64 = 32_503_680_000_000;
+/// Largest accepted money amount (keeps micro-unit sums far from overflow).
+const MAX_AMOUNT: f64 = 1e12;
+
+/// A decoded, checked event with the fields the engine needs.
+#[derive(Debug)]
+pub struct ValidEvent {
+    pub id: String,
+    pub kind: String,
+    pub ts: i64,
+    pub session: String,
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub utm: Utm,
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub order_id: Option<String>,
+    pub consent: Option<bool>,
+}
+
+/// Decodes and validates one raw event.
+pub fn decode_event(
+    raw: &RawValue,
+    max_event_bytes: usize,
+    max_items: usize,
+) -> Result<ValidEvent, Rejection> {
+    let text = raw.get();
+    if text.len() > max_event_bytes {
+        return Err(reject(
+            RejectReason::EventTooLarge,
+            format!(
+                "event is {} bytes; the limit is {max_event_bytes}",
+                text.len()
+            ),
+        ));
+    }
+    if !text.starts_with('{') {
+        return Err(reject(
+            RejectReason::NotAnObject,
+            "each event must be a JSON object",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let ev: WireEvent = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = match path.split(['.', '[']).next().unwrap_or("") {
+            "id" => RejectReason::InvalidId,
+            "type" => RejectReason::InvalidType,
+            "ts" => RejectReason::InvalidTs,
+            "session" => RejectReason::InvalidSession,
+            "props" => RejectReason::InvalidProps,
+            _ => RejectReason::InvalidField,
+        };
+        reject(reason, format!("{path}: {}", e.inner()))
+    })?;
+    validate(ev, max_items)
+}
+
+fn required<T>(v: Option<T>, field: &str) -> Result<T, Rejection> {
+    v.ok_or_else(|| reject(RejectReason::MissingField, format!("`{field}` is required")))
+}
+
+/// `[a-z0-9_]{1,64}`, or a Segment-style name: a letter, then letters, digits, spaces, `_.-`.
+pub fn valid_type(t: &str) -> bool {
+    let snake = t
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let segment = t.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'_' | b'.' | b'-'));
+    !t.is_empty() && t.len() <= 64 && (snake || segment)
+}
+
+fn amount(v: f64, field: &str) -> Result<f64, Rejection> {
+    if v.is_finite() && (0.0..=MAX_AMOUNT).contains(&v) {
+        Ok(v)
+    } else {
+        Err(reject(
+            RejectReason::InvalidProps,
+            format!("{field} must be a number from 0 to {MAX_AMOUNT:e}"),
+        ))
+    }
+}
+
+fn validate(ev: WireEvent, max_items: usize) -> Result<ValidEvent, Rejection> {
+    let id = required(ev.id, "id")?;
+    if id.is_empty() || id.chars().count() > 64 {
+        return Err(reject(
+            RejectReason::InvalidId,
+            "`id` must be 1 to 64 characters",
+        ));
+    }
+    let kind = required(ev.kind, "type")?;
+    if !valid_type(&kind) {
+        return Err(reject(
+            RejectReason::InvalidType,
+            "`type` must match [a-z0-9_]{1,64} or be a Segment-style name such as `Product Added`",
+        ));
+    }
+    let ts = required(ev.ts, "ts")?;
+    if !(0..=MAX_TS).contains(&ts) {
+        return Err(reject(
+            RejectReason::InvalidTs,
+            "`ts` must be milliseconds since the epoch",
+        ));
+    }
+    let session = required(ev.session, "session")?;
+    if session.is_empty() || session.chars().count() > 64 {
+        return Err(reject(
+            RejectReason::InvalidSession,
+            "`session` must be 1 to 64 characters",
+        ));
+    }
+    if ev.visitor.as_ref().is_some_and(|v| v.chars().count() > 64) {
+        return Err(reject(
+            RejectReason::InvalidField,
+            "`visitor` must be at most 64 characters",
+        ));
+    }
+    let (mut value, mut currency, mut order_id) = (None, None, None);
+    if let Some(p) = ev.props {
+        value = p.value.map(|v| amount(v, "props.value")).transpose()?;
+        if let Some(items) = p.items {
+            if items.len() > max_items {
+                return Err(reject(
+                    RejectReason::TooManyItems,
+                    format!(
+                        "props.items has {} entries; the limit is {max_items}",
+                        items.len()
+                    ),
+                ));
+            }
+            let mut sum = 0.0;
+            for (i, item) in items.iter().enumerate() {
+                let price = amount(
+                    item.price.unwrap_or(0.0),
+                    &format!("props.items[{i}].price"),
+                )?;
+                let qty = amount(
+                    item.quantity.unwrap_or(1.0),
+                    &format!("props.items[{i}].quantity"),
+                )?;
+                sum += price * qty;
+            }
+            if value.is_none() && !items.is_empty() {
+                value = Some(amount(sum, "the items' total")?);
+            }
+        }
+        if let Some(c) = p.currency {
+            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(reject(
+                    RejectReason::InvalidProps,
+                    "props.currency must be a three-letter ISO 4217 code",
+                ));
+            }
+            currency = Some(c.to_ascii_uppercase());
+        }
+        order_id = match p.order_id {
+            Some(OrderId::Text(s)) if s.is_empty() || s.chars().count() > 64 => {
+                return Err(reject(
+                    RejectReason::InvalidProps,
+                    "props.order_id must be 1 to 64 characters",
+                ));
+            }
+            Some(OrderId::Text(s)) => Some(s),
+            Some(OrderId::Number(n)) => Some(n.to_string()),
+            None => None,
+        };
+    }
+    Ok(ValidEvent {
+        id,
+        kind,
+        ts,
+        session,
+        url: ev.url,
+        referrer: ev.referrer,
+        utm: ev.utm.unwrap_or_default(),
+        value,
+        currency,
+        order_id,
+        consent: ev.consent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Result<ValidEvent, Rejection> {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        decode_event(&raw, 32 * 1024, 200)
+    }
+
+    fn reason(json: &str) -> RejectReason {
+        decode(json).unwrap_err().reason
+    }
+
+    const OK: &str = r#"{"id":"e1","type":"add_to_cart","ts":1763800000000,"session":"s1"}"#;
+
+    #[test]
+    fn accepts_minimal_and_full_events() {
+        let e = decode(OK).unwrap();
+        assert_eq!(
+            (e.id.as_str(), e.kind.as_str(), e.session.as_str()),
+            ("e1", "add_to_cart", "s1")
+        );
+        let e = decode(
+            r#"{"id":"e1","type":"Product Added","ts":1,"session":"s","extra":[1],
+               "props":{"currency":"pln","order_id":1001,"items":[{"id":"a","price":10.5,"quantity":2},{"price":1}],"color":"red"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.value, Some(22.0));
+        assert_eq!(e.currency.as_deref(), Some("PLN"));
+        assert_eq!(e.order_id.as_deref(), Some("1001"));
+    }
+
+    #[test]
+    fn each_problem_has_its_reason() {
+        assert_eq!(reason("[1]"), RejectReason::NotAnObject);
+        assert_eq!(
+            reason(r#"{"type":"x","ts":1,"session":"s"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"id":7,"type":"x","ts":1,"session":"s"}"#),
+            RejectReason::InvalidId
+        );
+        let long = "x".repeat(65);
+        assert_eq!(
+            reason(&format!(
+                r#"{{"id":"{long}","type":"x","ts":1,"session":"s"}}"#
+            )),
+            RejectReason::InvalidId
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"DROP TABLE;","ts":1,"session":"s"}"#),
+            RejectReason::InvalidType
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":"now","session":"s"}"#),
+            RejectReason::InvalidTs
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":-5,"session":"s"}"#),
+            RejectReason::InvalidTs
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1.5,"session":"s"}"#),
+            RejectReason::InvalidTs
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1,"session":""}"#),
+            RejectReason::InvalidSession
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"value":-1}}"#),
+            RejectReason::InvalidProps
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"value":"9"}}"#),
+            RejectReason::InvalidProps
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"currency":"dollars"}}"#),
+            RejectReason::InvalidProps
+        );
+        assert_eq!(
+            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","url":5}"#),
+            RejectReason::InvalidField
+        );
+        let items = vec![r#"{"price":1}"#; 201].join(",");
+        let json = format!(
+            r#"{{"id":"e","type":"x","ts":1,"session":"s","props":{{"items":[{items}]}}}}"#
+        );
+        assert_eq!(reason(&json), RejectReason::TooManyItems);
+        let raw: Box<RawValue> = serde_json::from_str(OK).unwrap();
+        assert_eq!(
+            decode_event(&raw, 10, 200).unwrap_err().reason,
+            RejectReason::EventTooLarge
+        );
+    }
+
+    #[test]
+    fn reason_labels_are_unique() {
+        let mut names: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), RejectReason::ALL.len());
+    }
+}

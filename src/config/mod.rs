@@ -1,0 +1,204 @@
+//! The one typed configuration, loaded once at start-up (see [`load`]).
+//!
+//! Every key is optional: the defaults live beside the fields, and a missing file runs the `demo`
+//! site with the default journey map. Tests build a [`Config`] as a literal or from
+//! `Config::default()`. After loading, [`Config::validate`] guarantees the invariants the rest of
+//! the crate relies on (non-empty, unique sites and stages; limits that fit together).
+
+mod journey;
+mod load;
+mod validate;
+
+pub use journey::{JourneyConfig, StageConfig};
+pub use load::{ConfigError, load, load_str};
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole configuration of a touchstream process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public ingest listener: `POST /v1/events`. Env: `TOUCHSTREAM_LISTEN`.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Env: `TOUCHSTREAM_ADMIN_LISTEN`.
+    pub admin_listen: SocketAddr,
+    /// Sites allowed to send events. Replaces the default `demo` site when given.
+    pub sites: Vec<SiteConfig>,
+    /// The journey map: funnel stages, touchpoints and session timeout.
+    pub journey: JourneyConfig,
+    /// Request and event size limits of the collector.
+    pub limits: LimitsConfig,
+    /// Session store of the engine.
+    pub engine: EngineConfig,
+    /// The embedded in-memory transport between collector and engine.
+    pub transport: TransportConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            sites: vec![SiteConfig::default()],
+            journey: JourneyConfig::default(),
+            limits: LimitsConfig::default(),
+            engine: EngineConfig::default(),
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The site with this id.
+    pub fn site(&self, id: &str) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+}
+
+/// One shop (or one environment of a shop) sending events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Site id: the batch's `site` field and the `site` metric label. `[a-z0-9_-]{1,64}`.
+    pub id: String,
+    /// Browser origins allowed to post for this site (`scheme://host[:port]`), or `*` for any.
+    /// Requests without an `Origin` header (server-side senders) are not origin-checked.
+    pub origins: Vec<String>,
+    /// ISO 4217 currency codes kept as `currency` label values; others are counted as `other`.
+    pub currencies: Vec<String>,
+    /// Currency of events that carry a value but no currency. Defaults to the first of
+    /// `currencies`.
+    pub default_currency: Option<String>,
+    /// Honour the browser's Global Privacy Control (`Sec-GPC: 1`): such requests are accepted
+    /// and counted as filtered (`consent`), never reaching the funnel.
+    pub honor_gpc: bool,
+    /// Count only events that carry `"consent": true`; others are accepted and filtered
+    /// (`consent`).
+    pub require_consent: bool,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            id: "demo".into(),
+            origins: vec![
+                "http://127.0.0.1:8080".into(),
+                "http://localhost:8080".into(),
+            ],
+            currencies: ["USD", "EUR", "PLN", "GBP"].map(String::from).to_vec(),
+            default_currency: None,
+            honor_gpc: false,
+            require_consent: false,
+        }
+    }
+}
+
+impl SiteConfig {
+    /// The currency assumed for an event that names none.
+    pub fn default_currency(&self) -> &str {
+        self.default_currency
+            .as_deref()
+            .or(self.currencies.first().map(String::as_str))
+            .unwrap_or("other")
+    }
+
+    /// Whether a browser request from `origin` may post for this site.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Collector limits. A request over a limit gets 413; an event over a per-event limit is
+/// rejected with its reason while the rest of its batch is taken.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes, both as sent and after gzip decompression.
+    pub max_body_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch_events: usize,
+    /// Largest single event, in bytes of JSON.
+    pub max_event_bytes: usize,
+    /// Most entries in an event's `props.items`.
+    pub max_items: usize,
+    /// Time allowed for reading a request and answering it; slower requests get 408.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 512 * 1024,
+            max_batch_events: 500,
+            max_event_bytes: 32 * 1024,
+            max_items: 200,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The engine's session store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most open sessions kept in memory. When full, the longest-idle sessions are closed
+    /// early (counted as if timed out, and in `touchstream_engine_sessions_evicted_total`).
+    pub max_open_sessions: usize,
+    /// How often idle sessions are looked for and closed.
+    #[serde(with = "duration")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_open_sessions: 2_000_000,
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The embedded transport: a bounded in-memory queue from collector to engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Most events waiting for the engine. When full, requests wait up to `enqueue_timeout`
+    /// and then get 503 with `Retry-After`.
+    pub queue_events: usize,
+    /// How long a request may wait for room in the queue.
+    #[serde(with = "duration")]
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            queue_events: 100_000,
+            enqueue_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Durations as human-readable strings such as `30m`, `2s` or `250ms`.
+pub(crate) mod duration {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "`{text}` is not a duration such as `30m` or `2s`: {e}"
+            ))
+        })
+    }
+}

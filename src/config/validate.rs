@@ -1,0 +1,268 @@
+//! Checks that a deserialised [`Config`] is usable; each error names the offending key.
+
+use super::{Config, ConfigError};
+use std::collections::HashSet;
+
+fn is_label_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn is_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+}
+
+impl Config {
+    /// Checks every invariant the collector and engine rely on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_sites()?;
+        self.validate_journey()?;
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_batch_events", l.max_batch_events),
+            ("limits.max_event_bytes", l.max_event_bytes),
+            ("engine.max_open_sessions", self.engine.max_open_sessions),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.transport.queue_events < l.max_batch_events {
+            return Err(ConfigError::invalid(
+                "transport.queue_events",
+                format!(
+                    "must hold at least one full batch ({} events)",
+                    l.max_batch_events
+                ),
+            ));
+        }
+        for (key, d) in [
+            ("journey.session_timeout", self.journey.session_timeout),
+            ("engine.sweep_interval", self.engine.sweep_interval),
+            ("limits.request_timeout", self.limits.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be longer than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sites(&self) -> Result<(), ConfigError> {
+        if self.sites.is_empty() {
+            return Err(ConfigError::invalid("sites", "at least one site is needed"));
+        }
+        let mut ids = HashSet::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            let key = |k: &str| format!("sites[{i}].{k}");
+            if !is_label_name(&site.id) {
+                return Err(ConfigError::invalid(
+                    key("id"),
+                    "must match [a-z0-9_-]{1,64}",
+                ));
+            }
+            if !ids.insert(site.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("id"),
+                    format!("duplicate site `{}`", site.id),
+                ));
+            }
+            if let Some(bad) = site.origins.iter().find(|o| !is_origin(o)) {
+                return Err(ConfigError::invalid(
+                    key("origins"),
+                    format!("`{bad}` is not an origin such as `https://shop.example` or `*`"),
+                ));
+            }
+            if let Some(bad) = site.currencies.iter().find(|c| !is_currency(c)) {
+                return Err(ConfigError::invalid(
+                    key("currencies"),
+                    format!("`{bad}` is not a three-letter upper-case ISO 4217 code"),
+                ));
+            }
+            if let Some(d) = &site.default_currency
+                && !site.currencies.contains(d)
+            {
+                return Err(ConfigError::invalid(
+                    key("default_currency"),
+                    format!("`{d}` is not one of the site's currencies"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_journey(&self) -> Result<(), ConfigError> {
+        let j = &self.journey;
+        if j.stages.is_empty() {
+            return Err(ConfigError::invalid(
+                "journey.stages",
+                "at least one stage is needed",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut owner: std::collections::HashMap<&str, String> = Default::default();
+        for (i, stage) in j.stages.iter().enumerate() {
+            let key = |k: &str| format!("journey.stages[{i}].{k}");
+            if !is_label_name(&stage.name) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    "must match [a-z0-9_-]{1,64}",
+                ));
+            }
+            if !names.insert(stage.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("duplicate stage `{}`", stage.name),
+                ));
+            }
+            if !is_label_name(&stage.phase) || stage.phase == "post_purchase" {
+                return Err(ConfigError::invalid(
+                    key("phase"),
+                    "must match [a-z0-9_-]{1,64} and not be `post_purchase` (reserved)",
+                ));
+            }
+            for t in &stage.touchpoints {
+                claim(&mut owner, t, key("touchpoints"))?;
+            }
+        }
+        for (list, key) in [
+            (&j.post_purchase, "journey.post_purchase"),
+            (&j.friction, "journey.friction"),
+            (&j.other_touchpoints, "journey.other_touchpoints"),
+        ] {
+            for t in list {
+                claim(&mut owner, t, key.to_string())?;
+            }
+        }
+        for (list, key) in [
+            (&j.cart_add, "journey.cart_add"),
+            (&j.cart_remove, "journey.cart_remove"),
+        ] {
+            for t in list {
+                check_touchpoint_name(t, key)?;
+            }
+        }
+        for (stage, key) in [
+            (&j.cart_stage, "journey.cart_stage"),
+            (&j.purchase_stage, "journey.purchase_stage"),
+        ] {
+            if !names.contains(stage.as_str()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("`{stage}` is not one of journey.stages"),
+                ));
+            }
+        }
+        for (alias, target) in &j.aliases {
+            if alias.is_empty() || alias.len() > 64 {
+                return Err(ConfigError::invalid(
+                    "journey.aliases",
+                    "aliases are 1 to 64 characters",
+                ));
+            }
+            check_touchpoint_name(target, &format!("journey.aliases.\"{alias}\""))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_touchpoint_name(t: &str, key: &str) -> Result<(), ConfigError> {
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("`{t}` must match [a-z0-9_]{{1,64}}"),
+        ))
+    }
+}
+
+/// Records that `key` defines touchpoint `t`; a touchpoint may belong to one place only.
+fn claim<'a>(
+    owner: &mut std::collections::HashMap<&'a str, String>,
+    t: &'a str,
+    key: String,
+) -> Result<(), ConfigError> {
+    check_touchpoint_name(t, &key)?;
+    if let Some(first) = owner.insert(t, key.clone()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("touchpoint `{t}` is already defined in {first}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_inconsistent_journeys() {
+        let mut c = Config::default();
+        c.journey.stages[1].touchpoints.push("page_view".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("journey.stages[1].touchpoints") && e.contains("page_view"),
+            "{e}"
+        );
+
+        let mut c = Config::default();
+        c.journey.cart_stage = "basket".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("journey.cart_stage")
+        );
+
+        let mut c = Config::default();
+        c.sites[0].currencies.push("usd".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sites[0].currencies")
+        );
+
+        let mut c = Config::default();
+        c.sites.push(c.sites[0].clone());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate site")
+        );
+
+        let mut c = Config::default();
+        c.transport.queue_events = 10;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("transport.queue_events")
+        );
+    }
+}

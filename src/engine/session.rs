@@ -1,0 +1,160 @@
+//! One open session's state, kept small: at a million open sessions every byte here costs a
+//! megabyte. Strings are never stored; ids are keyed 64-bit hashes (see `Engine`).
+
+use crate::event::{Channel, Device};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use thin_vec::ThinVec;
+
+/// Ids kept in a sorted vector up to this many, then in a hash set.
+const SMALL_IDS: usize = 64;
+
+/// A hasher for values that are already uniformly distributed 64-bit hashes.
+#[derive(Default, Clone, Copy)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+pub type Prehashed = BuildHasherDefault<PrehashedHasher>;
+
+/// Set of hashed ids, compact while small.
+#[derive(Debug)]
+pub enum IdSet {
+    Small(ThinVec<u64>),
+    // Boxed on purpose: it keeps `IdSet` at 16 bytes for the many small sessions.
+    #[allow(clippy::box_collection)]
+    Large(Box<HashSet<u64, Prehashed>>),
+}
+
+impl IdSet {
+    /// Adds `id`; false when it was already present.
+    pub fn insert(&mut self, id: u64) -> bool {
+        match self {
+            IdSet::Small(v) => match v.binary_search(&id) {
+                Ok(_) => false,
+                Err(pos) if v.len() < SMALL_IDS => {
+                    v.insert(pos, id);
+                    true
+                }
+                Err(_) => {
+                    let mut set: HashSet<u64, Prehashed> = v.iter().copied().collect();
+                    set.insert(id);
+                    *self = IdSet::Large(Box::new(set));
+                    true
+                }
+            },
+            IdSet::Large(set) => set.insert(id),
+        }
+    }
+}
+
+/// An open session.
+#[derive(Debug)]
+pub struct Session {
+    /// Earliest and latest event time seen, ms.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Hashes of the event ids applied, for dedup.
+    pub ids: IdSet,
+    /// Hashes of the order ids counted.
+    pub orders: ThinVec<u64>,
+    /// Net cart value per currency index, in micro-units (adds less removes; may go negative,
+    /// read through [`Session::cart_value`] which never goes below zero).
+    pub cart: ThinVec<(u16, i64)>,
+    pub site: u16,
+    /// Number of stages reached (the furthest stage is `reached - 1`); 0 only before the first
+    /// event is applied.
+    pub reached: u8,
+    /// Channel and device of the session's first event received.
+    pub channel: Channel,
+    pub device: Device,
+    /// Whether an order was counted.
+    pub ordered: bool,
+}
+
+impl Session {
+    pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device) -> Self {
+        Self {
+            first_ms: time_ms,
+            last_ms: time_ms,
+            ids: IdSet::Small(ThinVec::new()),
+            orders: ThinVec::new(),
+            cart: ThinVec::new(),
+            site,
+            reached: 0,
+            channel,
+            device,
+            ordered: false,
+        }
+    }
+
+    /// Index of the furthest stage reached.
+    pub fn furthest(&self) -> usize {
+        usize::from(self.reached.max(1)) - 1
+    }
+
+    /// Whether the session holds a cart that would be abandoned if it closed now.
+    pub fn cart_open(&self, cart_stage: usize) -> bool {
+        usize::from(self.reached) > cart_stage && !self.ordered
+    }
+
+    /// Adds `micros` (negative to remove) to the cart's value in `currency`.
+    pub fn add_to_cart(&mut self, currency: u16, micros: i64) {
+        match self.cart.iter_mut().find(|(c, _)| *c == currency) {
+            Some((_, v)) => *v = v.saturating_add(micros),
+            None => self.cart.push((currency, micros)),
+        }
+    }
+
+    /// The cart's value per currency, never below zero.
+    pub fn cart_value(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
+        self.cart.iter().map(|&(c, v)| (usize::from(c), v.max(0)))
+    }
+
+    /// Records an order id; false when it was already counted.
+    pub fn insert_order(&mut self, id: u64) -> bool {
+        if self.orders.contains(&id) {
+            return false;
+        }
+        self.orders.push(id);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_set_grows_past_small_and_keeps_dedup() {
+        let mut ids = IdSet::Small(ThinVec::new());
+        for i in 0..200u64 {
+            assert!(ids.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+        assert!(matches!(ids, IdSet::Large(_)));
+        for i in 0..200u64 {
+            assert!(!ids.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        }
+    }
+
+    #[test]
+    fn session_stays_small() {
+        assert!(
+            std::mem::size_of::<Session>() <= 64,
+            "{}",
+            std::mem::size_of::<Session>()
+        );
+    }
+}

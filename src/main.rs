@@ -1,0 +1,121 @@
+//! The `touchstream` binary: parses arguments, loads the configuration, sets up logging, binds
+//! the listeners and hands over to the library.
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use touchstream::config::{self, Config};
+use touchstream::replay::{self, ReplayOptions};
+use touchstream::server::{self, Listeners};
+
+/// Real-time customer-journey monitor for online shops.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Every key can also be set as TOUCHSTREAM_<SECTION>_<KEY>.
+    #[arg(long, global = true, env = "TOUCHSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Collector and engine in one process (the default).
+    Serve,
+    /// Run the engine over a recorded log (a batch, or JSON Lines of batches or events) and
+    /// print the final funnel report.
+    Replay {
+        /// The log file.
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Skip bad lines and invalid events (listed on stderr) instead of stopping.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Validate a configuration file and print the resolved configuration.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
+    config::load(path, std::env::vars()).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => load(cli.config.as_deref()).and_then(serve),
+        Command::Replay {
+            file,
+            json,
+            skip_invalid,
+        } => load(cli.config.as_deref()).and_then(|c| run_replay(&c, &file, json, skip_invalid)),
+        Command::CheckConfig { file } => load(Some(&file)).and_then(|c| {
+            let text = toml::to_string_pretty(&c).map_err(|e| e.to_string())?;
+            print!("{text}");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("touchstream: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listeners = Listeners::bind(&config).await.map_err(|e| {
+            format!(
+                "cannot listen on {} / {}: {e}",
+                config.listen, config.admin_listen
+            )
+        })?;
+        server::run(config, listeners, touchstream::shutdown::signal())
+            .await
+            .map_err(|e| format!("{e:#}"))
+    })
+}
+
+fn run_replay(
+    config: &Config,
+    file: &std::path::Path,
+    json: bool,
+    skip_invalid: bool,
+) -> Result<(), String> {
+    let f =
+        std::fs::File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    let outcome = replay::replay(
+        config,
+        std::io::BufReader::new(f),
+        ReplayOptions { skip_invalid },
+    )
+    .map_err(|e| format!("{}: {e}", file.display()))?;
+    for (line, message) in &outcome.skipped {
+        eprintln!("{}:{line}: skipped: {message}", file.display());
+    }
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        outcome.report.to_json().to_string() + "\n"
+    } else {
+        outcome.report.to_table()
+    };
+    out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,184 @@
+//! The collector's and transport's metrics.
+
+use super::{CounterFamily, HistogramFamily, histogram_family, labels, latency_buckets, reg};
+use crate::collector::RejectReason;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Why the collector kept an accepted event out of the funnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterReason {
+    Bot,
+    Consent,
+}
+
+/// Per-site event counters of the collector.
+#[derive(Debug)]
+pub struct IngestMetrics {
+    received: Vec<Counter>,
+    accepted: Vec<Counter>,
+    rejected: Vec<Counter>,
+    bots: Vec<Counter>,
+    consent: Vec<Counter>,
+}
+
+impl IngestMetrics {
+    pub(super) fn new(r: &mut Registry, sites: &[String], filtered: &CounterFamily) -> Self {
+        let received_f = reg(
+            r,
+            "touchstream_events_received",
+            "Events in well-formed batches for a known site.",
+            CounterFamily::default(),
+        );
+        let accepted_f = reg(
+            r,
+            "touchstream_events_accepted",
+            "Events accepted (in the transport, or filtered).",
+            CounterFamily::default(),
+        );
+        let rejected_f = reg(
+            r,
+            "touchstream_events_rejected",
+            "Events not accepted, by reason.",
+            CounterFamily::default(),
+        );
+        let per_site = |f: &CounterFamily| -> Vec<Counter> {
+            sites
+                .iter()
+                .map(|s| f.get_or_create(&labels([("site", s)])).clone())
+                .collect()
+        };
+        let rejected = sites
+            .iter()
+            .flat_map(|s| {
+                RejectReason::ALL.iter().map(|reason| {
+                    rejected_f
+                        .get_or_create(&labels([("site", s), ("reason", reason.as_str())]))
+                        .clone()
+                })
+            })
+            .collect();
+        let filter = |reason: &str| -> Vec<Counter> {
+            sites
+                .iter()
+                .map(|s| {
+                    filtered
+                        .get_or_create(&labels([("site", s), ("reason", reason)]))
+                        .clone()
+                })
+                .collect()
+        };
+        Self {
+            received: per_site(&received_f),
+            accepted: per_site(&accepted_f),
+            rejected,
+            bots: filter("bot"),
+            consent: filter("consent"),
+        }
+    }
+
+    pub fn received(&self, site: usize) -> &Counter {
+        &self.received[site]
+    }
+    pub fn accepted(&self, site: usize) -> &Counter {
+        &self.accepted[site]
+    }
+    pub fn rejected(&self, site: usize, reason: RejectReason) -> &Counter {
+        &self.rejected[site * RejectReason::ALL.len() + reason.index()]
+    }
+    pub fn filtered(&self, site: usize, reason: FilterReason) -> &Counter {
+        match reason {
+            FilterReason::Bot => &self.bots[site],
+            FilterReason::Consent => &self.consent[site],
+        }
+    }
+}
+
+/// HTTP request counters of both listeners.
+#[derive(Debug)]
+pub struct HttpMetrics {
+    requests: CounterFamily,
+    duration: HistogramFamily,
+}
+
+impl HttpMetrics {
+    pub(super) fn new(r: &mut Registry) -> Self {
+        Self {
+            requests: reg(
+                r,
+                "touchstream_http_requests",
+                "HTTP requests by route and status.",
+                CounterFamily::default(),
+            ),
+            duration: reg(
+                r,
+                "touchstream_http_request_duration_seconds",
+                "HTTP request duration by route.",
+                histogram_family(latency_buckets),
+            ),
+        }
+    }
+
+    /// Records one request; `route` is a matched route template (a closed set), never a raw path.
+    pub fn record(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&labels([("route", route), ("status", &status.to_string())]))
+            .inc();
+        self.duration
+            .get_or_create(&labels([("route", route)]))
+            .observe(seconds);
+    }
+
+    /// The duration histogram of `route`, for tests and reports.
+    pub fn duration(&self, route: &str) -> Histogram {
+        self.duration
+            .get_or_create(&labels([("route", route)]))
+            .clone()
+    }
+}
+
+/// The embedded transport's queue.
+#[derive(Debug)]
+pub struct TransportMetrics {
+    /// `touchstream_transport_queue_events`: events waiting for the engine.
+    pub queued: Gauge,
+    /// `touchstream_transport_queue_capacity_events`.
+    pub capacity: Gauge,
+    /// `touchstream_transport_send_failures_total{reason}`: batches refused (`full`, `closed`).
+    pub failures: CounterFamily,
+}
+
+impl TransportMetrics {
+    pub(super) fn new(r: &mut Registry) -> Self {
+        Self {
+            queued: reg(
+                r,
+                "touchstream_transport_queue_events",
+                "Events in the transport waiting for the engine.",
+                Gauge::default(),
+            ),
+            capacity: reg(
+                r,
+                "touchstream_transport_queue_capacity_events",
+                "Most events the transport queue holds.",
+                Gauge::default(),
+            ),
+            failures: reg(
+                r,
+                "touchstream_transport_send_failures",
+                "Batches the transport could not take, by reason.",
+                CounterFamily::default(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+impl TransportMetrics {
+    /// Metrics in a throw-away registry.
+    pub fn for_tests() -> Self {
+        Self::new(&mut Registry::default())
+    }
+}

@@ -1,0 +1,199 @@
+//! `touchstream replay FILE`: the engine over a recorded log, in event time.
+//!
+//! The log is one wire-format batch (possibly pretty-printed), or JSON Lines where each line is
+//! a batch or a single event carrying `site`. Events are validated exactly as the collector
+//! does; the clock is the largest event time seen, and every session closes at the end of the
+//! log. A bad line stops the replay with its line number, unless `skip_invalid` is set.
+
+mod report;
+
+pub use report::{Report, SiteReport};
+
+use crate::collector::{EnrichContext, WireBatch, decode_event, enrich};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::event::Device;
+use crate::metrics::Metrics;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::io::BufRead;
+use std::sync::Arc;
+
+/// Sweep for idle sessions every this many events (bounds memory on long logs; figures do not
+/// depend on it, because an event after a gap closes its old session itself).
+const SWEEP_EVERY: u64 = 10_000;
+
+/// Why a replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read the log: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: {message}")]
+    Line { line: usize, message: String },
+}
+
+/// Options of a replay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayOptions {
+    /// Skip bad lines and invalid events (each reported) instead of stopping at the first.
+    pub skip_invalid: bool,
+}
+
+/// The result of a replay.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: Report,
+    /// Events applied (duplicates included).
+    pub events: u64,
+    /// `(line, message)` of every skipped line or event.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// A line of a JSON Lines log: a batch when it has `events`, else one event.
+#[derive(Deserialize)]
+struct LineProbe<'a> {
+    site: Option<String>,
+    sent_at: Option<i64>,
+    #[serde(borrow)]
+    events: Option<Vec<&'a RawValue>>,
+}
+
+struct Replayer<'c> {
+    config: &'c Config,
+    engine: Engine,
+    options: ReplayOptions,
+    clock: i64,
+    applied: u64,
+    skipped: Vec<(usize, String)>,
+}
+
+/// Replays `input` through a fresh engine configured by `config`.
+pub fn replay(
+    config: &Config,
+    mut input: impl BufRead,
+    options: ReplayOptions,
+) -> Result<Outcome, ReplayError> {
+    let journey = crate::engine::Journey::new(&config.journey);
+    let metrics = Arc::new(Metrics::new(config, &journey));
+    let mut r = Replayer {
+        config,
+        engine: Engine::new(config, metrics.clone()),
+        options,
+        clock: i64::MIN,
+        applied: 0,
+        skipped: Vec::new(),
+    };
+    let mut line = String::new();
+    let mut number = 0;
+    while input.read_line(&mut line)? > 0 {
+        number += 1;
+        let text = line.trim();
+        if !text.is_empty() {
+            if number == 1
+                && serde_json::from_str::<&RawValue>(text).is_err()
+                && text.starts_with('{')
+            {
+                // Not JSON Lines: one (pretty-printed) batch.
+                let mut whole = std::mem::take(&mut line);
+                input.read_to_string(&mut whole)?;
+                r.document(&whole)?;
+                break;
+            }
+            r.line(number, text)?;
+        }
+        line.clear();
+    }
+    r.engine.close_all();
+    Ok(Outcome {
+        report: Report::new(config, &r.engine, &metrics),
+        events: r.applied,
+        skipped: r.skipped,
+    })
+}
+
+impl Replayer<'_> {
+    fn fail(&mut self, line: usize, message: String) -> Result<(), ReplayError> {
+        if self.options.skip_invalid {
+            self.skipped.push((line, message));
+            Ok(())
+        } else {
+            Err(ReplayError::Line { line, message })
+        }
+    }
+
+    fn document(&mut self, text: &str) -> Result<(), ReplayError> {
+        match serde_json::from_str::<WireBatch>(text) {
+            Ok(b) => self.batch(1, &b.site, b.sent_at, &b.events),
+            Err(e) => Err(ReplayError::Line {
+                line: e.line(),
+                message: format!("not a batch or JSON Lines: {e}"),
+            }),
+        }
+    }
+
+    fn line(&mut self, line: usize, text: &str) -> Result<(), ReplayError> {
+        let probe: LineProbe = match serde_json::from_str(text) {
+            Ok(p) => p,
+            Err(e) => return self.fail(line, format!("not a JSON object: {e}")),
+        };
+        match (probe.events, probe.site) {
+            (Some(events), Some(site)) => self.batch(line, &site, probe.sent_at, &events),
+            (None, Some(site)) => {
+                let raw: &RawValue = serde_json::from_str(text).expect("parsed above");
+                self.batch(line, &site, None, &[raw])
+            }
+            (_, None) => self.fail(
+                line,
+                "`site` is missing (give it per batch or per event)".into(),
+            ),
+        }
+    }
+
+    fn batch(
+        &mut self,
+        line: usize,
+        site: &str,
+        _sent_at: Option<i64>,
+        events: &[&RawValue],
+    ) -> Result<(), ReplayError> {
+        let Some(cfg) = self.config.site(site) else {
+            return self.fail(
+                line,
+                format!("site `{site}` is not configured (add it under [[sites]])"),
+            );
+        };
+        let (site_id, require_consent) = (Arc::from(cfg.id.as_str()), cfg.require_consent);
+        let limits = &self.config.limits;
+        for (i, raw) in events.iter().enumerate() {
+            let v = match decode_event(raw, limits.max_event_bytes, limits.max_items) {
+                Ok(v) => v,
+                Err(r) => {
+                    let at = if events.len() > 1 {
+                        format!("event {i}: ")
+                    } else {
+                        String::new()
+                    };
+                    self.fail(line, format!("{at}{} ({})", r.message, r.reason.as_str()))?;
+                    continue;
+                }
+            };
+            if require_consent && v.consent != Some(true) {
+                continue;
+            }
+            // Recorded events are replayed at their own time: no clock skew to correct.
+            let ctx = EnrichContext {
+                received_at: v.ts,
+                sent_at: None,
+                device: Device::Desktop,
+            };
+            let event = enrich(&site_id, ctx, v);
+            self.clock = self.clock.max(event.event_time_ms);
+            self.engine.apply(&event);
+            self.applied += 1;
+            if self.applied.is_multiple_of(SWEEP_EVERY) {
+                self.engine.sweep(self.clock);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! The transport between collector and engine: a sink the collector writes batches to and a
+//! source the engine reads them from. Collector and engine code see only these traits, so the
+//! embedded queue and Kafka are interchangeable.
+//!
+//! Contract of a sink: `send` returns `Ok` only once every event of the batch is held by the
+//! transport (for the memory queue: enqueued; for Kafka: acknowledged by the broker). Any error
+//! means none of them may be counted on, and the client must be told to retry (503).
+
+mod memory;
+
+pub use memory::{MemorySink, MemorySource, memory};
+
+use crate::event::Event;
+use async_trait::async_trait;
+
+/// Why a sink could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No room within the enqueue timeout: the engine is behind.
+    #[error("the transport queue is full")]
+    Full,
+    /// The transport is shutting down.
+    #[error("the transport is closed")]
+    Closed,
+}
+
+impl SendError {
+    /// Low-cardinality label value for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SendError::Full => "full",
+            SendError::Closed => "closed",
+        }
+    }
+}
+
+/// Where the collector puts accepted events.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Hands over one batch; `Ok` means every event in it is in the transport.
+    async fn send(&self, events: Vec<Event>) -> Result<(), SendError>;
+
+    /// Whether the transport can take events now (drives `/readyz`).
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// Where the engine reads events from.
+#[async_trait]
+pub trait EventSource: Send + 'static {
+    /// The next batch, or `None` once the transport is closed and drained.
+    async fn next(&mut self) -> Option<Delivery>;
+
+    /// Stops taking new batches; what is already in the transport is still delivered.
+    fn close(&mut self);
+}
+
+/// A batch handed to the engine. Call [`Delivery::ack`] once every event is applied: the
+/// transport may only then forget it (free queue room, store the offset).
+pub struct Delivery {
+    pub events: Vec<Event>,
+    on_ack: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Delivery {
+    pub fn new(events: Vec<Event>, on_ack: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            events,
+            on_ack: Some(Box::new(on_ack)),
+        }
+    }
+
+    /// Marks the batch applied.
+    pub fn ack(mut self) {
+        if let Some(f) = self.on_ack.take() {
+            f();
+        }
+    }
+}
