@@ -2,8 +2,7 @@
 //!
 //! Shutdown order, so that nothing accepted is lost: stop taking requests and finish those in
 //! flight (each either got its 2xx with its events in the transport, or an error), then close
-//! the transport and let the engine apply everything in it, then stop the sweeper and the
-//! admin listener.
+//! the transport and let the engine apply everything in it, then stop the admin listener.
 
 use crate::admin::{self, AdminState};
 use crate::collector::{self, CollectorState};
@@ -49,11 +48,11 @@ pub async fn run(
     let engine = Arc::new(Engine::new(&config, metrics.clone()));
     let (trigger, stop) = shutdown::channel();
 
-    let applier = tokio::spawn(engine::run(engine.clone(), source, stop.clone()));
-    let sweeper = tokio::spawn(engine::sweep_loop(
+    let applier = tokio::spawn(engine::run(
         engine.clone(),
+        source,
         config.engine.sweep_interval,
-        stop.clone(),
+        stop,
     ));
     tracing::info!(
         public = %listeners.public.local_addr()?,
@@ -87,7 +86,6 @@ pub async fn run(
     public.await??;
     trigger.fire();
     let applied = applier.await?;
-    sweeper.await?;
     admin_trigger.fire();
     admin.await??;
     tracing::info!(

@@ -3,7 +3,8 @@
 //!
 //! Semantics (CONTRACT.md section 2): a session is `(site, session)`; it closes once the clock
 //! reaches its last event time plus the session timeout (live: the server clock, via
-//! [`Engine::sweep`]; an event that arrives after that gap starts a new session). Its furthest
+//! [`Engine::sweep`] between batches; an event that arrives after that gap closes the old
+//! session and starts a new one). Its furthest
 //! stage is the highest any of its events maps to, whatever their order; reaching a stage counts
 //! every stage before it. Because reached counts are taken on arrival and drop-offs, abandoned
 //! carts and open-cart value are computed from order-independent state (furthest stage, whether
@@ -16,7 +17,7 @@ mod runner;
 mod session;
 
 pub use journey::{CartEffect, Journey, Kind, OTHER, POST_PURCHASE, Touchpoint};
-pub use runner::{run, sweep_loop};
+pub use runner::run;
 
 use crate::config::Config;
 use crate::event::Event;
@@ -50,7 +51,7 @@ impl Hash for SessionKey {
     }
 }
 
-/// The engine. Shared between the apply loop and the sweeper; all methods take `&self`.
+/// The engine. All methods take `&self`: the map is concurrent, so readers never block it.
 pub struct Engine {
     journey: Journey,
     sites: HashMap<String, u16>,
@@ -285,3 +286,6 @@ impl Engine {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

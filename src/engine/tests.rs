@@ -1,0 +1,261 @@
+//! Unit tests of the contract's funnel semantics, one rule at a time.
+
+use super::*;
+use crate::event::{Channel, Device};
+use crate::replay::Report;
+
+const MIN: i64 = 60_000;
+
+struct Fixture {
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    config: Config,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let config = Config::default();
+        let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+        Self {
+            engine: Engine::new(&config, metrics.clone()),
+            metrics,
+            config,
+        }
+    }
+
+    fn ev(&self, session: &str, id: &str, kind: &str, t: i64) -> Event {
+        Event {
+            site: "demo".into(),
+            id: id.into(),
+            kind: kind.into(),
+            session: session.into(),
+            event_time_ms: t,
+            received_at_ms: t,
+            channel: Channel::Email,
+            device: Device::Mobile,
+            value: None,
+            currency: None,
+            order_id: None,
+        }
+    }
+
+    fn apply(&self, session: &str, id: &str, kind: &str, t: i64) -> Outcome {
+        self.engine.apply(&self.ev(session, id, kind, t))
+    }
+
+    fn apply_value(
+        &self,
+        session: &str,
+        id: &str,
+        kind: &str,
+        value: f64,
+        currency: Option<&str>,
+        order: Option<&str>,
+    ) {
+        let mut e = self.ev(session, id, kind, 0);
+        e.value = Some(value);
+        e.currency = currency.map(String::from);
+        e.order_id = order.map(String::from);
+        self.engine.apply(&e);
+    }
+
+    fn report(&self) -> crate::replay::SiteReport {
+        Report::new(&self.config, &self.engine, &self.metrics)
+            .sites
+            .remove(0)
+            .1
+    }
+
+    fn reached(&self) -> Vec<u64> {
+        self.report().reached.iter().map(|(_, n)| *n).collect()
+    }
+
+    fn dropoffs(&self) -> Vec<u64> {
+        self.report().dropoffs.iter().map(|(_, n)| *n).collect()
+    }
+}
+
+#[test]
+fn reaching_a_stage_counts_every_stage_before_it() {
+    let f = Fixture::new();
+    f.apply("s", "1", "purchase", 0);
+    assert_eq!(f.reached(), [1, 1, 1, 1, 1]);
+    assert_eq!(
+        f.metrics
+            .funnel
+            .reached(0, 2, Channel::Email, Device::Mobile)
+            .get(),
+        1
+    );
+}
+
+#[test]
+fn events_outside_the_funnel_stand_at_the_first_stage() {
+    let f = Fixture::new();
+    f.apply("s", "1", "made_up_type", 0);
+    f.apply("s", "2", "error", 0);
+    assert_eq!(f.reached(), [1, 0, 0, 0, 0]);
+    f.engine.close_all();
+    assert_eq!(f.dropoffs(), [1, 0, 0, 0]);
+    assert_eq!(f.metrics.funnel.friction(0, 0, 0).get(), 1);
+}
+
+#[test]
+fn furthest_stage_ignores_order_and_dropoff_is_counted_at_close() {
+    let f = Fixture::new();
+    f.apply("s", "1", "begin_checkout", 5 * MIN);
+    f.apply("s", "2", "page_view", 0);
+    f.apply("s", "3", "view_item", MIN);
+    assert_eq!(f.reached(), [1, 1, 1, 1, 0]);
+    assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
+    assert_eq!(f.metrics.funnel.active(0, 3).get(), 1);
+    f.engine.close_all();
+    assert_eq!(f.dropoffs(), [0, 0, 0, 1]);
+    assert_eq!(f.metrics.funnel.active(0, 3).get(), 0);
+}
+
+#[test]
+fn purchased_sessions_are_not_dropoffs() {
+    let f = Fixture::new();
+    f.apply("s", "1", "purchase", 0);
+    f.engine.close_all();
+    assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
+    assert_eq!(f.report().carts_abandoned, 0);
+}
+
+#[test]
+fn duplicates_change_nothing() {
+    let f = Fixture::new();
+    assert_eq!(f.apply("s", "1", "add_to_cart", 0), Outcome::Applied);
+    assert_eq!(f.apply("s", "1", "purchase", 0), Outcome::Duplicate);
+    assert_eq!(f.reached(), [1, 1, 1, 0, 0]);
+    assert_eq!(f.report().duplicates, 1);
+    // The same id in another session is not a duplicate.
+    assert_eq!(f.apply("t", "1", "page_view", 0), Outcome::Applied);
+}
+
+#[test]
+fn abandoned_cart_value_is_adds_less_removes_never_below_zero() {
+    let f = Fixture::new();
+    f.apply_value("a", "1", "add_to_cart", 100.0, Some("PLN"), None);
+    f.apply_value("a", "2", "Product Added", 29.99, Some("PLN"), None);
+    f.apply_value("a", "3", "remove_from_cart", 100.0, Some("PLN"), None);
+    f.apply_value("b", "1", "remove_from_cart", 50.0, None, None);
+    f.apply_value("b", "2", "add_to_cart", 20.0, None, None);
+    assert_eq!(f.metrics.funnel.carts_open(0).get(), 2);
+    assert_eq!(f.metrics.funnel.carts_open_value(0, 2).micros(), 29_990_000);
+    f.engine.close_all();
+    let r = f.report();
+    assert_eq!(r.carts_abandoned, 2);
+    assert_eq!(r.carts_abandoned_value, [("PLN".to_string(), 29.99)]);
+    assert_eq!(f.metrics.funnel.carts_open(0).get(), 0);
+    for c in 0..5 {
+        assert_eq!(f.metrics.funnel.carts_open_value(0, c).micros(), 0);
+    }
+}
+
+#[test]
+fn a_checkout_without_cart_event_is_an_abandoned_cart_of_value_zero() {
+    let f = Fixture::new();
+    f.apply("s", "1", "begin_checkout", 0);
+    f.engine.close_all();
+    let r = f.report();
+    assert_eq!(r.carts_abandoned, 1);
+    assert!(r.carts_abandoned_value.is_empty());
+}
+
+#[test]
+fn orders_count_once_per_order_id_and_close_the_cart() {
+    let f = Fixture::new();
+    f.apply_value("s", "1", "add_to_cart", 10.0, Some("EUR"), None);
+    f.apply_value("s", "2", "purchase", 10.0, Some("EUR"), Some("A-1"));
+    f.apply_value("s", "3", "Order Completed", 10.0, Some("EUR"), Some("A-1"));
+    f.apply_value("s", "4", "purchase", 5.5, Some("XYZ"), Some("A-2"));
+    assert_eq!(f.metrics.funnel.carts_open(0).get(), 0);
+    f.engine.close_all();
+    let r = f.report();
+    assert_eq!(r.orders, 2);
+    assert_eq!(
+        r.revenue,
+        [("EUR".to_string(), 10.0), ("other".to_string(), 5.5)]
+    );
+    assert_eq!(r.carts_abandoned, 0);
+}
+
+#[test]
+fn a_gap_of_the_session_timeout_starts_a_new_session() {
+    let f = Fixture::new();
+    f.apply("s", "1", "add_to_cart", 0);
+    f.apply("s", "2", "page_view", 29 * MIN);
+    f.apply("s", "3", "page_view", 59 * MIN);
+    assert_eq!(f.reached(), [2, 1, 1, 0, 0]);
+    assert_eq!(f.report().carts_abandoned, 1);
+    assert_eq!(f.engine.open_sessions(), 1);
+}
+
+#[test]
+fn sweep_closes_only_idle_sessions() {
+    let f = Fixture::new();
+    f.apply("old", "1", "view_item", 0);
+    f.apply("new", "1", "page_view", 20 * MIN);
+    assert_eq!(f.engine.sweep(30 * MIN - 1), 0);
+    assert_eq!(f.engine.sweep(30 * MIN), 1);
+    assert_eq!(f.dropoffs(), [0, 1, 0, 0]);
+    assert_eq!(f.engine.open_sessions(), 1);
+    assert_eq!(f.metrics.funnel.open_sessions.get(), 1);
+}
+
+#[test]
+fn touchpoints_count_under_their_phase() {
+    let f = Fixture::new();
+    let j = f.engine.journey();
+    f.apply("s", "1", "view_item", 0);
+    f.apply("s", "2", "rage_click", 0);
+    f.apply("s", "3", "review", 0);
+    let label = |t: &str| j.touchpoints.iter().position(|x| x == t).unwrap();
+    assert_eq!(
+        f.metrics.funnel.touchpoint(0, 1, label("view_item")).get(),
+        1
+    );
+    assert_eq!(
+        f.metrics.funnel.touchpoint(0, 1, label("rage_click")).get(),
+        1
+    );
+    assert_eq!(
+        f.metrics
+            .funnel
+            .touchpoint(0, j.post_purchase_phase(), label("review"))
+            .get(),
+        1
+    );
+    assert_eq!(f.metrics.funnel.friction(0, 1, 3).get(), 1);
+}
+
+#[test]
+fn unknown_sites_are_counted_not_applied() {
+    let f = Fixture::new();
+    let mut e = f.ev("s", "1", "page_view", 0);
+    e.site = "other-shop".into();
+    assert_eq!(f.engine.apply(&e), Outcome::UnknownSite);
+    assert_eq!(f.metrics.funnel.unknown_site.get(), 1);
+    assert_eq!(f.engine.open_sessions(), 0);
+}
+
+#[test]
+fn a_full_store_evicts_the_longest_idle_sessions() {
+    let mut config = Config::default();
+    config.engine.max_open_sessions = 200;
+    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let f = Fixture {
+        engine: Engine::new(&config, metrics.clone()),
+        metrics,
+        config,
+    };
+    for i in 0..200 {
+        f.apply(&format!("s{i}"), "1", "page_view", i);
+    }
+    f.apply("newest", "1", "page_view", 1_000);
+    assert_eq!(f.metrics.funnel.evicted.get(), 2);
+    assert_eq!(f.engine.open_sessions(), 199);
+    assert_eq!(f.dropoffs(), [2, 0, 0, 0]);
+}
