@@ -1,0 +1,197 @@
+//! The binary: configuration errors, replay errors, and a graceful SIGTERM that applies every
+//! accepted event before exiting 0.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn touchstream() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_touchstream"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn check_config_prints_the_resolved_configuration() {
+    let cfg = file(
+        "[[sites]]\nid = \"shop\"\norigins = [\"https://shop.example\"]\ncurrencies = [\"PLN\"]\n",
+    );
+    let (ok, out, err) = run(touchstream()
+        .arg("check-config")
+        .arg(cfg.path())
+        .env("TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT", "2s"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("id = \"shop\"") && out.contains("session_timeout = \"2s\""),
+        "{out}"
+    );
+    assert!(out.contains("name = \"checkout\""), "{out}");
+}
+
+#[test]
+fn invalid_configuration_exits_non_zero_naming_the_key() {
+    let cases = [
+        (
+            "[journey]\nsession_timeout = \"soon\"\n",
+            vec![],
+            "journey.session_timeout",
+        ),
+        ("[[sites]]\nid = \"Bad Site\"\n", vec![], "sites[0].id"),
+        ("[limits]\nmax_body = 1\n", vec![], "max_body"),
+        (
+            "",
+            vec![("TOUCHSTREAM_LIMITS_MAX_ITEMS", "lots")],
+            "TOUCHSTREAM_LIMITS_MAX_ITEMS",
+        ),
+        ("", vec![("TOUCHSTREAM_LISTEN", "nowhere")], "listen"),
+    ];
+    for (text, env, needle) in cases {
+        let cfg = file(text);
+        let (ok, _, err) = run(touchstream().arg("check-config").arg(cfg.path()).envs(env));
+        assert!(!ok && err.contains(needle), "{needle}: {err}");
+    }
+    let (ok, _, err) = run(touchstream().args(["check-config", "/nonexistent/touchstream.toml"]));
+    assert!(!ok && err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn replay_stops_at_a_bad_line_unless_told_to_skip() {
+    let good = json!({"site": "demo", "id": "e1", "type": "purchase", "ts": 1000, "session": "s",
+                      "props": {"value": 10, "currency": "USD"}});
+    let log = file(&format!(
+        "{good}\nnot json\n{}\n",
+        json!({"site": "demo", "id": "e2", "ts": 5, "session": "s"})
+    ));
+    let (ok, _, err) = run(touchstream().arg("replay").arg(log.path()));
+    assert!(!ok && err.contains("line 2: not a JSON object"), "{err}");
+    let (ok, out, err) = run(touchstream()
+        .args(["replay", "--json", "--skip-invalid"])
+        .arg(log.path()));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(":2: skipped") && err.contains(":3: skipped: `type` is required"),
+        "{err}"
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["sites"]["demo"]["orders"], 1);
+    assert_eq!(report["sites"]["demo"]["revenue"]["USD"], 10.0);
+
+    let unknown = file(
+        &json!({"site": "nope", "id": "e", "type": "page_view", "ts": 1, "session": "s"})
+            .to_string(),
+    );
+    let (ok, _, err) = run(touchstream().arg("replay").arg(unknown.path()));
+    assert!(
+        !ok && err.contains("site `nope` is not configured"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_reads_a_pretty_printed_batch() {
+    let batch = json!({"site": "demo", "sent_at": 10, "events": [
+        {"id": "1", "type": "Product Added", "ts": 1, "session": "s", "props": {"value": 5, "currency": "GBP"}},
+        {"id": "2", "type": "page_view", "ts": 2, "session": "t"}
+    ]});
+    let log = file(&serde_json::to_string_pretty(&batch).unwrap());
+    let (ok, out, err) = run(touchstream().args(["replay", "--json"]).arg(log.path()));
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["sites"]["demo"]["reached"]["visit"], 2);
+    assert_eq!(r["sites"]["demo"]["carts_abandoned_value"]["GBP"], 5.0);
+    assert_eq!(r["sites"]["demo"]["dropoffs"]["add_to_cart"], 1);
+}
+
+/// Reads the child's stderr on a thread, line by line.
+fn lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + key.len()
+        + 1;
+    line[start..].split_whitespace().next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_applies_every_accepted_event_and_exits_zero() {
+    let mut child = touchstream()
+        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = lines(&mut child);
+    let serving = log
+        .iter()
+        .find(|l| l.contains("touchstream serving"))
+        .expect("server started");
+    let url = format!("http://{}/v1/events", field(&serving, "public"));
+    let client = reqwest::Client::new();
+    let mut accepted = 0;
+    for b in 0..50 {
+        let events: Vec<Value> =
+            (0..20).map(|i| json!({"id": format!("{b}-{i}"), "type": "view_item", "ts": 1, "session": format!("s{b}")})).collect();
+        let res = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(json!({"site": "demo", "events": events}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        accepted += res.json::<Value>().await.unwrap()["accepted"]
+            .as_u64()
+            .unwrap();
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = log
+        .recv_timeout(Duration::from_secs(5))
+        .into_iter()
+        .chain(log.try_iter())
+        .collect();
+    let drained = rest
+        .iter()
+        .find(|l| l.contains("engine drained the transport"))
+        .expect("drain logged");
+    assert_eq!(field(drained, "applied"), accepted.to_string());
+    assert_eq!(accepted, 1000);
+}
