@@ -74,7 +74,7 @@ fn source_matches(source: &str, list: &[&str]) -> bool {
 
 /// The channel of a landing event, GA4's default channel grouping reduced to the contract's
 /// closed set.
-pub fn channel(utm: &Utm, referrer: Option<&str>, url: Option<&str>) -> Channel {
+pub fn channel(utm: &Utm<'_>, referrer: Option<&str>, url: Option<&str>) -> Channel {
     let medium = utm.medium.as_deref().unwrap_or("").to_ascii_lowercase();
     let source = utm.source.as_deref().unwrap_or("").to_ascii_lowercase();
     let paid_click = url.is_some_and(|u| {
@@ -182,7 +182,7 @@ pub fn is_bot(user_agent: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn utm(source: &str, medium: &str) -> Utm {
+    fn utm(source: &'static str, medium: &'static str) -> Utm<'static> {
         Utm {
             source: Some(source.into()),
             medium: Some(medium.into()),

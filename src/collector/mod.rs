@@ -258,7 +258,7 @@ impl CollectorState {
 }
 
 /// Turns a validated wire event into the transport's [`Event`].
-pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent) -> Event {
+pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
     Event {
         site: site.clone(),
         channel: channel(&v.utm, v.referrer.as_deref(), v.url.as_deref()),

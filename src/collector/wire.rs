@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// The envelope of one request.
 #[derive(Debug, Deserialize)]
@@ -20,28 +21,36 @@ pub struct WireBatch<'a> {
     pub events: Vec<&'a RawValue>,
 }
 
-/// One event as sent. Unknown fields (and unknown `props`) are ignored.
+/// One event as sent. Unknown fields (and unknown `props`) are ignored. Fields that are only
+/// inspected borrow from the body instead of being copied.
 #[derive(Debug, Deserialize)]
-pub struct WireEvent {
+pub struct WireEvent<'a> {
     pub id: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub ts: Option<i64>,
     pub session: Option<String>,
-    pub visitor: Option<String>,
-    pub url: Option<String>,
-    pub referrer: Option<String>,
-    pub utm: Option<Utm>,
+    #[serde(borrow)]
+    pub visitor: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub url: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub referrer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub utm: Option<Utm<'a>>,
     pub props: Option<Props>,
     pub consent: Option<bool>,
 }
 
 /// Campaign parameters of the landing page.
 #[derive(Debug, Default, Deserialize)]
-pub struct Utm {
-    pub source: Option<String>,
-    pub medium: Option<String>,
-    pub campaign: Option<String>,
+pub struct Utm<'a> {
+    #[serde(borrow)]
+    pub source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub medium: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub campaign: Option<Cow<'a, str>>,
 }
 
 /// The properties the engine reads.
@@ -146,14 +155,14 @@ const MAX_AMOUNT: f64 = 1e12;
 
 /// A decoded, checked event with the fields the engine needs.
 #[derive(Debug)]
-pub struct ValidEvent {
+pub struct ValidEvent<'a> {
     pub id: String,
     pub kind: String,
     pub ts: i64,
     pub session: String,
-    pub url: Option<String>,
-    pub referrer: Option<String>,
-    pub utm: Utm,
+    pub url: Option<Cow<'a, str>>,
+    pub referrer: Option<Cow<'a, str>>,
+    pub utm: Utm<'a>,
     pub value: Option<f64>,
     pub currency: Option<String>,
     pub order_id: Option<String>,
@@ -161,11 +170,11 @@ pub struct ValidEvent {
 }
 
 /// Decodes and validates one raw event.
-pub fn decode_event(
-    raw: &RawValue,
+pub fn decode_event<'a>(
+    raw: &'a RawValue,
     max_event_bytes: usize,
     max_items: usize,
-) -> Result<ValidEvent, Rejection> {
+) -> Result<ValidEvent<'a>, Rejection> {
     let text = raw.get();
     if text.len() > max_event_bytes {
         return Err(reject(
@@ -182,20 +191,32 @@ pub fn decode_event(
             "each event must be a JSON object",
         ));
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let ev: WireEvent = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let reason = match path.split(['.', '[']).next().unwrap_or("") {
-            "id" => RejectReason::InvalidId,
-            "type" => RejectReason::InvalidType,
-            "ts" => RejectReason::InvalidTs,
-            "session" => RejectReason::InvalidSession,
-            "props" => RejectReason::InvalidProps,
-            _ => RejectReason::InvalidField,
-        };
-        reject(reason, format!("{path}: {}", e.inner()))
-    })?;
+    // Fast path: plain serde. Only a failing event is parsed again to find the field at fault.
+    let ev: WireEvent = match serde_json::from_str(text) {
+        Ok(ev) => ev,
+        Err(_) => return Err(diagnose(text)),
+    };
     validate(ev, max_items)
+}
+
+/// The reason and message for an event that does not deserialise, naming the field at fault.
+fn diagnose(text: &str) -> Rejection {
+    let mut de = serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, WireEvent>(&mut de) {
+        Ok(_) => reject(RejectReason::InvalidField, "the event could not be read"),
+        Err(e) => {
+            let path = e.path().to_string();
+            let reason = match path.split(['.', '[']).next().unwrap_or("") {
+                "id" => RejectReason::InvalidId,
+                "type" => RejectReason::InvalidType,
+                "ts" => RejectReason::InvalidTs,
+                "session" => RejectReason::InvalidSession,
+                "props" => RejectReason::InvalidProps,
+                _ => RejectReason::InvalidField,
+            };
+            reject(reason, format!("{path}: {}", e.inner()))
+        }
+    }
 }
 
 fn required<T>(v: Option<T>, field: &str) -> Result<T, Rejection> {
@@ -224,7 +245,7 @@ fn amount(v: f64, field: &str) -> Result<f64, Rejection> {
     }
 }
 
-fn validate(ev: WireEvent, max_items: usize) -> Result<ValidEvent, Rejection> {
+fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejection> {
     let id = required(ev.id, "id")?;
     if id.is_empty() || id.chars().count() > 64 {
         return Err(reject(
@@ -328,9 +349,11 @@ fn validate(ev: WireEvent, max_items: usize) -> Result<ValidEvent, Rejection> {
 mod tests {
     use super::*;
 
-    fn decode(json: &str) -> Result<ValidEvent, Rejection> {
-        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-        decode_event(&raw, 32 * 1024, 200)
+    fn decode(json: &str) -> Result<ValidEvent<'static>, Rejection> {
+        // Leaked: a few bytes per test, so the event may borrow from its body.
+        let raw: &'static RawValue =
+            Box::leak(serde_json::from_str::<Box<RawValue>>(json).unwrap());
+        decode_event(raw, 32 * 1024, 200)
     }
 
     fn reason(json: &str) -> RejectReason {

@@ -1,0 +1,82 @@
+//! Memory per open session at a million open sessions, measured with a counting allocator
+//! (bytes requested from the allocator) and, for comparison, resident memory from /proc.
+//! Each session holds one event, so its id set holds one id.
+//!
+//! `cargo bench --bench session_memory` (env SESSIONS to change the count)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use touchstream::config::Config;
+use touchstream::engine::{Engine, Journey};
+use touchstream::event::{Channel, Device, Event};
+use touchstream::metrics::Metrics;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let n: usize = std::env::var("SESSIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let config = Config::default();
+    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let engine = Engine::new(&config, metrics);
+    let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    for s in 0..n {
+        let e = Event {
+            site: "demo".into(),
+            id: format!("{s:032x}"),
+            kind: "view_item".into(),
+            session: format!("session-{s:016x}"),
+            event_time_ms: 1_763_800_000_000,
+            received_at_ms: 1_763_800_000_000,
+            channel: Channel::Direct,
+            device: Device::Desktop,
+            value: None,
+            currency: None,
+            order_id: None,
+        };
+        engine.apply(&e);
+    }
+    let heap = (LIVE.load(Ordering::Relaxed) - heap0) as f64 / n as f64;
+    let rss = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
+    // One id in a ThinVec: a 16-byte header plus the 8-byte hash.
+    let ids = 24.0;
+    println!("open sessions:                 {}", engine.open_sessions());
+    println!(
+        "heap bytes per session:        {heap:.1} (of which id set {ids:.0}; beyond ids {:.1})",
+        heap - ids
+    );
+    println!("resident bytes per session:    {rss:.1}");
+}
