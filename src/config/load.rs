@@ -73,7 +73,7 @@ pub fn load_str(
             } else {
                 key
             },
-            e.inner().to_string(),
+            e.inner().message(),
         )
     })?;
     config.validate()?;

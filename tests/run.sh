@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
+# Installs what it needs (today: only the Rust toolchain's rustfmt and clippy components).
+# Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ ! -r ../shared/data/rees46-2019-oct-sample.csv ]; then
+  echo "tests/run.sh: ../shared/data/rees46-2019-oct-sample.csv is missing; the replay tests read it beside the repository" >&2
+  exit 1
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+  done
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test
+
+step "cargo bench --no-run (benchmarks compile; figures live in loadtests/RESULTS.md)"
+cargo bench --no-run
