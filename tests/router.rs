@@ -358,3 +358,70 @@ async fn client_text_never_becomes_a_label() {
             && !text.contains("ZZZ")
     );
 }
+
+mod no_input_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_ish() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| format!("{n:e}")),
+            "[a-zA-Z0-9 _]{0,8}".prop_map(|s| format!("\"{s}\"")),
+            Just("\"demo\"".to_string()),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let key = prop_oneof![
+                Just("site"),
+                Just("events"),
+                Just("id"),
+                Just("type"),
+                Just("ts"),
+                Just("session"),
+                Just("props"),
+                Just("value"),
+                Just("items"),
+                Just("price"),
+                Just("utm"),
+                Just("x")
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((key, inner), 0..6).prop_map(|kv| {
+                    format!(
+                        "{{{}}}",
+                        kv.iter()
+                            .map(|(k, v)| format!("\"{k}\":{v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn garbage_gets_a_client_error_or_a_partial_accept(body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            json_ish().prop_map(String::into_bytes),
+            json_ish().prop_map(|e| format!(r#"{{"site":"demo","sent_at":5,"events":[{e},{e}]}}"#).into_bytes()),
+        ]) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let h = harness(10_000);
+            let (status, _, json) = rt.block_on(send(&h.app, post().body(Body::from(body)).unwrap()));
+            prop_assert!(status == StatusCode::OK || status.is_client_error(), "{status} {json}");
+            if status == StatusCode::OK {
+                let accepted = json["accepted"].as_u64().unwrap();
+                let rejected = json["rejected"].as_array().unwrap().len() as u64;
+                prop_assert_eq!(h.metrics.ingest.received(0).get(), accepted + rejected);
+            } else {
+                prop_assert!(json["error"].is_string() && json["message"].is_string());
+            }
+        }
+    }
+}

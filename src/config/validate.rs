@@ -3,6 +3,11 @@
 use super::{Config, ConfigError};
 use std::collections::HashSet;
 
+/// Bounds that keep label sets small and let the engine store indices in a byte or two.
+const MAX_SITES: usize = 1_000;
+const MAX_STAGES: usize = 32;
+const MAX_CURRENCIES: usize = 64;
+
 fn is_label_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -62,8 +67,11 @@ impl Config {
     }
 
     fn validate_sites(&self) -> Result<(), ConfigError> {
-        if self.sites.is_empty() {
-            return Err(ConfigError::invalid("sites", "at least one site is needed"));
+        if self.sites.is_empty() || self.sites.len() > MAX_SITES {
+            return Err(ConfigError::invalid(
+                "sites",
+                format!("give 1 to {MAX_SITES} sites"),
+            ));
         }
         let mut ids = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
@@ -86,6 +94,12 @@ impl Config {
                     format!("`{bad}` is not an origin such as `https://shop.example` or `*`"),
                 ));
             }
+            if site.currencies.len() > MAX_CURRENCIES {
+                return Err(ConfigError::invalid(
+                    key("currencies"),
+                    format!("at most {MAX_CURRENCIES} currencies"),
+                ));
+            }
             if let Some(bad) = site.currencies.iter().find(|c| !is_currency(c)) {
                 return Err(ConfigError::invalid(
                     key("currencies"),
@@ -106,10 +120,10 @@ impl Config {
 
     fn validate_journey(&self) -> Result<(), ConfigError> {
         let j = &self.journey;
-        if j.stages.is_empty() {
+        if j.stages.is_empty() || j.stages.len() > MAX_STAGES {
             return Err(ConfigError::invalid(
                 "journey.stages",
-                "at least one stage is needed",
+                format!("give 1 to {MAX_STAGES} stages"),
             ));
         }
         let mut names = HashSet::new();
