@@ -119,6 +119,18 @@ fn replay_reads_a_pretty_printed_batch() {
     assert_eq!(r["sites"]["demo"]["dropoffs"]["add_to_cart"], 1);
 }
 
+/// Kills the server if the test fails before stopping it, so no process outlives the test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Reads the child's stderr on a thread, line by line.
 fn lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -150,6 +162,7 @@ async fn sigterm_applies_every_accepted_event_and_exits_zero() {
         .spawn()
         .unwrap();
     let log = lines(&mut child);
+    let mut guard = KillOnDrop(Some(child));
     let serving = log
         .iter()
         .find(|l| l.contains("touchstream serving"))
@@ -172,6 +185,7 @@ async fn sigterm_applies_every_accepted_event_and_exits_zero() {
             .as_u64()
             .unwrap();
     }
+    let mut child = guard.0.take().unwrap();
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
