@@ -31,7 +31,7 @@ use siphasher::sip128::{Hasher128, SipHasher13 as SipHasher13x128};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +56,12 @@ pub struct Engine {
     journey: Journey,
     sites: HashMap<String, u16>,
     sessions: DashMap<SessionKey, Session, Prehashed>,
-    open: AtomicUsize,
+    /// Open sessions, shared by every engine of a process (one per Kafka partition).
+    open: Arc<AtomicUsize>,
     max_open: usize,
+    /// False while rebuilding state from events that were already counted: state and gauges
+    /// follow the events, counters and histograms do not.
+    counting: AtomicBool,
     keys: [u64; 4],
     metrics: Arc<Metrics>,
 }
@@ -65,6 +69,12 @@ pub struct Engine {
 impl Engine {
     /// An engine for `config` reporting into `metrics` (built for the same config and journey).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        Self::with_open_count(config, metrics, Arc::default())
+    }
+
+    /// An engine whose session bound `engine.max_open_sessions` is shared through `open` with
+    /// other engines (the partitions a Kafka consumer owns).
+    pub fn with_open_count(config: &Config, metrics: Arc<Metrics>, open: Arc<AtomicUsize>) -> Self {
         let random = RandomState::new();
         Self {
             journey: Journey::new(&config.journey),
@@ -75,8 +85,9 @@ impl Engine {
                 .map(|(i, s)| (s.id.clone(), i as u16))
                 .collect(),
             sessions: DashMap::with_hasher(Prehashed::default()),
-            open: AtomicUsize::new(0),
+            open,
             max_open: config.engine.max_open_sessions,
+            counting: AtomicBool::new(true),
             keys: [0u8, 1, 2, 3].map(|i| random.hash_one(i)),
             metrics,
         }
@@ -85,6 +96,16 @@ impl Engine {
     /// The compiled journey map.
     pub fn journey(&self) -> &Journey {
         &self.journey
+    }
+
+    /// Turns counting on or off. Off, events and sweeps rebuild sessions and gauges without
+    /// adding to any counter: for replaying events whose counts were already exported.
+    pub fn set_counting(&self, on: bool) {
+        self.counting.store(on, Ordering::Relaxed);
+    }
+
+    fn counting(&self) -> bool {
+        self.counting.load(Ordering::Relaxed)
     }
 
     /// Sessions currently open.
@@ -110,9 +131,14 @@ impl Engine {
     /// Applies one event.
     pub fn apply(&self, ev: &Event) -> Outcome {
         let m = &self.metrics.funnel;
-        m.applied.inc();
+        let count = self.counting();
+        if count {
+            m.applied.inc();
+        }
         let Some(&site) = self.sites.get(&*ev.site) else {
-            m.unknown_site.inc();
+            if count {
+                m.unknown_site.inc();
+            }
             return Outcome::UnknownSite;
         };
         let key = self.session_key(site, &ev.session);
@@ -147,8 +173,11 @@ impl Engine {
         let m = &self.metrics.funnel;
         let j = &self.journey;
         let site = usize::from(s.site);
+        let count = self.counting();
         if !s.ids.insert(self.id_hash(0, &ev.id)) {
-            m.duplicates(site).inc();
+            if count {
+                m.duplicates(site).inc();
+            }
             return Outcome::Duplicate;
         }
         let tp = j.classify(&ev.kind);
@@ -166,7 +195,7 @@ impl Engine {
         let before = usize::from(s.reached);
         if target >= before {
             let seconds = (ev.event_time_ms - s.first_ms).max(0) as f64 / 1000.0;
-            for stage in before..=target {
+            for stage in (before..=target).filter(|_| count) {
                 m.reached(site, stage, s.channel, s.device).inc();
                 m.stage_seconds(site, stage).observe(seconds);
             }
@@ -182,9 +211,11 @@ impl Engine {
             Kind::PostPurchase => j.post_purchase_phase(),
             Kind::Friction(_) | Kind::Other => j.stages[s.furthest()].phase,
         };
-        m.touchpoint(site, phase, tp.label).inc();
-        if let Kind::Friction(kind) = tp.kind {
-            m.friction(site, s.furthest(), kind).inc();
+        if count {
+            m.touchpoint(site, phase, tp.label).inc();
+            if let Kind::Friction(kind) = tp.kind {
+                m.friction(site, s.furthest(), kind).inc();
+            }
         }
 
         let currency = m.currencies[site].index(ev.currency.as_deref());
@@ -199,13 +230,13 @@ impl Engine {
                 Some(order) => s.insert_order(self.id_hash(1, order)),
                 None => true,
             };
-            if first_time {
+            if first_time && count {
                 m.orders(site, s.channel, s.device).inc();
                 m.revenue(site, currency).add(micros);
                 m.order_value(site, currency)
                     .observe(ev.value.unwrap_or(0.0));
-                s.ordered = true;
             }
+            s.ordered |= first_time;
         }
 
         let now_open = s.cart_open(j.cart_stage);
@@ -222,25 +253,50 @@ impl Engine {
         Outcome::Applied
     }
 
-    /// Counts a session's close: drop-off, abandoned cart, gauges.
+    /// Counts a session's close (drop-off, abandoned cart) and forgets it.
     fn close(&self, s: &Session) {
+        if self.counting() {
+            let m = &self.metrics.funnel;
+            let site = usize::from(s.site);
+            let furthest = s.furthest();
+            if furthest + 1 < self.journey.stages.len() {
+                m.dropoffs(site, furthest, s.channel, s.device).inc();
+            }
+            if s.cart_open(self.journey.cart_stage) {
+                m.carts_abandoned(site, s.channel, s.device).inc();
+                for (cur, v) in s.cart_value() {
+                    m.carts_abandoned_value(site, cur).add(v);
+                }
+            }
+        }
+        self.forget(s);
+    }
+
+    /// Takes a session out of the gauges without counting anything.
+    fn forget(&self, s: &Session) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
-        let furthest = s.furthest();
-        if furthest + 1 < self.journey.stages.len() {
-            m.dropoffs(site, furthest, s.channel, s.device).inc();
-        }
-        m.active(site, furthest).dec();
+        m.active(site, s.furthest()).dec();
         if s.cart_open(self.journey.cart_stage) {
-            m.carts_abandoned(site, s.channel, s.device).inc();
             m.carts_open(site).dec();
             for (cur, v) in s.cart_value() {
-                m.carts_abandoned_value(site, cur).add(v);
                 m.carts_open_value(site, cur).add(-v);
             }
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
         m.open_sessions.dec();
+    }
+
+    /// Drops every session without counting a close: another engine takes them over (a
+    /// revoked Kafka partition). Returns how many.
+    pub fn release(&self) -> usize {
+        let mut released = 0;
+        self.sessions.retain(|_, s| {
+            self.forget(s);
+            released += 1;
+            false
+        });
+        released
     }
 
     /// Closes every session idle since `now_ms - session_timeout` or earlier; returns how many.

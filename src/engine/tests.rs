@@ -259,3 +259,26 @@ fn a_full_store_evicts_the_longest_idle_sessions() {
     assert_eq!(f.engine.open_sessions(), 199);
     assert_eq!(f.dropoffs(), [2, 0, 0, 0]);
 }
+
+#[test]
+fn silent_rebuild_restores_state_and_gauges_without_counting() {
+    let f = Fixture::new();
+    f.engine.set_counting(false);
+    f.apply_value("s", "1", "add_to_cart", 10.0, None, None);
+    f.apply("t", "1", "page_view", 0);
+    f.engine.sweep(31 * MIN);
+    f.apply("s", "2", "view_item", 40 * MIN);
+    assert_eq!(f.reached(), [0, 0, 0, 0, 0]);
+    assert_eq!(f.report().carts_abandoned, 0);
+    assert_eq!(f.metrics.funnel.active(0, 1).get(), 1);
+    f.engine.set_counting(true);
+    // The silent sweep closed the first `s`; the rebuilt second one knows it reached
+    // product_view, so a purchase now counts only the stages after it.
+    f.apply_value("s", "3", "purchase", 10.0, None, Some("o"));
+    assert_eq!(f.reached(), [0, 0, 1, 1, 1]);
+    assert_eq!(f.report().orders, 1);
+    assert_eq!(f.engine.release(), 1);
+    assert_eq!(f.metrics.funnel.active(0, 4).get(), 0);
+    assert_eq!(f.metrics.funnel.open_sessions.get(), 0);
+    assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
+}
