@@ -1,13 +1,14 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is up) and `/readyz`
-//! (it can take events: started, not shutting down, transport ready). Kept off the public
+//! (it can do its work: started, not shutting down, transport reachable). Kept off the public
 //! listener so the internet never sees metrics.
 
 use crate::collector::track;
 use crate::metrics::Metrics;
 use crate::transport::EventSink;
+use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use serde_json::json;
@@ -17,12 +18,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Content type of the OpenMetrics text exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What `/metrics` answers. The Kafka engine commits offsets as part of it.
+#[async_trait]
+pub trait Exposition: Send + Sync + 'static {
+    /// The exposition text, or why it cannot be served now (answered with 503).
+    async fn render(&self) -> Result<String, String>;
+}
+
+#[async_trait]
+impl Exposition for Metrics {
+    async fn render(&self) -> Result<String, String> {
+        Ok(self.encode())
+    }
+}
+
 /// Shared state of the admin listener.
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub sink: Arc<dyn EventSink>,
-    /// False before start-up completes and from the moment shutdown begins.
+    pub exposition: Arc<dyn Exposition>,
+    /// The collector's transport, whose reachability `/readyz` reports (none in `engine`).
+    pub sink: Option<Arc<dyn EventSink>>,
+    /// False from the moment shutdown begins.
     pub ready: AtomicBool,
+}
+
+impl AdminState {
+    /// State serving `metrics` as they are.
+    pub fn plain(metrics: Arc<Metrics>, sink: Option<Arc<dyn EventSink>>) -> Self {
+        Self {
+            exposition: metrics.clone(),
+            metrics,
+            sink,
+            ready: AtomicBool::new(true),
+        }
+    }
 }
 
 /// The admin router.
@@ -35,13 +64,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], st.metrics.encode())
+async fn metrics(State(st): State<Arc<AdminState>>) -> Response {
+    match st.exposition.render().await {
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        Err(reason) => {
+            tracing::warn!(%reason, "scrape refused");
+            (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+        }
+    }
 }
 
 async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     let ready = st.ready.load(Ordering::Relaxed);
-    let transport = st.sink.is_ready();
+    let transport = st.sink.as_ref().is_none_or(|s| s.is_ready());
     let status = if ready && transport {
         StatusCode::OK
     } else {
@@ -49,8 +84,8 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
     };
     let reason = match (ready, transport) {
         (true, true) => "ready",
-        (false, _) => "starting or shutting down",
-        (true, false) => "transport not ready",
+        (false, _) => "shutting down",
+        (true, false) => "transport not reachable",
     };
     (status, Json(json!({"status": reason})))
 }

@@ -22,8 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Collector and engine in one process (the default).
+    /// Collector and engine in one process (the default); joined through Kafka when
+    /// kafka.brokers is set, else in memory.
     Serve,
+    /// The collector alone, writing accepted events to Kafka.
+    Collect,
+    /// The engine alone, reading events from Kafka and serving /metrics.
+    Engine,
     /// Run the engine over a recorded log (a batch, or JSON Lines of batches or events) and
     /// print the final funnel report.
     Replay {
@@ -57,7 +62,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => load(cli.config.as_deref()).and_then(serve),
+        Command::Serve => load(cli.config.as_deref()).and_then(|c| serve(c, Role::Serve)),
+        Command::Collect => load(cli.config.as_deref()).and_then(|c| serve(c, Role::Collect)),
+        Command::Engine => load(cli.config.as_deref()).and_then(|c| serve(c, Role::Engine)),
         Command::Replay {
             file,
             json,
@@ -78,19 +85,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> Result<(), String> {
+/// Which process to run.
+#[derive(Clone, Copy)]
+enum Role {
+    Serve,
+    Collect,
+    Engine,
+}
+
+fn serve(config: Config, role: Role) -> Result<(), String> {
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
-        let listeners = Listeners::bind(&config).await.map_err(|e| {
-            format!(
-                "cannot listen on {} / {}: {e}",
-                config.listen, config.admin_listen
-            )
-        })?;
-        server::run(config, listeners, touchstream::shutdown::signal())
-            .await
-            .map_err(|e| format!("{e:#}"))
+        let signal = touchstream::shutdown::signal();
+        let result = match role {
+            Role::Engine => {
+                let admin = tokio::net::TcpListener::bind(config.admin_listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
+                server::run_engine(config, admin, signal).await
+            }
+            Role::Serve | Role::Collect => {
+                let listeners = Listeners::bind(&config).await.map_err(|e| {
+                    format!(
+                        "cannot listen on {} / {}: {e}",
+                        config.listen, config.admin_listen
+                    )
+                })?;
+                match role {
+                    Role::Collect => server::run_collect(config, listeners, signal).await,
+                    _ => server::run(config, listeners, signal).await,
+                }
+            }
+        };
+        result.map_err(|e| format!("{e:#}"))
     })
 }
 

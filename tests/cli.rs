@@ -165,9 +165,9 @@ async fn sigterm_applies_every_accepted_event_and_exits_zero() {
     let mut guard = KillOnDrop(Some(child));
     let serving = log
         .iter()
-        .find(|l| l.contains("touchstream serving"))
+        .find(|l| l.contains("public listener up"))
         .expect("server started");
-    let url = format!("http://{}/v1/events", field(&serving, "public"));
+    let url = format!("http://{}/v1/events", field(&serving, "addr"));
     let client = reqwest::Client::new();
     let mut accepted = 0;
     for b in 0..50 {

@@ -21,7 +21,7 @@ pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 use crate::config::{Config, LimitsConfig, SiteConfig};
 use crate::event::{Device, Event};
 use crate::metrics::{FilterReason, Metrics};
-use crate::transport::EventSink;
+use crate::transport::{DeadLetter, EventSink};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -219,6 +219,7 @@ impl CollectorState {
         let m = &self.metrics.ingest;
         m.received(site).inc_by(batch.events.len() as u64);
         let mut rejected = Vec::new();
+        let mut letters = Vec::new();
         let mut events = Vec::with_capacity(batch.events.len());
         let (mut bots, mut no_consent) = (0u64, 0u64);
         for (index, raw) in batch.events.iter().enumerate() {
@@ -226,6 +227,13 @@ impl CollectorState {
                 Ok(v) => v,
                 Err(r) => {
                     m.rejected(site, r.reason).inc();
+                    letters.push(DeadLetter {
+                        site: site_id.to_string(),
+                        reason: r.reason.as_str().to_string(),
+                        message: r.message.clone(),
+                        event: (*raw).to_owned(),
+                        received_at_ms: ctx.enrich.received_at,
+                    });
                     rejected.push(RejectedEvent {
                         index,
                         reason: r.reason.as_str(),
@@ -242,7 +250,8 @@ impl CollectorState {
             }
         }
         let valid = events.len() as u64 + bots + no_consent;
-        if let Err(e) = self.sink.send(events).await {
+        let (sent, kept) = tokio::join!(self.sink.send(events), self.sink.dead_letter(letters));
+        if let Err(e) = sent.and(kept) {
             tracing::warn!(error = %e, site = %site_id, "transport refused a batch; answering 503");
             m.rejected(site, RejectReason::Unavailable).inc_by(valid);
             return Err(ApiError::Unavailable);

@@ -6,10 +6,12 @@
 //! the crate relies on (non-empty, unique sites and stages; limits that fit together).
 
 mod journey;
+mod kafka;
 mod load;
 mod validate;
 
 pub use journey::{JourneyConfig, StageConfig};
+pub use kafka::KafkaConfig;
 pub use load::{ConfigError, load, load_str};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The embedded in-memory transport between collector and engine.
     pub transport: TransportConfig,
+    /// Kafka between collectors and engines.
+    pub kafka: KafkaConfig,
 }
 
 impl Default for Config {
@@ -46,6 +50,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             engine: EngineConfig::default(),
             transport: TransportConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }

@@ -34,6 +34,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_sites()?;
         self.validate_journey()?;
+        self.validate_kafka()?;
         let l = &self.limits;
         for (key, v) in [
             ("limits.max_body_bytes", l.max_body_bytes),
@@ -62,6 +63,54 @@ impl Config {
             if d.is_zero() {
                 return Err(ConfigError::invalid(key, "must be longer than zero"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        for (key, topic) in [
+            ("kafka.topic", &k.topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            let ok = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must match [a-zA-Z0-9._-]{1,249}",
+                ));
+            }
+        }
+        if k.topic == k.dead_letter_topic {
+            return Err(ConfigError::invalid(
+                "kafka.dead_letter_topic",
+                "must differ from kafka.topic",
+            ));
+        }
+        if k.partitions < 1 || k.replication_factor < 1 {
+            return Err(ConfigError::invalid(
+                "kafka.partitions",
+                "partitions and replication_factor must be at least 1",
+            ));
+        }
+        if k.group_id.is_empty() {
+            return Err(ConfigError::invalid("kafka.group_id", "must not be empty"));
+        }
+        if k.delivery_timeout.is_zero() || k.delivery_timeout >= self.limits.request_timeout {
+            return Err(ConfigError::invalid(
+                "kafka.delivery_timeout",
+                "must be longer than zero and shorter than limits.request_timeout, so a client hears 503 before it gives up",
+            ));
+        }
+        if k.rebuild_lookback < self.journey.session_timeout {
+            return Err(ConfigError::invalid(
+                "kafka.rebuild_lookback",
+                "must be at least journey.session_timeout",
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! The collector's and transport's metrics.
 
-use super::{CounterFamily, HistogramFamily, histogram_family, labels, latency_buckets, reg};
+use super::{
+    CounterFamily, GaugeFamily, HistogramFamily, histogram_family, labels, latency_buckets, reg,
+};
 use crate::collector::RejectReason;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -172,6 +174,102 @@ impl TransportMetrics {
                 CounterFamily::default(),
             ),
         }
+    }
+}
+
+/// The Kafka transport's metrics (registered in every process, zero without Kafka).
+#[derive(Debug)]
+pub struct KafkaMetrics {
+    /// `touchstream_kafka_produce_seconds`: a batch's produce until its last delivery report.
+    pub produce_seconds: Histogram,
+    delivery_errors: CounterFamily,
+    /// `touchstream_kafka_producer_queue_messages`: messages awaiting delivery.
+    pub producer_queue: Gauge,
+    /// `touchstream_kafka_consumer_lag_messages{partition}`.
+    pub consumer_lag: GaugeFamily,
+    /// `touchstream_kafka_assigned_partitions`.
+    pub assigned_partitions: Gauge,
+    /// `touchstream_kafka_rebuild_seconds`: rebuilding a newly assigned partition's sessions.
+    pub rebuild_seconds: Histogram,
+    /// `touchstream_kafka_rebuild_messages_total`.
+    pub rebuild_messages: Counter,
+    commits: CounterFamily,
+    /// `touchstream_kafka_messages_unreadable_total`: messages of an unknown schema.
+    pub unreadable: Counter,
+}
+
+impl KafkaMetrics {
+    pub(super) fn new(r: &mut Registry) -> Self {
+        Self {
+            produce_seconds: reg(
+                r,
+                "touchstream_kafka_produce_seconds",
+                "Seconds from producing a batch to its last delivery report.",
+                latency_buckets(),
+            ),
+            delivery_errors: reg(
+                r,
+                "touchstream_kafka_delivery_errors",
+                "Kafka delivery errors by kind.",
+                CounterFamily::default(),
+            ),
+            producer_queue: reg(
+                r,
+                "touchstream_kafka_producer_queue_messages",
+                "Messages in the producer awaiting delivery.",
+                Gauge::default(),
+            ),
+            consumer_lag: reg(
+                r,
+                "touchstream_kafka_consumer_lag_messages",
+                "Messages between the engine's position and the partition end.",
+                GaugeFamily::default(),
+            ),
+            assigned_partitions: reg(
+                r,
+                "touchstream_kafka_assigned_partitions",
+                "Partitions this engine owns.",
+                Gauge::default(),
+            ),
+            rebuild_seconds: reg(
+                r,
+                "touchstream_kafka_rebuild_seconds",
+                "Seconds to rebuild a newly assigned partition's open sessions.",
+                latency_buckets(),
+            ),
+            rebuild_messages: reg(
+                r,
+                "touchstream_kafka_rebuild_messages",
+                "Messages re-read to rebuild sessions.",
+                Counter::default(),
+            ),
+            commits: reg(
+                r,
+                "touchstream_kafka_commits",
+                "Offset commits by result.",
+                CounterFamily::default(),
+            ),
+            unreadable: reg(
+                r,
+                "touchstream_kafka_messages_unreadable",
+                "Messages skipped because their schema is unknown.",
+                Counter::default(),
+            ),
+        }
+    }
+
+    /// Counts a delivery error of `kind` (a closed set, see the Kafka sink).
+    pub fn delivery_error(&self, kind: &'static str) {
+        self.delivery_errors
+            .get_or_create(&labels([("kind", kind)]))
+            .inc();
+    }
+
+    /// Counts an offset commit.
+    pub fn commit(&self, ok: bool) {
+        self.commits
+            .get_or_create(&labels([("result", if ok { "ok" } else { "error" })]))
+            .inc();
     }
 }
 

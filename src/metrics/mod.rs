@@ -11,7 +11,7 @@ mod ingest;
 pub mod money;
 
 pub use funnel::{FunnelMetrics, SiteCurrencies};
-pub use ingest::{FilterReason, HttpMetrics, IngestMetrics, TransportMetrics};
+pub use ingest::{FilterReason, HttpMetrics, IngestMetrics, KafkaMetrics, TransportMetrics};
 
 use crate::config::Config;
 use crate::engine::Journey;
@@ -36,6 +36,7 @@ pub struct Metrics {
     pub ingest: IngestMetrics,
     pub http: HttpMetrics,
     pub transport: TransportMetrics,
+    pub kafka: KafkaMetrics,
 }
 
 impl Metrics {
@@ -47,12 +48,14 @@ impl Metrics {
         let ingest = IngestMetrics::new(&mut registry, &sites, &funnel.filtered);
         let http = HttpMetrics::new(&mut registry);
         let transport = TransportMetrics::new(&mut registry);
+        let kafka = KafkaMetrics::new(&mut registry);
         Self {
             registry,
             funnel,
             ingest,
             http,
             transport,
+            kafka,
         }
     }
 

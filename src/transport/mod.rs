@@ -6,8 +6,10 @@
 //! transport (for the memory queue: enqueued; for Kafka: acknowledged by the broker). Any error
 //! means none of them may be counted on, and the client must be told to retry (503).
 
+pub mod kafka;
 mod memory;
 
+pub use kafka::DeadLetter;
 pub use memory::{MemorySink, MemorySource, memory};
 
 use crate::event::Event;
@@ -22,6 +24,9 @@ pub enum SendError {
     /// The transport is shutting down.
     #[error("the transport is closed")]
     Closed,
+    /// The transport could not confirm delivery (Kafka: the kind of delivery error).
+    #[error("the transport could not deliver: {0}")]
+    Unavailable(&'static str),
 }
 
 impl SendError {
@@ -30,6 +35,7 @@ impl SendError {
         match self {
             SendError::Full => "full",
             SendError::Closed => "closed",
+            SendError::Unavailable(kind) => kind,
         }
     }
 }
@@ -39,6 +45,13 @@ impl SendError {
 pub trait EventSink: Send + Sync + 'static {
     /// Hands over one batch; `Ok` means every event in it is in the transport.
     async fn send(&self, events: Vec<Event>) -> Result<(), SendError>;
+
+    /// Hands over rejected events with their reasons. `Ok` means they are kept (the memory
+    /// transport keeps none: they are only counted and named in the answer).
+    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), SendError> {
+        let _ = letters;
+        Ok(())
+    }
 
     /// Whether the transport can take events now (drives `/readyz`).
     fn is_ready(&self) -> bool {

@@ -1,0 +1,64 @@
+//! The Kafka transport's configuration. With `brokers` empty, `serve` joins collector and
+//! engine in memory; `collect` and `engine` need brokers.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `[kafka]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`. Env: `TOUCHSTREAM_KAFKA_BROKERS`.
+    pub brokers: String,
+    /// Topic of accepted events (and the engine's clock ticks).
+    pub topic: String,
+    /// Topic of rejected events, each with its reason.
+    pub dead_letter_topic: String,
+    /// Whether `collect`, `engine` and `serve` create missing topics at start-up.
+    pub create_topics: bool,
+    /// Partitions of the events topic when touchstream creates it: the most engines that can
+    /// share the work.
+    pub partitions: i32,
+    /// Replication factor of created topics.
+    pub replication_factor: i32,
+    /// Consumer group of the engines.
+    pub group_id: String,
+    /// How long the producer tries to deliver an event (`message.timeout.ms`) before the
+    /// request gets 503. Must be shorter than `limits.request_timeout`.
+    #[serde(with = "super::duration")]
+    pub delivery_timeout: Duration,
+    /// How far before a newly assigned partition's committed offset the engine reads back to
+    /// rebuild the sessions open there. Sessions that began earlier are rebuilt only in part.
+    #[serde(with = "super::duration")]
+    pub rebuild_lookback: Duration,
+    /// librdkafka properties for the producer, passed through (such as `"linger.ms" = "10"`).
+    pub producer: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer, passed through.
+    pub consumer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            topic: "touchstream.events".into(),
+            dead_letter_topic: "touchstream.dead-letter".into(),
+            create_topics: true,
+            partitions: 12,
+            replication_factor: 1,
+            group_id: "touchstream-engine".into(),
+            delivery_timeout: Duration::from_secs(5),
+            rebuild_lookback: Duration::from_secs(2 * 60 * 60),
+            producer: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Whether brokers are configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+}

@@ -1,0 +1,441 @@
+//! `touchstream engine`: consume the events topic in a consumer group and run one [`Engine`]
+//! per owned partition.
+//!
+//! The guarantee: what Prometheus scraped from an engine before it crashed, plus what it scrapes
+//! from the engine that takes over, equals the true totals. Three rules give it:
+//! - **Offsets are committed at scrape time.** `/metrics` takes the state lock, renders the
+//!   metrics, and commits the offsets of exactly the messages those figures include, before
+//!   answering (a failed commit fails the scrape). Counts made after the last scrape die with a
+//!   crashed process; its successor re-reads those messages and counts them once.
+//! - **Sessions close only on ticks read from the log.** Each engine writes a tick with its
+//!   clock to every partition it owns every `engine.sweep_interval`; applying a tick closes the
+//!   partition's idle sessions. A partition's state is therefore a function of its log alone.
+//! - **A new owner rebuilds before it counts.** On the first message of a newly assigned
+//!   partition (at the committed offset C), the engine re-reads the partition from
+//!   `kafka.rebuild_lookback` before C up to C with counting off (sessions and gauges follow,
+//!   counters do not), then counts from C on.
+//!
+//! On revoke, the engine commits what it has applied (it keeps running and its next scrape
+//! exports those counts) and releases the partition's sessions without counting them. On
+//! shutdown it commits nothing more: its unexported counts go with it and the next owner
+//! counts them.
+
+use super::{InMessage, OutMessage, client_config};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// One owned partition.
+struct Part {
+    engine: Engine,
+    /// Offset of the next message to apply; `None` until the partition is rebuilt.
+    next: Option<i64>,
+}
+
+/// Everything the apply loop, the rebalance callbacks and scrapes share.
+struct State {
+    parts: HashMap<i32, Part>,
+    shutting_down: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn topic(&self) -> &str {
+        &self.config.kafka.topic
+    }
+}
+
+/// Consumer callbacks: releasing revoked partitions and registering assigned ones.
+struct Context(Arc<Shared>);
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let shared = &self.0;
+        let mut state = shared.lock();
+        let mut commit = TopicPartitionList::new();
+        for elem in revoked.elements_for_topic(shared.topic()) {
+            let Some(part) = state.parts.remove(&elem.partition()) else {
+                continue;
+            };
+            if let (Some(next), false) = (part.next, state.shutting_down) {
+                let _ = commit.add_partition_offset(
+                    shared.topic(),
+                    elem.partition(),
+                    Offset::Offset(next),
+                );
+            }
+            let released = part.engine.release();
+            tracing::info!(partition = elem.partition(), released, "partition revoked");
+        }
+        if commit.count() > 0 {
+            let result = consumer.commit(&commit, CommitMode::Sync);
+            shared.metrics.kafka.commit(result.is_ok());
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot commit offsets of revoked partitions");
+            }
+        }
+        shared
+            .metrics
+            .kafka
+            .assigned_partitions
+            .set(state.parts.len() as i64);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(assigned) = rebalance else {
+            return;
+        };
+        let shared = &self.0;
+        let mut state = shared.lock();
+        for elem in assigned.elements_for_topic(shared.topic()) {
+            state.parts.entry(elem.partition()).or_insert_with(|| {
+                tracing::info!(partition = elem.partition(), "partition assigned");
+                Part {
+                    engine: Engine::with_open_count(
+                        &shared.config,
+                        shared.metrics.clone(),
+                        shared.open.clone(),
+                    ),
+                    next: None,
+                }
+            });
+        }
+        shared
+            .metrics
+            .kafka
+            .assigned_partitions
+            .set(state.parts.len() as i64);
+    }
+}
+
+type GroupConsumer = StreamConsumer<Context>;
+
+/// The Kafka-fed engine of one process.
+pub struct KafkaEngine {
+    shared: Arc<Shared>,
+    consumer: Arc<GroupConsumer>,
+    ticker: FutureProducer,
+}
+
+/// Renders `/metrics` and commits the offsets behind the figures (see the module doc).
+pub struct ScrapeCommit {
+    shared: Arc<Shared>,
+    consumer: Arc<GroupConsumer>,
+}
+
+impl KafkaEngine {
+    /// A consumer in `kafka.group_id`, not yet subscribed.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let k = &config.kafka;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                parts: HashMap::new(),
+                shutting_down: false,
+            }),
+            config: config.clone(),
+            metrics,
+            open: Arc::default(),
+        });
+        let mut c = client_config(k, &Default::default());
+        c.set("group.id", &k.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range,roundrobin");
+        for (key, v) in &k.consumer {
+            c.set(key, v);
+        }
+        let consumer: GroupConsumer = c.create_with_context(Context(shared.clone()))?;
+        let ticker = client_config(k, &k.producer)
+            .set("linger.ms", "0")
+            .create()?;
+        Ok(Self {
+            shared,
+            consumer: Arc::new(consumer),
+            ticker,
+        })
+    }
+
+    /// The `/metrics` renderer for this engine.
+    pub fn scrape_commit(&self) -> ScrapeCommit {
+        ScrapeCommit {
+            shared: self.shared.clone(),
+            consumer: self.consumer.clone(),
+        }
+    }
+
+    /// Consumes until `shutdown`.
+    pub async fn run(self, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        self.consumer.subscribe(&[self.shared.topic()])?;
+        let mut tick = tokio::time::interval(self.shared.config.engine.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = self.consumer.recv() => match message {
+                    Ok(m) => self.handle(&m).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = tick.tick() => self.tick().await,
+                _ = shutdown.wait() => break,
+            }
+        }
+        self.shared.lock().shutting_down = true;
+        self.consumer.unsubscribe();
+        tracing::info!("engine left the consumer group");
+        Ok(())
+    }
+
+    async fn handle(&self, m: &BorrowedMessage<'_>) {
+        let (partition, offset) = (m.partition(), m.offset());
+        let rebuilt = match self.shared.lock().parts.get(&partition) {
+            None => return,
+            Some(part) => part.next.is_some(),
+        };
+        if !rebuilt {
+            let from = m.timestamp().to_millis().unwrap_or_else(crate::now_ms);
+            self.rebuild(partition, offset, from).await;
+        }
+        let message = decode(&self.shared.metrics, m.payload());
+        let mut state = self.shared.lock();
+        let Some(part) = state.parts.get_mut(&partition) else {
+            return;
+        };
+        if part.next.is_some_and(|next| offset < next) {
+            return;
+        }
+        if let Some(message) = message {
+            apply(&part.engine, &message, &self.shared.metrics);
+        }
+        part.next = Some(offset + 1);
+    }
+
+    /// Re-reads `partition` from `rebuild_lookback` before `until_time` up to offset `until`
+    /// with counting off, then marks it ready to count from `until`.
+    async fn rebuild(&self, partition: i32, until: i64, until_time: i64) {
+        let shared = self.shared.clone();
+        let start = Instant::now();
+        let result =
+            tokio::task::spawn_blocking(move || read_back(&shared, partition, until, until_time))
+                .await;
+        let read = match result {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!(partition, error = %e, "rebuild failed; sessions open before the committed offset are missing");
+                0
+            }
+            Err(e) => {
+                tracing::error!(partition, error = %e, "rebuild task failed");
+                0
+            }
+        };
+        let mut state = self.shared.lock();
+        if let Some(part) = state.parts.get_mut(&partition) {
+            part.engine.set_counting(true);
+            part.next.get_or_insert(until);
+        }
+        let m = &self.shared.metrics.kafka;
+        m.rebuild_seconds.observe(start.elapsed().as_secs_f64());
+        m.rebuild_messages.inc_by(read);
+        tracing::info!(
+            partition,
+            from_offset = until,
+            read,
+            seconds = start.elapsed().as_secs_f64(),
+            "partition rebuilt"
+        );
+    }
+
+    /// Writes a clock tick to every owned partition and refreshes consumer lag.
+    async fn tick(&self) {
+        let now = crate::now_ms();
+        let payload =
+            serde_json::to_vec(&OutMessage::Tick { at_ms: now }).expect("ticks serialise");
+        let owned: Vec<(i32, Option<i64>)> = self
+            .shared
+            .lock()
+            .parts
+            .iter()
+            .map(|(p, part)| (*p, part.next))
+            .collect();
+        for (partition, _) in &owned {
+            let record = FutureRecord::<(), _>::to(self.shared.topic())
+                .partition(*partition)
+                .payload(&payload);
+            if let Err((e, _)) = self.ticker.send_result(record) {
+                tracing::warn!(partition, error = %e, "cannot write a clock tick");
+            }
+        }
+        let consumer = self.consumer.clone();
+        let topic = self.shared.topic().to_string();
+        let lags = tokio::task::spawn_blocking(move || {
+            owned
+                .into_iter()
+                .filter_map(|(p, next)| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, p, Duration::from_millis(500))
+                        .ok()?;
+                    Some((p, high - next?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (partition, lag) in lags {
+            let labels = crate::metrics::labels([("partition", &partition.to_string())]);
+            self.shared
+                .metrics
+                .kafka
+                .consumer_lag
+                .get_or_create(&labels)
+                .set(lag.max(0));
+        }
+    }
+}
+
+fn decode(metrics: &Metrics, payload: Option<&[u8]>) -> Option<InMessage> {
+    match serde_json::from_slice(payload.unwrap_or_default()) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            metrics.kafka.unreadable.inc();
+            tracing::warn!(error = %e, "skipping a message of unknown schema");
+            None
+        }
+    }
+}
+
+fn apply(engine: &Engine, message: &InMessage, metrics: &Metrics) {
+    match message {
+        InMessage::Event(e) => {
+            engine.apply(e);
+            let lag = (crate::now_ms() - e.received_at_ms).max(0) as f64 / 1000.0;
+            metrics.funnel.lag.observe(lag);
+        }
+        InMessage::Tick { at_ms } => {
+            engine.sweep(*at_ms);
+        }
+    }
+}
+
+/// The blocking part of a rebuild; returns the number of messages re-applied.
+fn read_back(
+    shared: &Shared,
+    partition: i32,
+    until: i64,
+    until_time: i64,
+) -> Result<u64, KafkaError> {
+    let k = &shared.config.kafka;
+    let topic = shared.topic();
+    let reader: BaseConsumer = client_config(k, &k.consumer)
+        .set("group.id", format!("{}-rebuild", k.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let since = until_time - k.rebuild_lookback.as_millis() as i64;
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition_offset(topic, partition, Offset::Offset(since))?;
+    let found = reader.offsets_for_times(wanted, Duration::from_secs(10))?;
+    let from = match found.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => until,
+    };
+    if from >= until {
+        return Ok(0);
+    }
+    let mut start = TopicPartitionList::new();
+    start.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    reader.assign(&start)?;
+    if let Some(part) = shared.lock().parts.get(&partition) {
+        part.engine.set_counting(false);
+    }
+    let mut read = 0;
+    let mut idle = 0;
+    while idle < 30 {
+        match reader.poll(Duration::from_secs(1)) {
+            Some(Ok(m)) if m.offset() < until => {
+                idle = 0;
+                let message = decode(&shared.metrics, m.payload());
+                let state = shared.lock();
+                let Some(part) = state.parts.get(&partition) else {
+                    return Ok(read);
+                };
+                if let Some(InMessage::Event(e)) = &message {
+                    part.engine.apply(e);
+                } else if let Some(InMessage::Tick { at_ms }) = message {
+                    part.engine.sweep(at_ms);
+                }
+                read += 1;
+                if m.offset() + 1 >= until {
+                    break;
+                }
+            }
+            Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => {
+                tracing::warn!(partition, error = %e, "rebuild read error; retrying");
+                idle += 1;
+            }
+            None => idle += 1,
+        }
+    }
+    Ok(read)
+}
+
+#[async_trait::async_trait]
+impl crate::admin::Exposition for ScrapeCommit {
+    async fn render(&self) -> Result<String, String> {
+        let shared = self.shared.clone();
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = shared.lock();
+            let text = shared.metrics.encode();
+            let mut offsets = TopicPartitionList::new();
+            for (p, part) in &state.parts {
+                if let Some(next) = part.next {
+                    let _ = offsets.add_partition_offset(shared.topic(), *p, Offset::Offset(next));
+                }
+            }
+            if offsets.count() == 0 {
+                return Ok(text);
+            }
+            let result = consumer.commit(&offsets, CommitMode::Sync);
+            shared.metrics.kafka.commit(result.is_ok());
+            drop(state);
+            result
+                .map(|_| text)
+                .map_err(|e| format!("cannot commit the offsets behind these figures: {e}"))
+        })
+        .await
+        .map_err(|e| format!("scrape task failed: {e}"))?
+    }
+}
