@@ -1,0 +1,281 @@
+//! The collector over Kafka against rdkafka's mock cluster, which injects broker errors: a 2xx
+//! only after delivery, every class of broker failure a 503 with Retry-After (never a 4xx, never
+//! a 2xx), rejected events on the dead-letter topic, readiness following the brokers.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use touchstream::collector::{CollectorState, router};
+use touchstream::config::Config;
+use touchstream::engine::Journey;
+use touchstream::metrics::Metrics;
+use touchstream::transport::EventSink;
+use touchstream::transport::kafka::{DeadLetter, InMessage, KafkaSink};
+use tower::ServiceExt;
+
+struct Setup {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    config: Config,
+    sink: Arc<KafkaSink>,
+    app: axum::Router,
+    metrics: Arc<Metrics>,
+}
+
+fn setup() -> Setup {
+    let cluster = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.kafka.create_topics = false;
+    config.kafka.delivery_timeout = Duration::from_millis(1500);
+    config
+        .kafka
+        .producer
+        .insert("retry.backoff.ms".into(), "50".into());
+    cluster.create_topic(&config.kafka.topic, 4, 1).unwrap();
+    cluster
+        .create_topic(&config.kafka.dead_letter_topic, 1, 1)
+        .unwrap();
+    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let sink = Arc::new(KafkaSink::new(&config.kafka, metrics.clone()).unwrap());
+    let app = router(Arc::new(CollectorState::new(
+        &config,
+        sink.clone(),
+        metrics.clone(),
+    )));
+    Setup {
+        cluster,
+        config,
+        sink,
+        app,
+        metrics,
+    }
+}
+
+fn batch(ids: &[&str]) -> Value {
+    let events: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "type": "add_to_cart", "ts": 1_763_800_000_000i64, "session": "s1", "props": {"value": 5}}))
+        .collect();
+    json!({"site": "demo", "events": events})
+}
+
+async fn post(app: &axum::Router, body: &Value) -> (StatusCode, Option<String>, Value) {
+    let req = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()));
+    let res = app.clone().oneshot(req.unwrap()).await.unwrap();
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_string());
+    let json =
+        serde_json::from_slice(&to_bytes(res.into_body(), usize::MAX).await.unwrap()).unwrap();
+    (status, retry, json)
+}
+
+/// Every message of `topic`, read from the start of each partition.
+fn read_all(
+    config: &Config,
+    topic: &str,
+    partitions: i32,
+    expect: usize,
+) -> Vec<(Option<String>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while out.len() < expect && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            out.push((key, m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_means_every_event_was_delivered_keyed_by_session() {
+    let s = setup();
+    let (status, _, body) = post(&s.app, &batch(&["a", "b", "c"])).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
+    let config = s.config.clone();
+    let messages =
+        tokio::task::spawn_blocking(move || read_all(&config, &config.kafka.topic, 4, 3))
+            .await
+            .unwrap();
+    assert_eq!(messages.len(), 3);
+    let mut ids = Vec::new();
+    for (key, payload) in messages {
+        assert_eq!(key.as_deref(), Some("demo/s1"));
+        match serde_json::from_slice(&payload).unwrap() {
+            InMessage::Event(e) => ids.push(e.id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(
+        s.metrics
+            .encode()
+            .contains("touchstream_kafka_produce_seconds_count 1")
+    );
+    drop(s.cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
+    let s = setup();
+    let body = json!({"site": "demo", "events": [{"id": "ok", "type": "page_view", "ts": 1, "session": "s"}, {"id": "bad", "type": "page_view", "session": "s"}]});
+    let (status, _, answer) = post(&s.app, &body).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let config = s.config.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        read_all(&config, &config.kafka.dead_letter_topic, 1, 1)
+    })
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter: DeadLetter = serde_json::from_slice(&letters[0].1).unwrap();
+    assert_eq!(
+        (letter.site.as_str(), letter.reason.as_str()),
+        ("demo", "missing_field")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(letter.event.get()).unwrap()["id"],
+        "bad"
+    );
+}
+
+/// Pushes `errors` onto every Produce request and checks the request gets 503 with Retry-After,
+/// nothing counted as accepted, and the delivery error counted under `kind`.
+async fn refused_with(errors: &[RDKafkaRespErr], kind: &str) {
+    let s = setup();
+    s.cluster.request_errors(RDKafkaApiKey::Produce, errors);
+    let started = Instant::now();
+    let (status, retry, body) = post(&s.app, &batch(&["x"])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{kind}: {body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(body["error"], "unavailable");
+    assert!(
+        started.elapsed() < s.config.limits.request_timeout,
+        "{kind}: answered after the client's timeout"
+    );
+    let text = s.metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "touchstream_kafka_delivery_errors_total{{kind=\"{kind}\"}} 1"
+        )),
+        "{kind}: {text}"
+    );
+    assert!(
+        text.contains(r#"touchstream_events_rejected_total{site="demo",reason="unavailable"} 1"#)
+    );
+    assert!(text.contains(r#"touchstream_events_accepted_total{site="demo"} 0"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retriable_errors_past_the_delivery_timeout_are_a_503() {
+    refused_with(
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 500],
+        "timed_out",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_failures_are_a_503_not_a_4xx() {
+    refused_with(
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+        "not_authorized",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_refused_by_the_broker_are_a_503() {
+    refused_with(
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        "too_large",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_past_the_delivery_timeout_is_a_503_and_readiness_follows() {
+    let s = setup();
+    s.sink.spawn_probe(Duration::from_millis(100));
+    wait_until("ready", || s.sink.is_ready()).await;
+    s.cluster.broker_down(1).unwrap();
+    let (status, retry, _) = post(&s.app, &batch(&["x"])).await;
+    assert_eq!(
+        (status, retry.as_deref()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("1"))
+    );
+    wait_until("not ready", || !s.sink.is_ready()).await;
+    s.cluster.broker_up(1).unwrap();
+    wait_until("ready again", || s.sink.is_ready()).await;
+    // A client retries 503s (with backoff); once the producer has reconnected, it gets its 200.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, retry, body) = post(&s.app, &batch(&["y"])).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            (status, retry.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("1")),
+            "{body}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_disconnects_are_retried_within_the_request() {
+    let s = setup();
+    s.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT; 2],
+    );
+    let (status, _, body) = post(&s.app, &batch(&["a", "b"])).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(2))
+    );
+}
+
+async fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
