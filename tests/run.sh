@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
-# Installs what it needs (today: only the Rust toolchain's rustfmt and clippy components).
+# Installs what it needs, idempotently: rustfmt and clippy, and the Kafka-protocol broker tansu
+# that the Kafka tests start on loopback (a one-time build of about 10 minutes).
 # Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,12 @@ if command -v rustup >/dev/null 2>&1; then
   for component in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
   done
+fi
+
+TANSU_VERSION=0.6.0
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  step "installing tansu $TANSU_VERSION (Kafka-protocol broker for the Kafka tests)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
 
 step "cargo fmt --check"

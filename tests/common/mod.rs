@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod prom;
 pub mod rees46;
 pub mod reference;

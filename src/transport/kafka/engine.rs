@@ -30,7 +30,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -170,6 +170,7 @@ impl KafkaEngine {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
             .set("partition.assignment.strategy", "range,roundrobin");
         for (key, v) in &k.consumer {
             c.set(key, v);
@@ -297,13 +298,16 @@ impl KafkaEngine {
                 tracing::warn!(partition, error = %e, "cannot write a clock tick");
             }
         }
-        let consumer = self.consumer.clone();
+        // Through the tick producer's connection: a broker may serve one connection's requests
+        // in order, and the consumer's is busy with a long-polling fetch.
+        let producer = self.ticker.clone();
         let topic = self.shared.topic().to_string();
         let lags = tokio::task::spawn_blocking(move || {
             owned
                 .into_iter()
                 .filter_map(|(p, next)| {
-                    let (_, high) = consumer
+                    let (_, high) = producer
+                        .client()
                         .fetch_watermarks(&topic, p, Duration::from_millis(500))
                         .ok()?;
                     Some((p, high - next?))
