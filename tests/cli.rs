@@ -72,6 +72,21 @@ fn invalid_configuration_exits_non_zero_naming_the_key() {
 }
 
 #[test]
+fn collect_and_engine_need_brokers() {
+    for command in ["collect", "engine"] {
+        let (ok, _, err) = run(touchstream()
+            .arg(command)
+            .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+            .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+            .env_remove("TOUCHSTREAM_KAFKA_BROKERS"));
+        assert!(
+            !ok && err.contains("needs Kafka: set kafka.brokers"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
 fn replay_stops_at_a_bad_line_unless_told_to_skip() {
     let good = json!({"site": "demo", "id": "e1", "type": "purchase", "ts": 1000, "session": "s",
                       "props": {"value": 10, "currency": "USD"}});

@@ -79,6 +79,26 @@ async fn collect_to_engine_gives_exact_figures_and_closes_sessions() {
     collector.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_brokers_configured_goes_through_kafka() {
+    let broker = Broker::memory();
+    let cfg = config(&broker, 2, LONG);
+    let serve = Running::serve(cfg).await;
+    serve
+        .post_until_accepted(&batch(vec![
+            ev("a1", "page_view", "a"),
+            ev("a2", "add_to_cart", "a"),
+        ]))
+        .await;
+    let s = serve
+        .wait_for("both events applied", |s| applied(s) == 2)
+        .await;
+    assert_eq!(reached(&s), [1, 1, 1, 0, 0]);
+    assert_eq!(s.sum("touchstream_kafka_produce_seconds_count", &[]), 1.0);
+    assert_eq!(s.sum("touchstream_transport_queue_events", &[]), 0.0);
+    serve.stop().await;
+}
+
 /// `touchstream engine` as a child process, so it can be killed with SIGKILL.
 struct EngineProcess {
     child: Child,

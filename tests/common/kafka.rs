@@ -192,6 +192,29 @@ impl Running {
         }
     }
 
+    /// `touchstream serve` with brokers configured: collector and engine in one process,
+    /// joined through Kafka.
+    pub async fn serve(config: Config) -> Self {
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server::run(
+            config,
+            Listeners { public, admin },
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            public: Some(p),
+            admin: a,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
     pub async fn engine(config: Config) -> Self {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = admin.local_addr().unwrap();
