@@ -12,7 +12,7 @@ use crate::collector::{self, CollectorState};
 use crate::config::Config;
 use crate::engine::{self, Engine};
 use crate::metrics::Metrics;
-use crate::shutdown::{self, Trigger};
+use crate::shutdown::{self, Shutdown, Trigger};
 use crate::transport::kafka::{self, KafkaEngine, KafkaSink};
 use crate::transport::{self, EventSink};
 use std::future::Future;
@@ -75,15 +75,79 @@ fn new_metrics(config: &Config) -> Arc<Metrics> {
     Arc::new(Metrics::new(config, &engine::Journey::new(&config.journey)))
 }
 
-/// Creates the topics (a warning when the brokers cannot be reached yet: `/readyz` shows it)
-/// and the producer.
-async fn kafka_sink(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<KafkaSink>> {
+/// Creates the topics (a warning when the brokers cannot be reached yet: `/readyz` shows it).
+async fn create_topics(config: &Config) {
     if let Err(e) = kafka::create_topics(config).await {
         tracing::warn!(error = %e, "cannot create the Kafka topics now; continuing");
     }
+}
+
+/// The producer, with its reachability probe.
+fn kafka_sink(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<dyn EventSink>> {
     let sink = Arc::new(KafkaSink::new(&config.kafka, metrics.clone())?);
     sink.spawn_probe(Duration::from_secs(2));
     Ok(sink)
+}
+
+/// A running process: the admin listener, and optionally an engine task and a collector.
+/// Started in that order; stopped in reverse once readiness has turned off.
+struct Process {
+    state: Arc<AdminState>,
+    admin: Server,
+    engine: Option<(Trigger, JoinHandle<anyhow::Result<()>>)>,
+    public: Option<Server>,
+}
+
+impl Process {
+    fn start(admin: TcpListener, state: Arc<AdminState>) -> Self {
+        let admin = spawn_server("admin", admin, admin::router(state.clone()));
+        Self {
+            state,
+            admin,
+            engine: None,
+            public: None,
+        }
+    }
+
+    fn with_engine<F>(mut self, run: impl FnOnce(Shutdown) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (trigger, stop) = shutdown::channel();
+        self.engine = Some((trigger, tokio::spawn(run(stop))));
+        self
+    }
+
+    fn with_collector(
+        mut self,
+        public: TcpListener,
+        config: &Config,
+        sink: Arc<dyn EventSink>,
+    ) -> Self {
+        let state = CollectorState::new(config, sink, self.state.metrics.clone());
+        self.public = Some(spawn_server(
+            "public",
+            public,
+            collector::router(Arc::new(state)),
+        ));
+        self
+    }
+
+    /// Runs until `signal`, then stops taking requests, stops the engine, stops the admin.
+    async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        self.state.ready.store(false, Ordering::Relaxed);
+        if let Some(public) = self.public {
+            stop_server(public).await?;
+        }
+        if let Some((trigger, handle)) = self.engine {
+            trigger.fire();
+            handle.await??;
+        }
+        stop_server(self.admin).await?;
+        tracing::info!("touchstream stopped");
+        Ok(())
+    }
 }
 
 /// `touchstream serve`: in memory, or over Kafka when `kafka.brokers` is set.
@@ -92,94 +156,51 @@ pub async fn run(
     listeners: Listeners,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.kafka.enabled() {
-        return serve_kafka(config, listeners, signal).await;
-    }
     let metrics = new_metrics(&config);
-    let (sink, source) = transport::memory(
-        config.transport.queue_events,
-        config.transport.enqueue_timeout,
-        &metrics.transport,
-    );
-    let sink: Arc<dyn EventSink> = Arc::new(sink);
-    let engine = Arc::new(Engine::new(&config, metrics.clone()));
-    let (engine_stop, stop) = shutdown::channel();
-    let applier = tokio::spawn(engine::run(
-        engine.clone(),
-        source,
-        config.engine.sweep_interval,
-        stop,
-    ));
-    let state = admin_state(&metrics, metrics.clone(), Some(sink.clone()));
-    let admin = spawn_server("admin", listeners.admin, admin::router(state.clone()));
-    let public = spawn_server(
-        "public",
-        listeners.public,
-        collector::router(Arc::new(CollectorState::new(
-            &config,
-            sink,
-            metrics.clone(),
-        ))),
-    );
-    tracing::info!(
-        sites = config.sites.len(),
-        transport = "memory",
-        "touchstream serving"
-    );
-    signal.await;
-
-    state.ready.store(false, Ordering::Relaxed);
-    stop_server(public).await?;
-    engine_stop.fire();
-    let applied = applier.await?;
-    stop_server(admin).await?;
-    tracing::info!(
-        applied,
-        open_sessions = engine.open_sessions(),
-        "touchstream stopped"
-    );
-    Ok(())
-}
-
-async fn serve_kafka(
-    config: Config,
-    listeners: Listeners,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let metrics = new_metrics(&config);
-    let sink: Arc<dyn EventSink> = kafka_sink(&config, &metrics).await?;
-    let consumer = KafkaEngine::new(&config, metrics.clone())?;
-    let state = admin_state(
-        &metrics,
-        Arc::new(consumer.scrape_commit()),
-        Some(sink.clone()),
-    );
-    let (engine_stop, stop) = shutdown::channel();
-    let engine = tokio::spawn(consumer.run(stop));
-    let admin = spawn_server("admin", listeners.admin, admin::router(state.clone()));
-    let public = spawn_server(
-        "public",
-        listeners.public,
-        collector::router(Arc::new(CollectorState::new(
-            &config,
-            sink,
-            metrics.clone(),
-        ))),
-    );
-    tracing::info!(
-        sites = config.sites.len(),
-        transport = "kafka",
-        "touchstream serving"
-    );
-    signal.await;
-
-    state.ready.store(false, Ordering::Relaxed);
-    stop_server(public).await?;
-    engine_stop.fire();
-    engine.await??;
-    stop_server(admin).await?;
-    tracing::info!("touchstream stopped");
-    Ok(())
+    let process = if config.kafka.enabled() {
+        create_topics(&config).await;
+        let sink = kafka_sink(&config, &metrics)?;
+        let consumer = KafkaEngine::new(&config, metrics.clone())?;
+        let state = admin_state(
+            &metrics,
+            Arc::new(consumer.scrape_commit()),
+            Some(sink.clone()),
+        );
+        Process::start(listeners.admin, state)
+            .with_engine(|stop| consumer.run(stop))
+            .with_collector(listeners.public, &config, sink)
+    } else {
+        let queue = &config.transport;
+        let (sink, source) = transport::memory(
+            queue.queue_events,
+            queue.enqueue_timeout,
+            &metrics.transport,
+        );
+        let sink: Arc<dyn EventSink> = Arc::new(sink);
+        let engine = Arc::new(Engine::new(&config, metrics.clone()));
+        let sweep = config.engine.sweep_interval;
+        Process::start(
+            listeners.admin,
+            admin_state(&metrics, metrics.clone(), Some(sink.clone())),
+        )
+        .with_engine(|stop| async move {
+            let applied = engine::run(engine.clone(), source, sweep, stop).await;
+            tracing::info!(
+                applied,
+                open_sessions = engine.open_sessions(),
+                "engine stopped"
+            );
+            Ok(())
+        })
+        .with_collector(listeners.public, &config, sink)
+    };
+    let transport = if config.kafka.enabled() {
+        "kafka"
+    } else {
+        "memory"
+    };
+    tracing::info!(sites = config.sites.len(), transport, "touchstream serving");
+    process.run_until(signal).await
 }
 
 /// `touchstream collect`: the collector, writing to Kafka.
@@ -193,32 +214,21 @@ pub async fn run_collect(
         "collect needs Kafka: set kafka.brokers (TOUCHSTREAM_KAFKA_BROKERS)"
     );
     let metrics = new_metrics(&config);
-    let sink: Arc<dyn EventSink> = kafka_sink(&config, &metrics).await?;
-    let state = admin_state(&metrics, metrics.clone(), Some(sink.clone()));
-    let admin = spawn_server("admin", listeners.admin, admin::router(state.clone()));
-    let public = spawn_server(
-        "public",
-        listeners.public,
-        collector::router(Arc::new(CollectorState::new(
-            &config,
-            sink,
-            metrics.clone(),
-        ))),
-    );
+    create_topics(&config).await;
+    let sink = kafka_sink(&config, &metrics)?;
+    let process = Process::start(
+        listeners.admin,
+        admin_state(&metrics, metrics.clone(), Some(sink.clone())),
+    )
+    .with_collector(listeners.public, &config, sink);
     tracing::info!(sites = config.sites.len(), "touchstream collecting");
-    signal.await;
-
-    state.ready.store(false, Ordering::Relaxed);
-    stop_server(public).await?;
-    stop_server(admin).await?;
-    tracing::info!("touchstream stopped");
-    Ok(())
+    process.run_until(signal).await
 }
 
 /// `touchstream engine`: the engine, reading from Kafka; only the admin listener.
 pub async fn run_engine(
     config: Config,
-    admin_listener: TcpListener,
+    admin: TcpListener,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -226,21 +236,13 @@ pub async fn run_engine(
         "engine needs Kafka: set kafka.brokers (TOUCHSTREAM_KAFKA_BROKERS)"
     );
     let metrics = new_metrics(&config);
-    if let Err(e) = kafka::create_topics(&config).await {
-        tracing::warn!(error = %e, "cannot create the Kafka topics now; continuing");
-    }
+    create_topics(&config).await;
     let consumer = KafkaEngine::new(&config, metrics.clone())?;
-    let state = admin_state(&metrics, Arc::new(consumer.scrape_commit()), None);
-    let (engine_stop, stop) = shutdown::channel();
-    let engine = tokio::spawn(consumer.run(stop));
-    let admin = spawn_server("admin", admin_listener, admin::router(state.clone()));
+    let process = Process::start(
+        admin,
+        admin_state(&metrics, Arc::new(consumer.scrape_commit()), None),
+    )
+    .with_engine(|stop| consumer.run(stop));
     tracing::info!(group = %config.kafka.group_id, topic = %config.kafka.topic, "touchstream engine running");
-    signal.await;
-
-    state.ready.store(false, Ordering::Relaxed);
-    engine_stop.fire();
-    engine.await??;
-    stop_server(admin).await?;
-    tracing::info!("touchstream stopped");
-    Ok(())
+    process.run_until(signal).await
 }

@@ -172,40 +172,29 @@ pub struct Running {
 
 impl Running {
     pub async fn collect(config: Config) -> Self {
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run_collect(
-            config,
-            Listeners { public, admin },
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Self {
-            public: Some(p),
-            admin: a,
-            client: reqwest::Client::new(),
-            stop: Some(tx),
-            handle: Some(handle),
-        }
+        Self::public(config, false).await
     }
 
     /// `touchstream serve` with brokers configured: collector and engine in one process,
     /// joined through Kafka.
     pub async fn serve(config: Config) -> Self {
+        Self::public(config, true).await
+    }
+
+    async fn public(config: Config, with_engine: bool) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (p, a) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run(
-            config,
-            Listeners { public, admin },
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let listeners = Listeners { public, admin };
+        let signal = async move {
+            let _ = rx.await;
+        };
+        let handle = if with_engine {
+            tokio::spawn(server::run(config, listeners, signal))
+        } else {
+            tokio::spawn(server::run_collect(config, listeners, signal))
+        };
         Self {
             public: Some(p),
             admin: a,
