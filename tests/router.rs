@@ -425,3 +425,58 @@ mod no_input_panics {
         }
     }
 }
+
+#[tokio::test]
+async fn the_snippet_is_served_cacheable_with_an_etag() {
+    let h = harness(10);
+    let (status, headers, _) =
+        send_raw(&h.app, Request::get("/t.js").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/javascript; charset=utf-8"
+    );
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=3600");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let etag = headers[header::ETAG].clone();
+    let again = Request::get("/t.js")
+        .header(header::IF_NONE_MATCH, etag)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send_raw(&h.app, again).await.0, StatusCode::NOT_MODIFIED);
+    for page in [
+        "/demo",
+        "/demo/product",
+        "/demo/cart",
+        "/demo/checkout",
+        "/demo/thank-you",
+    ] {
+        let (status, _, body) =
+            send_raw(&h.app, Request::get(page).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(
+            body.contains(r#"<script async src="/t.js" data-site="demo""#),
+            "{page}"
+        );
+    }
+    let (status, _, _) = send_raw(
+        &h.app,
+        Request::get("/demo/admin").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn send_raw(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
-# Installs what it needs, idempotently: rustfmt and clippy, and the Kafka-protocol broker tansu
-# that the Kafka tests start on loopback (a one-time build of about 10 minutes).
+# Installs what it needs, idempotently: rustfmt and clippy; the Kafka-protocol broker tansu that
+# the Kafka tests start on loopback (a one-time build of about 10 minutes); Debian's chromium and
+# the snippet's npm packages for its unit and browser tests.
 # Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,18 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
 
+if [ ! -x /usr/bin/chromium ]; then
+  step "installing chromium (browser tests of the snippet)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends chromium
+fi
+
+if [ ! -d js-snippet/node_modules/esbuild ] || [ ! -d js-snippet/node_modules/playwright-core ]; then
+  step "installing the snippet's npm packages"
+  (cd js-snippet && npm ci --no-audit --no-fund)
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -33,6 +46,10 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
 cargo test
+
+step "snippet tests (node --test: size budget, build freshness, unit, real browser)"
+cargo build --quiet
+(cd js-snippet && TOUCHSTREAM_BIN="$PWD/../target/debug/touchstream" npm test --silent)
 
 step "cargo bench --no-run (benchmarks compile; figures live in loadtests/RESULTS.md)"
 cargo bench --no-run

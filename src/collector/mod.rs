@@ -7,18 +7,20 @@
 //! The answer is 200 only after the transport holds every accepted event; if it cannot take
 //! them, 503 with `Retry-After` and nothing is accepted. The client's IP is never read.
 
+mod assets;
 mod body;
 mod enrich;
 mod error;
 mod http_metrics;
 mod wire;
 
+pub use assets::SNIPPET;
 pub use enrich::{channel, device, event_time, is_bot};
 pub use error::ApiError;
 pub use http_metrics::{route_label, track};
 pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 
-use crate::config::{Config, LimitsConfig, SiteConfig};
+use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
 use crate::event::{Device, Event};
 use crate::metrics::{FilterReason, Metrics};
 use crate::transport::{DeadLetter, EventSink};
@@ -35,6 +37,7 @@ use std::sync::Arc;
 pub struct CollectorState {
     sites: Vec<(Arc<str>, SiteConfig)>,
     limits: LimitsConfig,
+    snippet: SnippetConfig,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
 }
@@ -48,14 +51,18 @@ impl CollectorState {
                 .map(|s| (Arc::from(s.id.as_str()), s.clone()))
                 .collect(),
             limits: config.limits.clone(),
+            snippet: config.snippet.clone(),
             sink,
             metrics,
         }
     }
 }
 
-/// The public router: ingest, CORS preflight, JSON 404/405, request metrics.
+/// The public router: ingest, CORS preflight, the snippet and demo shop, JSON 404/405, request
+/// metrics.
 pub fn router(state: Arc<CollectorState>) -> Router {
+    let assets = assets::router(&state.snippet);
+    let metrics = state.metrics.clone();
     Router::new()
         .route(
             "/v1/events",
@@ -63,9 +70,10 @@ pub fn router(state: Arc<CollectorState>) -> Router {
                 .options(preflight)
                 .fallback(|| async { ApiError::MethodNotAllowed }),
         )
-        .fallback(|| async { ApiError::NotFound })
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), track))
         .with_state(state)
+        .merge(assets)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(metrics, track))
 }
 
 /// The 200 answer.

@@ -38,6 +38,8 @@ pub struct Config {
     pub transport: TransportConfig,
     /// Kafka between collectors and engines.
     pub kafka: KafkaConfig,
+    /// The tracking snippet and demo shop served on the public listener.
+    pub snippet: SnippetConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             transport: TransportConfig::default(),
             kafka: KafkaConfig::default(),
+            snippet: SnippetConfig::default(),
         }
     }
 }
@@ -185,6 +188,29 @@ impl Default for TransportConfig {
         Self {
             queue_events: 100_000,
             enqueue_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The snippet and demo shop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnippetConfig {
+    /// Path of the snippet on the public listener; pick a neutral one to get past ad-blockers.
+    pub path: String,
+    /// How long browsers and CDNs may cache the snippet.
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    /// Serve the demo shop at `/demo` (its pages post to the `demo` site).
+    pub demo: bool,
+}
+
+impl Default for SnippetConfig {
+    fn default() -> Self {
+        Self {
+            path: "/t.js".into(),
+            max_age: Duration::from_secs(3600),
+            demo: true,
         }
     }
 }

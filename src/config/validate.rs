@@ -35,6 +35,18 @@ impl Config {
         self.validate_sites()?;
         self.validate_journey()?;
         self.validate_kafka()?;
+        let path = &self.snippet.path;
+        let reserved = path == "/v1/events" || path == "/demo" || path.starts_with("/demo/");
+        if !path.starts_with('/')
+            || path.len() < 2
+            || reserved
+            || path.contains(['?', '#', '{', '}', '*'])
+        {
+            return Err(ConfigError::invalid(
+                "snippet.path",
+                "must be a plain path such as `/t.js`, not /v1/events or under /demo",
+            ));
+        }
         let l = &self.limits;
         for (key, v) in [
             ("limits.max_body_bytes", l.max_body_bytes),
