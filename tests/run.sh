@@ -49,7 +49,7 @@ cargo test
 
 step "snippet tests (node --test: size budget, build freshness, unit, real browser)"
 cargo build --quiet
-(cd js-snippet && TOUCHSTREAM_BIN="$PWD/../target/debug/touchstream" npm test --silent)
+(cd js-snippet && TEST_TOUCHSTREAM_BIN="$PWD/../target/debug/touchstream" npm test --silent)
 
 step "cargo bench --no-run (benchmarks compile; figures live in loadtests/RESULTS.md)"
 cargo bench --no-run

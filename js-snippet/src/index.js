@@ -25,7 +25,7 @@ let granted; // consent answer, when asked
 let off; // Do Not Track, GPC or consent refused
 let lastUrl;
 let timer;
-let busy;
+let busy = []; // the batch a fetch is sending
 let backoff = 0;
 let clicked; // rage clicks: the element, when its run began, how many clicks
 let clickedAt;
@@ -131,16 +131,17 @@ function flush(hiding) {
   if (!cfg || !queue.length || !sendable()) return;
   const body = (events) => JSON.stringify({ site: cfg.site, sent_at: Date.now(), events });
   if (hiding === true) {
-    for (let i = 0; i < queue.length; i += BATCH) {
-      const events = queue.slice(i, i + BATCH);
+    // The batch in flight goes on with keepalive (and stays queued until answered).
+    const rest = queue.filter((e) => !busy.includes(e));
+    for (let i = 0; i < rest.length; i += BATCH) {
+      const events = rest.slice(i, i + BATCH);
       if (navigator.sendBeacon?.(cfg.endpoint, body(events))) drop(events);
       else post(body(events));
     }
     return;
   }
-  if (busy || navigator.onLine === false) return;
-  const events = queue.slice(0, BATCH);
-  busy = 1;
+  if (busy.length || navigator.onLine === false) return;
+  const events = (busy = queue.slice(0, BATCH));
   post(body(events))
     .then((r) => {
       if (r.status == 429 || r.status > 499) throw 0;
@@ -151,7 +152,7 @@ function flush(hiding) {
       backoff = Math.min(6e4, backoff * 2 || 1e3);
     })
     .finally(() => {
-      busy = 0;
+      busy = [];
       if (queue.length) schedule(backoff * (0.5 + Math.random()));
     });
 }
