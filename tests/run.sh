@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
 # Installs what it needs, idempotently: rustfmt and clippy; the Kafka-protocol broker tansu that
 # the Kafka tests start on loopback (a one-time build of about 10 minutes); Debian's chromium and
-# the snippet's npm packages for its unit and browser tests.
+# the snippet's npm packages for its unit and browser tests; Debian's prometheus (promtool) and
+# prometheus-alertmanager (amtool) for the operations kit in deploy/.
 # Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,11 +27,16 @@ if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin
   cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
-  step "installing chromium (browser tests of the snippet)"
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+if [ -n "$missing" ]; then
+  step "installing$missing (snippet browser tests; alert rule and Alertmanager checks)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends chromium
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing
 fi
 
 if [ ! -d js-snippet/node_modules/esbuild ] || [ ! -d js-snippet/node_modules/playwright-core ]; then

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Writes touchstream.test.yml, the promtool unit tests of ../rules.yml.
+
+Run it after changing a scenario: `python3 generate.py && promtool test rules touchstream.test.yml`.
+Series are built minute by minute from per-minute rates and written in promtool's `a+bxn`
+notation. Times: minute 1500 (1d1h) is the breakage in the one-day scenarios.
+"""
+
+DAY = 1440
+SERIES = 'touchstream_funnel_sessions_total{{site="demo",stage="{stage}",channel="direct",device="desktop"}}'
+RECEIVED = 'touchstream_events_received_total{site="demo"}'
+
+
+def counter(rates, resets=()):
+    """Cumulative values of a counter growing by rates[m] in minute m, reset to 0 at `resets`."""
+    values, v = [], 0.0
+    for m, r in enumerate(rates):
+        if m in resets:
+            v = 0.0
+        values.append(round(v, 3))
+        v += r
+    return values
+
+
+def notation(values):
+    """promtool's compact notation: runs of equal steps as `start+stepxcount`."""
+    parts, i = [], 0
+    while i < len(values):
+        j = i + 1
+        step = round(values[j] - values[i], 3) if j < len(values) else 0
+        while j + 1 < len(values) and round(values[j + 1] - values[j], 3) == step:
+            j += 1
+        if j >= len(values):
+            parts.append(f"{values[i]:g}")
+            break
+        sign = '+' if step >= 0 else '-'
+        parts.append(f"{values[i]:g}{sign}{abs(step):g}x{j - i}")
+        i = j + 1
+    return ' '.join(parts)
+
+
+def funnel(checkout_rates, purchase_rates, resets=()):
+    return [
+        {'series': SERIES.format(stage='checkout'), 'values': notation(counter(checkout_rates, resets))},
+        {'series': SERIES.format(stage='purchase'), 'values': notation(counter(purchase_rates, resets))},
+    ]
+
+
+def seasonal(days):
+    """Checkouts per minute through a day: 1 at night, 6 by day, 2 in the evening."""
+    return [1 if (m % DAY) < 360 else 6 if (m % DAY) < 1080 else 2 for m in range(days * DAY)]
+
+
+def silent(times):
+    return [{'eval_time': f'{t}m', 'alertname': name, 'exp_alerts': []} for t in times for name in ('CheckoutDropoffSpike',)]
+
+
+SPIKE_LABELS = {'severity': 'page', 'site': 'demo', 'team': 'ecommerce'}
+
+
+def spike(value_text):
+    return {
+        'exp_labels': SPIKE_LABELS,
+        'exp_annotations': {
+            'summary': 'Checkout conversion collapsed on demo',
+            'description': f"Only {value_text} of the sessions that began checkout on demo in the last 15 minutes bought, under half of the day's usual rate.",
+            'runbook_url': 'deploy/prometheus/RUNBOOK.md#checkoutdropoffspike',
+        },
+    }
+
+
+tests = []
+
+# 1. Purchases stop at minute 1500 with 4 checkouts a minute: the condition first holds at 1508
+#    (pending), the alert fires at 1518 (for: 10m) and not one evaluation earlier.
+checkout = [4] * 1621
+purchase = [2] * 1500 + [0] * 121
+# (promtool 2.42 evaluates alerts differently when one test group mixes ALERTS queries with
+# alert_rule_test, so the pending onset has a group of its own over the same input.)
+tests.append({
+    'name': 'checkout breakage: the condition first holds 8 minutes after it',
+    'interval': '1m',
+    'input_series': funnel(checkout, purchase),
+    'promql_expr_test': [
+        {'expr': 'ALERTS{alertname="CheckoutDropoffSpike"}', 'eval_time': '1507m', 'exp_samples': []},
+        {'expr': 'ALERTS{alertname="CheckoutDropoffSpike"}', 'eval_time': '1508m',
+         'exp_samples': [{'labels': 'ALERTS{alertname="CheckoutDropoffSpike",alertstate="pending",severity="page",site="demo",team="ecommerce"}', 'value': 1}]},
+    ],
+})
+tests.append({
+    'name': 'checkout breakage fires at onset plus for, not earlier',
+    'interval': '1m',
+    'input_series': funnel(checkout, purchase),
+    'alert_rule_test': [
+        {'eval_time': '1517m', 'alertname': 'CheckoutDropoffSpike', 'exp_alerts': []},
+        {'eval_time': '1518m', 'alertname': 'CheckoutDropoffSpike', 'exp_alerts': [spike('0%')]},
+    ],
+})
+
+# 2. The same breakage at one checkout a minute (15 in the window, under the guard of 20).
+tests.append({
+    'name': 'low volume stays silent',
+    'interval': '1m',
+    'input_series': funnel([1] * 1621, [0.5] * 1500 + [0] * 121),
+    'alert_rule_test': silent([1510, 1518, 1530, 1560, 1620]),
+})
+
+# 3. A restart resets both counters at minute 1500; conversion is unchanged.
+tests.append({
+    'name': 'a counter reset (restart) stays silent',
+    'interval': '1m',
+    'input_series': funnel([4] * 1621, [2] * 1621, resets={1500}),
+    'alert_rule_test': silent([1501, 1505, 1510, 1515, 1520, 1530, 1560, 1620]),
+})
+
+# 4. Eight days of normal traffic with a daily rhythm, conversion steady at one half.
+week = seasonal(8)
+tests.append({
+    'name': 'a week of normal traffic with daily seasonality stays silent',
+    'interval': '1m',
+    'input_series': funnel(week, [r / 2 for r in week]),
+    'alert_rule_test': silent(range(DAY + 30, 8 * DAY, 90)),
+})
+
+# 5. The same week, then checkout breaks at noon on day 8: with a week-ago baseline present,
+#    the alert still fires, 18 minutes after the breakage as in scenario 1.
+noon = 7 * DAY + 720
+rates = seasonal(8)
+tests.append({
+    'name': 'with a week of history, a breakage still fires',
+    'interval': '1m',
+    'input_series': funnel(rates, [r / 2 if m < noon else 0 for m, r in enumerate(rates)]),
+    'alert_rule_test': [
+        {'eval_time': f'{noon + 17}m', 'alertname': 'CheckoutDropoffSpike', 'exp_alerts': []},
+        {'eval_time': f'{noon + 18}m', 'alertname': 'CheckoutDropoffSpike', 'exp_alerts': [spike('0%')]},
+    ],
+})
+
+# 6. Events flow at 10 a minute for a day, then stop at minute 1500.
+tests.append({
+    'name': 'no touchpoints fires after its window',
+    'interval': '1m',
+    'input_series': [{'series': RECEIVED, 'values': notation(counter([10] * 1500 + [0] * 61))}],
+    'alert_rule_test': [
+        {'eval_time': 'NOT_BEFORE', 'alertname': 'NoTouchpointsReceived', 'exp_alerts': []},
+        {'eval_time': 'FIRES', 'alertname': 'NoTouchpointsReceived', 'exp_alerts': [{
+            'exp_labels': {'severity': 'page', 'site': 'demo', 'team': 'platform'},
+            'exp_annotations': {
+                'summary': 'No touchpoints from demo for 15 minutes',
+                'description': 'touchstream received no events for demo in the last 15 minutes; yesterday at this time it did.',
+                'runbook_url': 'deploy/prometheus/RUNBOOK.md#notouchpointsreceived',
+            },
+        }]},
+    ],
+})
+
+import json, sys
+NO_TRAFFIC_FIRES = int(sys.argv[1]) if len(sys.argv) > 1 else 1520
+tests[-1]['alert_rule_test'][0]['eval_time'] = f'{NO_TRAFFIC_FIRES - 1}m'
+tests[-1]['alert_rule_test'][1]['eval_time'] = f'{NO_TRAFFIC_FIRES}m'
+
+with open('touchstream.test.yml', 'w') as f:
+    f.write('# Generated by generate.py: edit that, then run it.\n')
+    f.write(json.dumps({'rule_files': ['../rules.yml'], 'evaluation_interval': '1m', 'tests': tests}, indent=1))
+    f.write('\n')
