@@ -56,15 +56,13 @@ async fn send(
     app: &axum::Router,
     req: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    let body = if bytes.is_empty() {
+    let (status, headers, body) = send_raw(app, req).await;
+    let json = if body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap()
+        serde_json::from_str(&body).unwrap()
     };
-    (status, headers, body)
+    (status, headers, json)
 }
 
 async fn post_json(app: &axum::Router, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
