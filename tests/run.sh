@@ -55,7 +55,9 @@ cargo test
 
 step "snippet tests (node --test: size budget, build freshness, unit, real browser)"
 cargo build --quiet
-(cd js-snippet && TEST_TOUCHSTREAM_BIN="$PWD/../target/debug/touchstream" npm test --silent)
+# Wherever cargo builds (CARGO_TARGET_DIR may move it), as cargo itself reports.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+(cd js-snippet && TEST_TOUCHSTREAM_BIN="$target_dir/debug/touchstream" npm test --silent)
 
 step "cargo bench --no-run (benchmarks compile; figures live in loadtests/RESULTS.md)"
 cargo bench --no-run
