@@ -138,3 +138,76 @@ fn every_metric_the_rules_read_is_exported() {
         "rules read metrics touchstream does not export: {missing:?}"
     );
 }
+
+/// The Dockerfile's instructions as (keyword, rest) pairs, continuation lines joined.
+fn dockerfile() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_ascii_uppercase(), rest.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_container_image_matches_the_code() {
+    let steps = dockerfile();
+    let all = |k: &str| {
+        steps
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+    };
+    // Two stages, the binary copied from the first, run as a non-root user.
+    assert_eq!(all("FROM").len(), 2, "{steps:?}");
+    assert!(
+        all("COPY")
+            .iter()
+            .any(|c| c.contains("--from=build") && c.contains("target/release/touchstream"))
+    );
+    assert!(all("USER").iter().all(|u| u != "root" && u != "0") && !all("USER").is_empty());
+    // Every file the binary embeds at compile time is copied into the build stage.
+    let copies = all("COPY").join(" ");
+    for embedded in ["js-snippet/dist", "js-snippet/demo", "src", "Cargo.lock"] {
+        assert!(
+            copies.contains(embedded),
+            "the build stage lacks {embedded}"
+        );
+    }
+    // The environment is touchstream configuration that loads, and its ports are exposed.
+    let env: Vec<(String, String)> = all("ENV")
+        .join(" ")
+        .split_whitespace()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let touchstream_env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("TOUCHSTREAM_"))
+        .cloned()
+        .collect();
+    let config = touchstream::config::load(None, touchstream_env)
+        .expect("the image's environment is valid configuration");
+    let exposed: Vec<u16> = all("EXPOSE")
+        .join(" ")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(exposed, [config.listen.port(), config.admin_listen.port()]);
+    assert!(
+        config.listen.ip().is_unspecified(),
+        "inside a container the listener must not be loopback only"
+    );
+    // The entrypoint is this crate's binary; the default command is a real subcommand.
+    assert!(all("ENTRYPOINT")[0].contains(&format!("/{}\"", env!("CARGO_PKG_NAME"))));
+    assert_eq!(all("CMD"), [r#"["serve"]"#]);
+    assert_eq!(all("STOPSIGNAL"), ["SIGTERM"]);
+}

@@ -1,0 +1,29 @@
+# touchstream: one static-ish binary on a small Debian base.
+#   docker build -t touchstream .
+#   docker run -p 8080:8080 -p 9464:9464 touchstream            # serve, in memory
+#   docker run -e TOUCHSTREAM_KAFKA_BROKERS=kafka:9092 touchstream engine
+# Not built on the project's CI machine (it has no Docker engine); tests/deploy.rs checks this
+# file against the code.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+# gcc and make (both in the rust image) build rdkafka's bundled librdkafka.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY js-snippet/dist ./js-snippet/dist
+COPY js-snippet/demo ./js-snippet/demo
+RUN cargo build --release --locked --bin touchstream
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home touchstream
+COPY --from=build /src/target/release/touchstream /usr/local/bin/touchstream
+USER 10001
+# Listen on every interface inside the container; publish only the public port to the internet.
+ENV TOUCHSTREAM_LISTEN=0.0.0.0:8080 \
+    TOUCHSTREAM_ADMIN_LISTEN=0.0.0.0:9464 \
+    RUST_LOG=info
+EXPOSE 8080 9464
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/touchstream"]
+CMD ["serve"]
