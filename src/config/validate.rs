@@ -340,4 +340,51 @@ mod tests {
                 .contains("transport.queue_events")
         );
     }
+
+    #[test]
+    fn rejects_unusable_snippet_and_kafka_settings() {
+        for path in ["/v1/events", "/demo/t.js", "t.js", "/", "/t.js?v=1"] {
+            let mut c = Config::default();
+            c.snippet.path = path.into();
+            assert!(
+                c.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .contains("snippet.path"),
+                "{path}"
+            );
+        }
+        let mut c = Config::default();
+        c.kafka.delivery_timeout = c.limits.request_timeout;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.delivery_timeout")
+        );
+        let mut c = Config::default();
+        c.kafka.rebuild_lookback = std::time::Duration::from_secs(60);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.rebuild_lookback")
+        );
+        let mut c = Config::default();
+        c.kafka.dead_letter_topic = c.kafka.topic.clone();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.dead_letter_topic")
+        );
+        let mut c = Config::default();
+        c.kafka.topic = "events/all".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.topic")
+        );
+    }
 }
