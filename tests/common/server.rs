@@ -2,7 +2,7 @@
 
 use super::prom::Scrape;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use touchstream::config::Config;
@@ -66,29 +66,14 @@ impl TestServer {
     }
 
     pub async fn scrape(&self) -> Scrape {
-        let text = self
-            .client
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
+        super::kafka::scrape_at(self.admin)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        Scrape::parse(&text)
+            .expect("/metrics answers")
     }
 
-    /// Polls `/metrics` until `ready` holds (the engine applies asynchronously); panics after 30 s.
+    /// Polls `/metrics` until `ready` holds (the engine applies asynchronously).
     pub async fn wait_for(&self, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = self.scrape().await;
-            if ready(&s) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        super::kafka::wait_for_at(self.admin, what, ready).await
     }
 
     /// Waits until the engine has applied `n` events.

@@ -237,7 +237,11 @@ impl KafkaEngine {
             return;
         }
         if let Some(message) = message {
-            apply(&part.engine, &message, &self.shared.metrics);
+            apply(&part.engine, &message);
+            if let InMessage::Event(e) = &message {
+                let lag = (crate::now_ms() - e.received_at_ms).max(0) as f64 / 1000.0;
+                self.shared.metrics.funnel.lag.observe(lag);
+            }
         }
         part.next = Some(offset + 1);
     }
@@ -339,16 +343,11 @@ fn decode(metrics: &Metrics, payload: Option<&[u8]>) -> Option<InMessage> {
     }
 }
 
-fn apply(engine: &Engine, message: &InMessage, metrics: &Metrics) {
+/// Applies one message to a partition's engine: an event, or a tick that closes idle sessions.
+fn apply(engine: &Engine, message: &InMessage) {
     match message {
-        InMessage::Event(e) => {
-            engine.apply(e);
-            let lag = (crate::now_ms() - e.received_at_ms).max(0) as f64 / 1000.0;
-            metrics.funnel.lag.observe(lag);
-        }
-        InMessage::Tick { at_ms } => {
-            engine.sweep(*at_ms);
-        }
+        InMessage::Event(e) => _ = engine.apply(e),
+        InMessage::Tick { at_ms } => _ = engine.sweep(*at_ms),
     }
 }
 
@@ -394,10 +393,8 @@ fn read_back(
                 let Some(part) = state.parts.get(&partition) else {
                     return Ok(read);
                 };
-                if let Some(InMessage::Event(e)) = &message {
-                    part.engine.apply(e);
-                } else if let Some(InMessage::Tick { at_ms }) = message {
-                    part.engine.sweep(at_ms);
+                if let Some(message) = &message {
+                    apply(&part.engine, message);
                 }
                 read += 1;
                 if m.offset() + 1 >= until {
