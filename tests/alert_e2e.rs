@@ -7,10 +7,9 @@
 
 mod common;
 
+use common::prometheus::{Prometheus, production_rules};
 use common::server::{TestServer, config};
-use serde_json::{Value, json};
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// Production durations are divided by this.
@@ -64,81 +63,12 @@ fn scaling_keeps_expressions_and_divides_durations() {
     );
 }
 
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_prometheus(target: &str) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/prometheus/rules.yml"
-    ))
-    .unwrap();
-    std::fs::write(
-        dir.path().join("rules.yml"),
-        scale_durations(&rules, TIME_SCALE),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
-             scrape_configs:\n  - job_name: touchstream\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let port = StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start prometheus ({e}); ./tests/run.sh installs Debian's prometheus")
-        });
-    Prometheus {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    }
-}
-
 /// The alert's state in Prometheus: "", "pending" or "firing".
-async fn alert_state(client: &reqwest::Client, prometheus: &str) -> String {
-    let Ok(res) = client
-        .get(format!("{prometheus}/api/v1/alerts"))
-        .send()
+async fn alert_state(prometheus: &Prometheus) -> String {
+    prometheus
+        .alerts()
         .await
-    else {
-        return String::new();
-    };
-    let body: Value = res.json().await.unwrap_or_default();
-    body["data"]["alerts"]
-        .as_array()
         .into_iter()
-        .flatten()
         .find(|a| {
             a["labels"]["alertname"] == "CheckoutDropoffSpike" && a["labels"]["site"] == "demo"
         })
@@ -171,15 +101,18 @@ async fn second_of_traffic(server: &TestServer, tick: usize, checkouts: usize, p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_breakage_fires_checkout_dropoff_spike_in_a_real_prometheus() {
     let server = TestServer::start(config(Duration::from_secs(3600))).await;
-    let prometheus = start_prometheus(&server.admin.to_string());
-    let client = reqwest::Client::new();
+    let prometheus = Prometheus::start(
+        &scale_durations(&production_rules(), TIME_SCALE),
+        &[("touchstream", &[server.admin])],
+    )
+    .await;
 
     // A normal shop: 4 checkouts a second (60 in the scaled 15-minute window), half convert.
     for tick in 0..75 {
         second_of_traffic(&server, tick, 4, 2).await;
         if tick > 45 {
             assert_eq!(
-                alert_state(&client, &prometheus.url).await,
+                alert_state(&prometheus).await,
                 "",
                 "quiet while checkout converts"
             );
@@ -192,7 +125,7 @@ async fn a_checkout_breakage_fires_checkout_dropoff_spike_in_a_real_prometheus()
     loop {
         second_of_traffic(&server, tick, 4, 0).await;
         tick += 1;
-        match alert_state(&client, &prometheus.url).await.as_str() {
+        match alert_state(&prometheus).await.as_str() {
             "pending" => seen_pending = true,
             "firing" => break,
             _ => {}

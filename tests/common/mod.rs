@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod exports;
 pub mod kafka;
 pub mod prom;
+pub mod prometheus;
 pub mod rees46;
 pub mod reference;
 pub mod server;
