@@ -206,7 +206,11 @@ async fn second_of_traffic(client: &reqwest::Client, public: SocketAddr, tick: u
         let mut events = Vec::new();
         for c in 0..6 {
             let session = format!("{public}-{tick}-{d}-{c}");
-            let currency = if (tick + c) % 2 == 0 { "USD" } else { "EUR" };
+            let currency = if (tick + c).is_multiple_of(2) {
+                "USD"
+            } else {
+                "EUR"
+            };
             events.extend(session_events(&session, c, (tick + c + d) % 5, currency));
         }
         events.push(events[0].clone());
