@@ -5,31 +5,8 @@
 
 mod common;
 
+use common::deploy::{image_environment, image_user, instructions, read, run, tool};
 use common::exports;
-use std::process::Command;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Runs a tool; returns its standard output (and its standard error, for messages).
-fn run(name: &str, args: &[&str]) -> (String, String) {
-    let out = Command::new(name).args(args).current_dir(ROOT).output().unwrap_or_else(|e| {
-        panic!("cannot run {name} ({e}); ./tests/run.sh installs Debian's prometheus and prometheus-alertmanager")
-    });
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed:\n{stdout}{stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn tool(name: &str, args: &[&str]) -> String {
-    let (stdout, stderr) = run(name, args);
-    stdout + &stderr
-}
 
 #[test]
 fn prometheus_config_and_rules_are_valid() {
@@ -89,7 +66,7 @@ fn alertmanager_routes_funnel_alerts_to_ecommerce_and_the_rest_to_operations() {
 
 #[test]
 fn every_metric_the_rules_read_is_exported() {
-    let rules = std::fs::read_to_string(format!("{ROOT}/deploy/prometheus/rules.yml")).unwrap();
+    let rules = read("deploy/prometheus/rules.yml");
     let read = exports::read_by(&rules);
     assert!(read.len() >= 10, "{read:?}");
     let unknown = exports::unknown_in(&rules);
@@ -99,39 +76,17 @@ fn every_metric_the_rules_read_is_exported() {
     );
 }
 
-/// The Dockerfile's instructions as (keyword, rest) pairs, continuation lines joined.
-fn dockerfile() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap();
-    let joined = text.replace("\\\n", " ");
-    joined
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (k, rest) = l.split_once(' ').unwrap_or((l, ""));
-            (k.to_ascii_uppercase(), rest.trim().to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn the_container_image_matches_the_code() {
-    let steps = dockerfile();
-    let all = |k: &str| {
-        steps
-            .iter()
-            .filter(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .collect::<Vec<_>>()
-    };
+    let all = instructions;
     // Two stages, the binary copied from the first, run as a non-root user.
-    assert_eq!(all("FROM").len(), 2, "{steps:?}");
+    assert_eq!(all("FROM").len(), 2);
     assert!(
         all("COPY")
             .iter()
             .any(|c| c.contains("--from=build") && c.contains("target/release/touchstream"))
     );
-    assert!(all("USER").iter().all(|u| u != "root" && u != "0") && !all("USER").is_empty());
+    assert_ne!(image_user(), 0, "the image runs as a non-root user");
     // Every file the binary embeds at compile time is copied into the build stage.
     let copies = all("COPY").join(" ");
     for embedded in ["js-snippet/dist", "js-snippet/demo", "src", "Cargo.lock"] {
@@ -141,20 +96,7 @@ fn the_container_image_matches_the_code() {
         );
     }
     // The environment is touchstream configuration that loads, and its ports are exposed.
-    let env: Vec<(String, String)> = all("ENV")
-        .join(" ")
-        .split_whitespace()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    let touchstream_env: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("TOUCHSTREAM_"))
-        .cloned()
-        .collect();
-    let config = touchstream::config::load(None, touchstream_env)
+    let config = touchstream::config::load(None, image_environment())
         .expect("the image's environment is valid configuration");
     let exposed: Vec<u16> = all("EXPOSE")
         .join(" ")

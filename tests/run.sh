@@ -3,7 +3,8 @@
 # Installs what it needs, idempotently: rustfmt and clippy; the Kafka-protocol broker tansu that
 # the Kafka tests start on loopback (a one-time build of about 10 minutes); Debian's chromium and
 # the snippet's npm packages for its unit and browser tests; Debian's prometheus (promtool) and
-# prometheus-alertmanager (amtool) for the operations kit in deploy/.
+# prometheus-alertmanager (amtool) for the operations kit in deploy/; Debian's docker-compose and
+# PyPI's kubernetes-validate to check deploy/compose and deploy/kubernetes without an engine.
 # Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +32,18 @@ missing=""
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
+command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 if [ -n "$missing" ]; then
-  step "installing$missing (snippet browser tests; alert rule and Alertmanager checks)"
+  step "installing$missing (snippet browser tests; alert rule, Alertmanager and compose checks)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   # shellcheck disable=SC2086
   apt-get install -y -q --no-install-recommends $missing
+fi
+
+if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+  step "installing kubernetes-validate (Kubernetes API schemas for deploy/kubernetes)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 
 if [ ! -d js-snippet/node_modules/esbuild ] || [ ! -d js-snippet/node_modules/playwright-core ]; then

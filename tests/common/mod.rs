@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod deploy;
 pub mod exports;
 pub mod kafka;
 pub mod prom;
