@@ -118,6 +118,21 @@ fn the_dashboard_is_well_formed_and_reads_only_exported_metrics() {
         unknown.is_empty(),
         "the dashboard reads metrics touchstream does not export: {unknown:?}"
     );
+    // The runbook's "Panel title" pointers name panels of this dashboard.
+    let titles: BTreeSet<&str> = panels(&d)
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    let runbook = common::deploy::read("deploy/prometheus/RUNBOOK.md").replace("\n   ", " ");
+    let prose: String = runbook.split('`').step_by(2).collect();
+    let named: Vec<&str> = prose.split('"').skip(1).step_by(2).collect();
+    assert!(named.len() >= 8, "{named:?}");
+    for title in named {
+        assert!(
+            titles.contains(title),
+            "RUNBOOK.md names a panel \"{title}\" the dashboard lacks"
+        );
+    }
     let rules = production_rules();
     for (title, expr) in queries(&d) {
         for recorded in expr
