@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Starts touchstream (release build) on loopback, runs touchstream-load against it, stops it.
+#
+#   loadtests/scenario.sh embedded [touchstream-load arguments...]
+#   loadtests/scenario.sh kafka    [touchstream-load arguments...]
+#
+# embedded: `touchstream serve` (in-memory transport).
+# kafka:    a tansu broker (memory storage), `touchstream collect` and `touchstream engine`.
+# The generator gets --server-pid for every touchstream process and the /metrics of each; the
+# broker's CPU time is printed separately. SESSION_TIMEOUT (default 5s) is the server's session
+# timeout, passed to the generator too. Examples: loadtests/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:?usage: loadtests/scenario.sh embedded|kafka [touchstream-load arguments...]}
+shift
+timeout=${SESSION_TIMEOUT:-5s}
+
+cargo build --release --quiet -p touchstream -p touchstream-load
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # url
+  for _ in $(seq 1 300); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "scenario.sh: $1 never answered" >&2
+  return 1
+}
+cpu_seconds() { # pid: user+system seconds from /proc
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); split($0, f, " "); printf "%.2f\n", (f[12] + f[13]) / hz }' "/proc/$1/stat"
+}
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+logs=$(mktemp -d)
+
+public=$(free_port)
+export TOUCHSTREAM_LISTEN=127.0.0.1:$public
+export TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT=$timeout
+export RUST_LOG=${RUST_LOG:-warn}
+# The default site allows the origin http://127.0.0.1:8080, the generator's default Origin.
+args=(--url "http://127.0.0.1:$public" --session-timeout "$timeout")
+
+case "$mode" in
+  embedded)
+    admin=$(free_port)
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$admin "$bin/touchstream" serve 2>"$logs/serve.log" &
+    pids+=($!)
+    args+=(--server-pid "${pids[0]}" --metrics "http://127.0.0.1:$admin/metrics")
+    wait_for "http://127.0.0.1:$admin/readyz"
+    ;;
+  kafka)
+    tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
+    broker=$(free_port)
+    "$tansu" broker --listener-url "tcp://127.0.0.1:$broker" --advertised-listener-url "tcp://127.0.0.1:$broker" \
+      --storage-engine memory://tansu/ >"$logs/tansu.log" 2>&1 &
+    broker_pid=$!
+    pids+=("$broker_pid")
+    export TOUCHSTREAM_KAFKA_BROKERS=127.0.0.1:$broker
+    export TOUCHSTREAM_KAFKA_TOPIC=load-$$ TOUCHSTREAM_KAFKA_DEAD_LETTER_TOPIC=load-dead-$$
+    export TOUCHSTREAM_KAFKA_GROUP_ID=load-$$ TOUCHSTREAM_KAFKA_PARTITIONS=${PARTITIONS:-4}
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker") 2>/dev/null && break; sleep 0.1; done
+    collect_admin=$(free_port)
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$collect_admin "$bin/touchstream" collect 2>"$logs/collect.log" &
+    pids+=($!)
+    args+=(--server-pid $! --metrics "http://127.0.0.1:$collect_admin/metrics")
+    wait_for "http://127.0.0.1:$collect_admin/readyz"
+    engine_admin=$(free_port)
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$engine_admin "$bin/touchstream" engine 2>"$logs/engine.log" &
+    pids+=($!)
+    args+=(--server-pid $! --metrics "http://127.0.0.1:$engine_admin/metrics")
+    wait_for "http://127.0.0.1:$engine_admin/readyz"
+    # The engine owns its partitions once it reports them.
+    for _ in $(seq 1 300); do
+      curl -fs "http://127.0.0.1:$engine_admin/metrics" | grep -q '^touchstream_kafka_assigned_partitions [1-9]' && break
+      sleep 0.1
+    done
+    broker_cpu=$(cpu_seconds "$broker_pid")
+    ;;
+  *)
+    echo "scenario.sh: unknown mode $mode (embedded or kafka)" >&2
+    exit 2
+    ;;
+esac
+
+status=0
+"$bin/touchstream-load" "${args[@]}" "$@" || status=$?
+if [ "$mode" = kafka ]; then
+  echo "broker (tansu): $(awk -v a="$broker_cpu" -v b="$(cpu_seconds "$broker_pid")" 'BEGIN { printf "%.2f", b - a }') CPU s" >&2
+fi
+if [ "$status" -ne 0 ]; then
+  echo "scenario.sh: touchstream-load exited $status; server logs in $logs" >&2
+fi
+exit "$status"

@@ -1,0 +1,175 @@
+//! The figures of a run, as text for people and as one JSON object for scripts.
+
+use crate::send::Stats;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Server resources over the load phase.
+#[derive(Debug, Clone, Default)]
+pub struct ServerUse {
+    pub cpu_seconds: f64,
+    /// Highest resident memory seen (sampled every second), all processes together.
+    pub max_rss: u64,
+    /// Peak resident memory since the processes started (VmHWM), summed.
+    pub peak_rss: u64,
+    /// Resident memory samples: (seconds into the run, bytes).
+    pub rss: Vec<(f64, u64)>,
+}
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub struct Report {
+    pub mode: String,
+    pub seconds: f64,
+    pub sessions: u64,
+    pub stats: Stats,
+    pub server: Option<ServerUse>,
+    pub generator_cpu_seconds: f64,
+    pub freshness: Option<Histogram<u64>>,
+    pub freshness_missed: u64,
+    /// None when not verified; otherwise every difference from the ground truth.
+    pub differences: Option<Vec<String>>,
+    /// Notes on how the verification was done (tolerances, causes).
+    pub notes: Vec<String>,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+fn quantiles(h: &Histogram<u64>) -> Value {
+    json!({
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p99_9": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+        "count": h.len(),
+    })
+}
+
+impl Report {
+    pub fn events_per_second(&self) -> f64 {
+        self.stats.events_accepted as f64 / self.seconds
+    }
+
+    pub fn passed(&self) -> bool {
+        self.differences.as_ref().is_none_or(Vec::is_empty)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let s = &self.stats;
+        let server = self.server.as_ref().map(|u| {
+            json!({
+                "cpu_seconds": u.cpu_seconds,
+                "events_per_cpu_second": s.events_accepted as f64 / u.cpu_seconds.max(1e-9),
+                "max_rss_bytes": u.max_rss,
+                "peak_rss_bytes": u.peak_rss,
+                "rss_samples": u.rss.iter().map(|(t, b)| json!([t, b])).collect::<Vec<_>>(),
+            })
+        });
+        json!({
+            "mode": self.mode,
+            "seconds": self.seconds,
+            "sessions": self.sessions,
+            "requests": s.requests,
+            "events_accepted": s.events_accepted,
+            "batches_accepted": s.batches_accepted,
+            "mean_batch_events": s.events_accepted as f64 / s.batches_accepted.max(1) as f64,
+            "events_per_second": self.events_per_second(),
+            "requests_per_second": s.requests as f64 / self.seconds,
+            "latency_ms": quantiles(&s.latency),
+            "statuses": s.statuses.iter().collect::<BTreeMap<_, _>>(),
+            "retries": s.retries,
+            "server": server,
+            "generator_cpu_seconds": self.generator_cpu_seconds,
+            "freshness_ms": self.freshness.as_ref().map(quantiles),
+            "freshness_missed": self.freshness_missed,
+            "verified": self.differences.as_ref().map(Vec::is_empty),
+            "differences": self.differences,
+            "notes": self.notes,
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let s = &self.stats;
+        let mut t = String::new();
+        let l = &s.latency;
+        let _ = writeln!(
+            t,
+            "{}: {:.1} s, {} sessions, {} events in {} batches (mean {:.1} events)",
+            self.mode,
+            self.seconds,
+            self.sessions,
+            s.events_accepted,
+            s.batches_accepted,
+            s.events_accepted as f64 / s.batches_accepted.max(1) as f64
+        );
+        let _ = writeln!(
+            t,
+            "throughput: {:.0} events/s, {:.0} requests/s",
+            self.events_per_second(),
+            s.requests as f64 / self.seconds
+        );
+        let _ = writeln!(
+            t,
+            "latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            ms(l.value_at_quantile(0.5)),
+            ms(l.value_at_quantile(0.99)),
+            ms(l.value_at_quantile(0.999)),
+            ms(l.max())
+        );
+        let statuses: Vec<String> = s
+            .statuses
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(
+            t,
+            "answers: {} ({} retries)",
+            statuses.join(", "),
+            s.retries
+        );
+        if let Some(u) = &self.server {
+            let _ = writeln!(
+                t,
+                "server: {:.2} CPU s, {:.0} events per CPU second, max RSS {:.1} MiB (peak since start {:.1} MiB)",
+                u.cpu_seconds,
+                s.events_accepted as f64 / u.cpu_seconds.max(1e-9),
+                u.max_rss as f64 / 1048576.0,
+                u.peak_rss as f64 / 1048576.0
+            );
+        }
+        let _ = writeln!(t, "generator: {:.2} CPU s", self.generator_cpu_seconds);
+        if let Some(f) = &self.freshness {
+            let _ = writeln!(
+                t,
+                "freshness (2xx to /metrics): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} probes{}",
+                ms(f.value_at_quantile(0.5)),
+                ms(f.value_at_quantile(0.99)),
+                ms(f.max()),
+                f.len(),
+                if self.freshness_missed > 0 {
+                    format!(", {} never seen", self.freshness_missed)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        match &self.differences {
+            None => t.push_str("figures: not verified\n"),
+            Some(d) if d.is_empty() => t.push_str("figures: /metrics equals the ground truth\n"),
+            Some(d) => {
+                let _ = writeln!(t, "figures: {} differences from the ground truth", d.len());
+                for line in d {
+                    let _ = writeln!(t, "  {line}");
+                }
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(t, "note: {note}");
+        }
+        t
+    }
+}

@@ -1,0 +1,405 @@
+//! A run: a baseline scrape, the load (simulated shoppers or a replayed clickstream) with the
+//! freshness probe beside it, the server's CPU and memory, and at the end `/metrics` checked
+//! against the ground truth of everything that was acknowledged.
+
+use crate::probe::{self, Freshness, now_ms, scrape};
+use crate::procstat::{self, Server};
+use crate::report::{Report, ServerUse};
+use crate::send::{Pacer, Stats, Target, body, client, send};
+use crate::shopper::{DESKTOP, Mix, Shopper};
+use crate::truth::{Event, Figures, figures};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How to run, whatever the workload.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Target,
+    /// `/metrics` URLs of every collector and engine, summed.
+    pub metrics: Vec<String>,
+    pub concurrency: usize,
+    /// Events per second; 0 for as fast as the server answers.
+    pub rate: f64,
+    pub server: Option<Server>,
+    /// The server's `journey.session_timeout`.
+    pub session_timeout: Duration,
+    /// How long to wait, after the load, for `/metrics` to reach the ground truth.
+    pub settle: Duration,
+    pub verify: bool,
+    /// Freshness probe interval; None for no probe.
+    pub probe_interval: Option<Duration>,
+    /// Prefix of every session id, unique to the run.
+    pub run_id: String,
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Shoppers {
+        mix: Mix,
+        /// Stop starting sessions after this long...
+        duration: Option<Duration>,
+        /// ...or after this many.
+        sessions: Option<u64>,
+        /// Share of acknowledged batches sent again, as when a response is lost.
+        duplicates: f64,
+        seed: u64,
+    },
+    Replay {
+        events: Vec<Event>,
+        speedup: f64,
+    },
+}
+
+/// What a workload acknowledged.
+struct Sent {
+    stats: Stats,
+    truth: Figures,
+    sessions: u64,
+}
+
+/// Runs `workload` and measures it.
+pub async fn execute(options: Options, workload: Workload) -> anyhow::Result<Report> {
+    let http = client(options.concurrency + 2);
+    let before = scrape(&http, &options.metrics).await?;
+    let site = options.target.site.clone();
+    let server_cpu = match &options.server {
+        Some(s) => Some(s.cpu_seconds()?),
+        None => None,
+    };
+    let own_cpu = procstat::cpu_seconds("self")?;
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = options.server.clone().map(|server| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                if let Ok(rss) = server.rss() {
+                    samples.push((started.elapsed().as_secs_f64(), rss));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            samples
+        })
+    });
+    let probe = options.probe_interval.map(|interval| {
+        tokio::spawn(probe::run(
+            http.clone(),
+            options.target.clone(),
+            options.metrics.clone(),
+            options.run_id.clone(),
+            interval,
+            options.settle,
+            stop_rx.clone(),
+        ))
+    });
+
+    let mode = match &workload {
+        Workload::Shoppers { .. } => "shoppers",
+        Workload::Replay { .. } => "replay",
+    };
+    let mut sent = match workload {
+        Workload::Shoppers {
+            mix,
+            duration,
+            sessions,
+            duplicates,
+            seed,
+        } => shoppers(&options, &http, mix, duration, sessions, duplicates, seed).await,
+        Workload::Replay { events, speedup } => replay(&options, &http, events, speedup).await,
+    };
+    // The load phase ends with the last acknowledged batch.
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let server = match (&options.server, server_cpu) {
+        (Some(s), Some(cpu)) => Some(ServerUse {
+            cpu_seconds: s.cpu_seconds()? - cpu,
+            max_rss: 0,
+            peak_rss: s.peak_rss()?,
+            rss: Vec::new(),
+        }),
+        _ => None,
+    };
+    let generator_cpu_seconds = procstat::cpu_seconds("self")? - own_cpu;
+    let freshness: Option<Freshness> = match probe {
+        Some(p) => Some(p.await??),
+        None => None,
+    };
+    let server = match (server, sampler) {
+        (Some(mut u), Some(task)) => {
+            u.rss = task.await?;
+            u.max_rss = u.rss.iter().map(|(_, b)| *b).max().unwrap_or(0);
+            Some(u)
+        }
+        (u, _) => u,
+    };
+    if let Some(f) = &freshness {
+        sent.truth.merge(&f.truth);
+        sent.stats.merge(&f.stats);
+    }
+
+    let mut notes = Vec::new();
+    let differences = if options.verify {
+        Some(verify(&options, &http, &before, &sent, &site, &mut notes).await?)
+    } else {
+        None
+    };
+    Ok(Report {
+        mode: mode.to_string(),
+        seconds,
+        sessions: sent.sessions,
+        stats: sent.stats,
+        server,
+        generator_cpu_seconds,
+        freshness_missed: freshness.as_ref().map_or(0, |f| f.missed),
+        freshness: freshness.map(|f| f.micros),
+        differences,
+        notes,
+    })
+}
+
+/// Scrapes until the figures since `before` equal the ground truth or `settle` passes; the
+/// differences left.
+async fn verify(
+    options: &Options,
+    http: &reqwest::Client,
+    before: &crate::scrape::Scrape,
+    sent: &Sent,
+    site: &str,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut expected = sent.truth.clone();
+    let deadline = Instant::now() + options.settle;
+    let base = before.figures(site);
+    let bots_before = before.sum(
+        "touchstream_events_filtered_total",
+        &[("site", site), ("reason", "bot")],
+    );
+    loop {
+        let now = scrape(http, &options.metrics).await?;
+        let actual = now.figures(site).since(&base);
+        // A 5xx over Kafka may come after some of the batch's events were delivered: the retry
+        // then adds duplicates the generator cannot know of. Funnel figures stay exact.
+        let mut note = None;
+        if sent.stats.failures() > 0 && actual.duplicates > sent.truth.duplicates {
+            note = Some(format!(
+                "{} duplicates counted, {} sent as such; the rest come from retries after a 5xx",
+                actual.duplicates, sent.truth.duplicates
+            ));
+            expected.duplicates = actual.duplicates;
+        }
+        let mut differences = actual.differences(&expected);
+        let bots = now.sum(
+            "touchstream_events_filtered_total",
+            &[("site", site), ("reason", "bot")],
+        ) - bots_before;
+        if bots as u64 != sent.stats.bot_events {
+            differences.push(format!(
+                "bot events filtered: actual {bots}, expected {}",
+                sent.stats.bot_events
+            ));
+        }
+        if differences.is_empty() || Instant::now() >= deadline {
+            notes.extend(note);
+            return Ok(differences);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn shoppers(
+    options: &Options,
+    http: &reqwest::Client,
+    mix: Mix,
+    duration: Option<Duration>,
+    limit: Option<u64>,
+    duplicates: f64,
+    seed: u64,
+) -> Sent {
+    let pacer = Arc::new(Pacer::new(options.rate));
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = duration.map(|d| Instant::now() + d);
+    let limit = limit.unwrap_or(u64::MAX);
+    let mut workers = Vec::new();
+    for w in 0..options.concurrency {
+        let (pacer, next, http) = (pacer.clone(), next.clone(), http.clone());
+        let target = options.target.clone();
+        let mut shopper = Shopper::new(
+            mix.clone(),
+            options.run_id.clone(),
+            seed.wrapping_add(w as u64),
+        );
+        let mut rng = fastrand::Rng::with_seed(seed ^ (w as u64).wrapping_mul(0x9e37_79b9));
+        workers.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut truth = Figures::default();
+            let mut sessions = 0;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= limit || deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                sessions += 1;
+                let session = shopper.session(n, now_ms());
+                let mut acknowledged: Vec<&Event> = Vec::new();
+                for (wire, events) in session
+                    .wire
+                    .chunks(target.batch)
+                    .zip(session.events.chunks(target.batch))
+                {
+                    let text = body(&target.site, wire);
+                    let due = pacer.reserve(wire.len());
+                    let mut copies = 1 + usize::from(!session.bot && rng.f64() < duplicates);
+                    let mut next_due = due;
+                    while copies > 0 {
+                        copies -= 1;
+                        if send(
+                            &http,
+                            &target,
+                            session.agent,
+                            text.clone(),
+                            next_due,
+                            &mut stats,
+                        )
+                        .await
+                        .is_err()
+                        {
+                            break;
+                        }
+                        stats.events_accepted += wire.len() as u64;
+                        stats.batches_accepted += 1;
+                        acknowledged.extend(events);
+                        next_due = Instant::now();
+                    }
+                }
+                if session.bot {
+                    stats.bot_events += acknowledged.len() as u64;
+                } else if !acknowledged.is_empty() {
+                    truth.add_session(&acknowledged);
+                }
+            }
+            (stats, truth, sessions)
+        }));
+    }
+    let mut sent = Sent {
+        stats: Stats::default(),
+        truth: Figures::default(),
+        sessions: 0,
+    };
+    for w in workers {
+        let (stats, truth, sessions) = w.await.expect("a worker panicked");
+        sent.stats.merge(&stats);
+        sent.truth.merge(&truth);
+        sent.sessions += sessions;
+    }
+    sent
+}
+
+/// Sends a recorded clickstream on its own timeline, `speedup` times faster: each session's
+/// events go out when due, those due together in one batch. Event times are moved to now and
+/// compressed by the same factor, so the server's session timeout must be the original one
+/// divided by `speedup` (the ground truth splits sessions at the same gaps).
+async fn replay(
+    options: &Options,
+    http: &reqwest::Client,
+    events: Vec<Event>,
+    speedup: f64,
+) -> Sent {
+    let mut by_session: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+    for e in events {
+        by_session.entry(e.session.clone()).or_default().push(e);
+    }
+    let t0 = by_session
+        .values()
+        .flatten()
+        .map(|e| e.ts)
+        .min()
+        .unwrap_or(0);
+    let start = Instant::now();
+    let start_ms = now_ms();
+    let offset = move |ts: i64| ((ts - t0) as f64 / speedup) as i64;
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency));
+    let sessions = by_session.len() as u64;
+    let mut tasks = Vec::new();
+    for (session, mut list) in by_session {
+        list.sort_by_key(|e| e.ts);
+        let (http, target, permits) = (http.clone(), options.target.clone(), permits.clone());
+        let id = format!("{}-{session}", options.run_id);
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::default();
+            let mut acknowledged = Vec::new();
+            let mut i = 0;
+            while i < list.len() {
+                let due = start + Duration::from_millis(offset(list[i].ts) as u64);
+                tokio::time::sleep_until(due).await;
+                let elapsed = start.elapsed().as_millis() as i64;
+                let mut batch = Vec::new();
+                while i < list.len() && batch.len() < target.batch && offset(list[i].ts) <= elapsed
+                {
+                    let mut e = list[i].clone();
+                    e.session = id.clone();
+                    e.ts = start_ms + offset(e.ts);
+                    batch.push(e);
+                    i += 1;
+                }
+                let wire: Vec<serde_json::Value> = batch.iter().map(wire_event).collect();
+                let _permit = permits.acquire().await.expect("never closed");
+                if send(
+                    &http,
+                    &target,
+                    DESKTOP,
+                    body(&target.site, &wire),
+                    due,
+                    &mut stats,
+                )
+                .await
+                .is_ok()
+                {
+                    stats.events_accepted += batch.len() as u64;
+                    stats.batches_accepted += 1;
+                    acknowledged.extend(batch);
+                }
+            }
+            (stats, acknowledged)
+        }));
+    }
+    let mut stats = Stats::default();
+    let mut all = Vec::new();
+    for t in tasks {
+        let (s, acknowledged) = t.await.expect("a session task panicked");
+        stats.merge(&s);
+        all.extend(acknowledged);
+    }
+    let timeout_ms = options.session_timeout.as_millis() as i64;
+    Sent {
+        stats,
+        truth: figures(&all, timeout_ms),
+        sessions,
+    }
+}
+
+/// An event as wire JSON.
+pub fn wire_event(e: &Event) -> serde_json::Value {
+    let mut v = serde_json::json!({"id": e.id, "type": e.kind, "ts": e.ts, "session": e.session});
+    let mut props = serde_json::Map::new();
+    if let Some(value) = e.value {
+        props.insert("value".into(), value.into());
+    }
+    if let Some(c) = &e.currency {
+        props.insert("currency".into(), c.as_str().into());
+    }
+    if let Some(o) = &e.order_id {
+        props.insert("order_id".into(), o.as_str().into());
+    }
+    if !props.is_empty() {
+        v["props"] = props.into();
+    }
+    v
+}

@@ -1,0 +1,184 @@
+//! Sending batches the way the tracking snippet does: one session's events per POST over a
+//! kept-alive connection, from the shop's origin, with the browser's user agent, retried with
+//! backoff on 429, 5xx and network errors (the event ids stay, so a retry is never counted
+//! twice). Pacing is open-loop: a batch's latency runs from when it was due, so a server that
+//! falls behind shows it (no coordinated omission).
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Where and how to send.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port/v1/events`.
+    pub events_url: String,
+    pub origin: String,
+    pub site: String,
+    /// Events per request at most.
+    pub batch: usize,
+    /// First retry delay; doubled each time up to a minute, with jitter, as the snippet does.
+    pub retry_backoff: Duration,
+}
+
+/// Open-loop pacing at a fixed event rate shared by every worker; unlimited when `rate` is 0.
+pub struct Pacer {
+    start: Instant,
+    rate: f64,
+    reserved: Mutex<f64>,
+}
+
+impl Pacer {
+    pub fn new(rate: f64) -> Self {
+        Pacer {
+            start: Instant::now(),
+            rate,
+            reserved: Mutex::new(0.0),
+        }
+    }
+
+    /// When a batch of `events` is due (now, when unpaced).
+    pub fn reserve(&self, events: usize) -> Instant {
+        if self.rate <= 0.0 {
+            return Instant::now();
+        }
+        let mut reserved = self.reserved.lock().unwrap();
+        let due = self.start + Duration::from_secs_f64(*reserved / self.rate);
+        *reserved += events as f64;
+        due
+    }
+}
+
+/// What one worker saw; merged at the end.
+#[derive(Debug)]
+pub struct Stats {
+    /// Microseconds from a batch being due to its final answer.
+    pub latency: Histogram<u64>,
+    /// Answers by status (`"error"` for a connection failure).
+    pub statuses: BTreeMap<String, u64>,
+    pub requests: u64,
+    /// Events in batches answered 2xx (re-sent batches included).
+    pub events_accepted: u64,
+    /// Batches answered 2xx (re-sent ones included).
+    pub batches_accepted: u64,
+    /// Events of crawler sessions answered 2xx (filtered by the collector).
+    pub bot_events: u64,
+    /// Retries after 429, 5xx or a network error.
+    pub retries: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3).unwrap(),
+            statuses: BTreeMap::new(),
+            requests: 0,
+            events_accepted: 0,
+            batches_accepted: 0,
+            bot_events: 0,
+            retries: 0,
+        }
+    }
+}
+
+impl Stats {
+    pub fn merge(&mut self, other: &Stats) {
+        self.latency.add(&other.latency).unwrap();
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(k.clone()).or_default() += v;
+        }
+        self.requests += other.requests;
+        self.events_accepted += other.events_accepted;
+        self.batches_accepted += other.batches_accepted;
+        self.bot_events += other.bot_events;
+        self.retries += other.retries;
+    }
+
+    /// Answers other than 2xx.
+    pub fn failures(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(k, _)| !k.starts_with('2'))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// An HTTP client for `concurrency` kept-alive connections.
+pub fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+/// A batch's body.
+pub fn body(site: &str, events: &[Value]) -> String {
+    json!({"site": site, "events": events}).to_string()
+}
+
+/// Why a batch was given up.
+#[derive(Debug)]
+pub struct Refused(pub u16);
+
+/// Sends `body` until it is accepted; records every answer and the latency from `due` to the
+/// final one. A 4xx other than 429 cannot be fixed by retrying: it is returned.
+pub async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    agent: &str,
+    body: String,
+    due: Instant,
+    stats: &mut Stats,
+) -> Result<(), Refused> {
+    tokio::time::sleep_until(due).await;
+    let mut backoff = target.retry_backoff;
+    loop {
+        let answer = client
+            .post(&target.events_url)
+            .header("content-type", "text/plain;charset=UTF-8")
+            .header("origin", &target.origin)
+            .header("user-agent", agent)
+            .body(body.clone())
+            .send()
+            .await;
+        stats.requests += 1;
+        let status = match &answer {
+            Ok(res) => res.status().as_u16(),
+            Err(_) => 0,
+        };
+        let key = if status == 0 {
+            "error".to_string()
+        } else {
+            status.to_string()
+        };
+        *stats.statuses.entry(key).or_default() += 1;
+        if let Ok(res) = answer {
+            // Read the answer so the connection goes back to the pool.
+            let _ = res.bytes().await;
+        }
+        match status {
+            200..=299 => {
+                let micros = due.elapsed().as_micros() as u64;
+                stats.latency.saturating_record(micros.max(1));
+                return Ok(());
+            }
+            0 | 429 | 500..=599 => {
+                stats.retries += 1;
+                let jitter = 0.5 + fastrand::f64();
+                tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+            other => {
+                let micros = due.elapsed().as_micros() as u64;
+                stats.latency.saturating_record(micros.max(1));
+                return Err(Refused(other));
+            }
+        }
+    }
+}
