@@ -9,6 +9,9 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # gcc and make (both in the rust image) build rdkafka's bundled librdkafka.
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other member (the load generator) must be present for cargo to resolve it.
+COPY loadtests/Cargo.toml ./loadtests/Cargo.toml
+COPY loadtests/src ./loadtests/src
 COPY src ./src
 COPY benches ./benches
 COPY js-snippet/dist ./js-snippet/dist

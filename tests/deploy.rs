@@ -89,6 +89,11 @@ fn the_container_image_matches_the_code() {
     assert_ne!(image_user(), 0, "the image runs as a non-root user");
     // Every file the binary embeds at compile time is copied into the build stage.
     let copies = all("COPY").join(" ");
+    // ... and every workspace member, which cargo reads to build any of them.
+    for member in ["loadtests/Cargo.toml", "loadtests/src"] {
+        assert!(read("Cargo.toml").contains("\"loadtests\""));
+        assert!(copies.contains(member), "the build stage lacks {member}");
+    }
     for embedded in ["js-snippet/dist", "js-snippet/demo", "src", "Cargo.lock"] {
         assert!(
             copies.contains(embedded),

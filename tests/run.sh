@@ -54,11 +54,11 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test"
-cargo test
+step "cargo test --workspace (touchstream and the load generator)"
+cargo test --workspace
 
 step "snippet tests (node --test: size budget, build freshness, unit, real browser)"
 cargo build --quiet

@@ -80,7 +80,7 @@ enum Command {
         #[arg(long)]
         sessions: Option<u64>,
         /// Step probabilities visit>product, product>cart, cart>checkout, checkout>purchase.
-        #[arg(long, value_delimiter = ',', num_args = 4, default_values_t = Mix::default().steps)]
+        #[arg(long, value_delimiter = ',', default_values_t = Mix::default().steps)]
         steps: Vec<f64>,
         /// Mean product views of a session that views products.
         #[arg(long, default_value_t = Mix::default().views)]
@@ -132,15 +132,18 @@ fn workload(command: Command) -> anyhow::Result<Workload> {
             duplicates,
             seed,
         } => {
-            for p in &steps {
-                share("steps", *p)?;
+            let steps: [f64; 4] = steps.try_into().map_err(|s: Vec<f64>| {
+                anyhow::anyhow!("--steps needs 4 probabilities, not {}", s.len())
+            })?;
+            for p in steps {
+                share("steps", p)?;
             }
             if views < 1.0 {
                 bail!("--views must be at least 1, not {views}");
             }
             Workload::Shoppers {
                 mix: Mix {
-                    steps: [steps[0], steps[1], steps[2], steps[3]],
+                    steps,
                     views,
                     bots: share("bots", bots)?,
                     removals: share("removals", removals)?,

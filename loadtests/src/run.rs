@@ -302,10 +302,11 @@ async fn shoppers(
     sent
 }
 
-/// Sends a recorded clickstream on its own timeline, `speedup` times faster: each session's
-/// events go out when due, those due together in one batch. Event times are moved to now and
-/// compressed by the same factor, so the server's session timeout must be the original one
-/// divided by `speedup` (the ground truth splits sessions at the same gaps).
+/// Sends a recorded clickstream on its own timeline, `speedup` times faster: a session's events
+/// due at the same moment go out in one batch, when due, stamped with the time they are sent.
+/// Gaps shrink by `speedup`, so the server's session timeout must be the original one divided
+/// by `speedup`; the ground truth splits sessions where the stamped times do. `concurrency`
+/// workers take the batches in order of their due time.
 async fn replay(
     options: &Options,
     http: &reqwest::Client,
@@ -316,51 +317,68 @@ async fn replay(
     for e in events {
         by_session.entry(e.session.clone()).or_default().push(e);
     }
+    let sessions = by_session.len() as u64;
     let t0 = by_session
         .values()
         .flatten()
         .map(|e| e.ts)
         .min()
         .unwrap_or(0);
-    let start = Instant::now();
-    let start_ms = now_ms();
-    let offset = move |ts: i64| ((ts - t0) as f64 / speedup) as i64;
-    let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency));
-    let sessions = by_session.len() as u64;
-    let mut tasks = Vec::new();
+    let offset = |ts: i64| ((ts - t0) as f64 / speedup) as i64;
+    // Every batch: (due offset in ms, events with their session renamed for this run).
+    let mut batches: Vec<(i64, Vec<Event>)> = Vec::new();
     for (session, mut list) in by_session {
         list.sort_by_key(|e| e.ts);
-        let (http, target, permits) = (http.clone(), options.target.clone(), permits.clone());
         let id = format!("{}-{session}", options.run_id);
-        tasks.push(tokio::spawn(async move {
+        for e in list {
+            let due = offset(e.ts);
+            let moved = Event {
+                session: id.clone(),
+                ..e
+            };
+            match batches.last_mut() {
+                Some((d, b))
+                    if *d == due && b[0].session == id && b.len() < options.target.batch =>
+                {
+                    b.push(moved)
+                }
+                _ => batches.push((due, vec![moved])),
+            }
+        }
+    }
+    batches.sort_by_key(|(due, _)| *due);
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..options.concurrency {
+        let (http, target) = (http.clone(), options.target.clone());
+        let (batches, next) = (batches.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut acknowledged = Vec::new();
-            let mut i = 0;
-            while i < list.len() {
-                let due = start + Duration::from_millis(offset(list[i].ts) as u64);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((due, batch)) = batches.get(i) else {
+                    break;
+                };
+                let due = start + Duration::from_millis(*due as u64);
                 tokio::time::sleep_until(due).await;
-                let elapsed = start.elapsed().as_millis() as i64;
-                let mut batch = Vec::new();
-                while i < list.len() && batch.len() < target.batch && offset(list[i].ts) <= elapsed
-                {
-                    let mut e = list[i].clone();
-                    e.session = id.clone();
-                    e.ts = start_ms + offset(e.ts);
-                    batch.push(e);
-                    i += 1;
-                }
+                // Stamped when sent, as a browser stamps them: what a batch waited for a free
+                // worker does not widen the gaps the server sees.
+                let now = now_ms();
+                let batch: Vec<Event> = batch
+                    .iter()
+                    .map(|e| Event {
+                        ts: now,
+                        ..e.clone()
+                    })
+                    .collect();
                 let wire: Vec<serde_json::Value> = batch.iter().map(wire_event).collect();
-                let _permit = permits.acquire().await.expect("never closed");
-                if send(
-                    &http,
-                    &target,
-                    DESKTOP,
-                    body(&target.site, &wire),
-                    due,
-                    &mut stats,
-                )
-                .await
-                .is_ok()
+                let text = body(&target.site, &wire);
+                if send(&http, &target, DESKTOP, text, due, &mut stats)
+                    .await
+                    .is_ok()
                 {
                     stats.events_accepted += batch.len() as u64;
                     stats.batches_accepted += 1;
@@ -372,8 +390,8 @@ async fn replay(
     }
     let mut stats = Stats::default();
     let mut all = Vec::new();
-    for t in tasks {
-        let (s, acknowledged) = t.await.expect("a session task panicked");
+    for w in workers {
+        let (s, acknowledged) = w.await.expect("a worker panicked");
         stats.merge(&s);
         all.extend(acknowledged);
     }
