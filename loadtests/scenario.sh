@@ -8,7 +8,8 @@
 # kafka:    a tansu broker (memory storage), `touchstream collect` and `touchstream engine`.
 # The generator gets --server-pid for every touchstream process and the /metrics of each; the
 # broker's CPU time is printed separately. SESSION_TIMEOUT (default 5s) is the server's session
-# timeout, passed to the generator too. Examples: loadtests/README.md.
+# timeout, passed to the generator too. PROFILE=FILE records a perf profile of the touchstream
+# processes during the run. Examples: loadtests/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,8 @@ logs=$(mktemp -d)
 public=$(free_port)
 export TOUCHSTREAM_LISTEN=127.0.0.1:$public
 export TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT=$timeout
+# The generator sends as many shoppers from one address.
+export TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND=0
 export RUST_LOG=${RUST_LOG:-warn}
 # The default site allows the origin http://127.0.0.1:8080, the generator's default Origin.
 args=(--url "http://127.0.0.1:$public" --session-timeout "$timeout")
@@ -90,8 +93,19 @@ case "$mode" in
     ;;
 esac
 
+# PROFILE=FILE: sample the touchstream processes' stacks with perf (software clock) meanwhile.
+if [ -n "${PROFILE:-}" ]; then
+  server_pids=$(printf '%s\n' "${args[@]}" | awk 'prev == "--server-pid" { printf "%s%s", sep, $0; sep="," } { prev = $0 }')
+  perf record -e cpu-clock -F 499 -g -o "$PROFILE" -p "$server_pids" 2>"$logs/perf.log" &
+  perf_pid=$!
+fi
+
 status=0
 "$bin/touchstream-load" "${args[@]}" "$@" || status=$?
+if [ -n "${PROFILE:-}" ]; then
+  kill -INT "$perf_pid" && wait "$perf_pid" || true
+  echo "profile in $PROFILE: perf report -i $PROFILE --no-children --percent-limit 1" >&2
+fi
 if [ "$mode" = kafka ]; then
   echo "broker (tansu): $(awk -v a="$broker_cpu" -v b="$(cpu_seconds "$broker_pid")" 'BEGIN { printf "%.2f", b - a }') CPU s" >&2
 fi

@@ -46,7 +46,9 @@ fn spawn_server(name: &'static str, listener: TcpListener, router: axum::Router)
         tracing::info!(%addr, "{name} listener up");
     }
     let handle = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // The peer address reaches handlers (the collector rate-limits client addresses).
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move { stop.wait().await })
             .await
     });
@@ -124,12 +126,13 @@ impl Process {
         config: &Config,
         sink: Arc<dyn EventSink>,
     ) -> Self {
-        let state = CollectorState::new(config, sink, self.state.metrics.clone());
-        self.public = Some(spawn_server(
-            "public",
-            public,
-            collector::router(Arc::new(state)),
+        let state = Arc::new(CollectorState::new(
+            config,
+            sink,
+            self.state.metrics.clone(),
         ));
+        reload_sites_on_hangup(state.clone(), config.source.clone());
+        self.public = Some(spawn_server("public", public, collector::router(state)));
         self
     }
 
@@ -148,6 +151,31 @@ impl Process {
         tracing::info!("touchstream stopped");
         Ok(())
     }
+}
+
+/// On `SIGHUP`, reads the configuration file again and takes its sites' keys, secrets and
+/// origins (key rotation without a restart); a file that does not load, or changes the site
+/// ids, is refused and the running configuration stays.
+fn reload_sites_on_hangup(state: Arc<CollectorState>, source: Option<std::path::PathBuf>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(path) = &source else {
+                tracing::warn!("SIGHUP ignored: no configuration file to reload (--config)");
+                continue;
+            };
+            let loaded = crate::config::load(Some(path), std::env::vars())
+                .map_err(|e| e.to_string())
+                .and_then(|c| state.reload_sites(&c));
+            match loaded {
+                Ok(()) => tracing::info!(file = %path.display(), "sites reloaded"),
+                Err(e) => tracing::error!(error = %e, "reload refused; the running sites stay"),
+            }
+        }
+    });
 }
 
 /// `touchstream serve`: in memory, or over Kafka when `kafka.brokers` is set.

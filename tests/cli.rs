@@ -224,3 +224,74 @@ async fn sigterm_applies_every_accepted_event_and_exits_zero() {
     assert_eq!(field(drained, "applied"), accepted.to_string());
     assert_eq!(accepted, 1000);
 }
+
+fn site_file(key: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[[sites]]\nid = \"shop\"\norigins = [\"*\"]\nkeys = [\"{key}\"]\nrequire_key = true\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_write_keys_without_a_restart() {
+    let (old, new) = ("pk_live_old_000000", "pk_live_new_111111");
+    let config = file(&site_file(old));
+    let mut child = touchstream()
+        .args(["--config", config.path().to_str().unwrap(), "serve"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = lines(&mut child);
+    let guard = KillOnDrop(Some(child));
+    let pid = guard.0.as_ref().unwrap().id().to_string();
+    let serving = log
+        .iter()
+        .find(|l| l.contains("public listener up"))
+        .expect("server started");
+    let url = format!("http://{}/v1/events", field(&serving, "addr"));
+    let post = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = json!({"site": key, "events": [{"id": "e", "type": "page_view", "ts": 1, "session": "s"}]});
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let hangup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    assert_eq!(post(old).await, 200);
+    assert_eq!(post(new).await, 401);
+
+    std::fs::write(config.path(), site_file(new)).unwrap();
+    hangup();
+    log.iter()
+        .find(|l| l.contains("sites reloaded"))
+        .expect("reload logged");
+    assert_eq!(post(new).await, 200);
+    assert_eq!(post(old).await, 401);
+
+    // A file that no longer loads is refused, and the running keys stay.
+    std::fs::write(config.path(), "[[sites]]\nid = \"Shop!\"\n").unwrap();
+    hangup();
+    let refused = log
+        .iter()
+        .find(|l| l.contains("reload refused"))
+        .expect("refusal logged");
+    assert!(refused.contains("sites[0].id"), "{refused}");
+    assert_eq!(post(new).await, 200);
+}

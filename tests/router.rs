@@ -3,27 +3,15 @@
 
 mod common;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::app::{Harness, ORIGIN, post, post_json, send, send_raw};
 use flate2::{Compression, write::GzEncoder};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
-use touchstream::collector::{CollectorState, router};
 use touchstream::config::Config;
-use touchstream::engine::Journey;
-use touchstream::metrics::Metrics;
-use touchstream::transport::{EventSource, MemorySource, memory};
-use tower::ServiceExt;
-
-const ORIGIN: &str = "http://shop.test";
-
-struct Harness {
-    app: axum::Router,
-    source: MemorySource,
-    metrics: Arc<Metrics>,
-}
+use touchstream::transport::EventSource;
 
 fn harness(queue: usize) -> Harness {
     let mut config = Config::default();
@@ -32,41 +20,11 @@ fn harness(queue: usize) -> Harness {
     config.limits.max_batch_events = 5;
     config.transport.queue_events = queue;
     config.transport.enqueue_timeout = Duration::from_millis(50);
-    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
-    let (sink, source) = memory(queue, config.transport.enqueue_timeout, &metrics.transport);
-    let state = CollectorState::new(&config, Arc::new(sink), metrics.clone());
-    Harness {
-        app: router(Arc::new(state)),
-        source,
-        metrics,
-    }
+    Harness::new(&config)
 }
 
 fn event(id: &str) -> Value {
     json!({"id": id, "type": "page_view", "ts": 1_763_800_000_000i64, "session": "s1"})
-}
-
-fn post() -> axum::http::request::Builder {
-    Request::post("/v1/events")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ORIGIN, ORIGIN)
-}
-
-async fn send(
-    app: &axum::Router,
-    req: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let (status, headers, body) = send_raw(app, req).await;
-    let json = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap()
-    };
-    (status, headers, json)
-}
-
-async fn post_json(app: &axum::Router, body: &Value) -> (StatusCode, axum::http::HeaderMap, Value) {
-    send(app, post().body(Body::from(body.to_string())).unwrap()).await
 }
 
 #[tokio::test]
@@ -463,18 +421,4 @@ async fn the_snippet_is_served_cacheable_with_an_etag() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-}
-
-async fn send_raw(
-    app: &axum::Router,
-    req: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
 }

@@ -13,8 +13,12 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 pub enum ApiError {
     #[error("{0}")]
     Malformed(String),
-    #[error("site `{0}` is not configured")]
+    #[error("site or write key `{0}` is not configured")]
     UnknownSite(String),
+    #[error("site `{0}` takes a write key (or a signed request), not its id")]
+    KeyRequired(String),
+    #[error("bad Touchstream-Signature: {0}")]
+    BadSignature(String),
     #[error("origin `{0}` is not allowed to send events for this site")]
     OriginNotAllowed(String),
     #[error("origin `{0}` is not allowed to send events")]
@@ -40,6 +44,8 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
             ApiError::UnknownSite(_) => (StatusCode::UNAUTHORIZED, "unknown_site"),
+            ApiError::KeyRequired(_) => (StatusCode::UNAUTHORIZED, "key_required"),
+            ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             ApiError::OriginNotAllowed(_) | ApiError::PreflightRefused(_) => {
                 (StatusCode::FORBIDDEN, "origin_not_allowed")
             }

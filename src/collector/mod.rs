@@ -1,60 +1,100 @@
 //! The collector: `POST /v1/events` on the public listener (CONTRACT.md section 1).
 //!
-//! A request is checked in the order a client can fix it: content type and encoding (415),
-//! size before and after decompression (413), JSON shape (400), site (401), origin (403), batch
-//! length (413). Then each event is decoded and validated on its own: good events are enriched
-//! and handed to the transport in one `send`, bad ones are named in the answer with a reason.
-//! The answer is 200 only after the transport holds every accepted event; if it cannot take
-//! them, 503 with `Retry-After` and nothing is accepted. The client's IP is never read.
+//! A request is checked in the order a client can fix it: the client address's rate (429),
+//! content type and encoding (415), size before and after decompression (413), JSON shape
+//! (400), site or write key and signature (401), origin unless signed (403), batch length
+//! (413), the site's rate (429). Then each event is decoded and validated on its own: good
+//! events are enriched and handed to the transport in one `send`, bad ones are named in the
+//! answer with a reason. The answer is 200 only after the transport holds every accepted event;
+//! if it cannot take them, 503 with `Retry-After` and nothing is accepted. The client's address
+//! is read only to rate-limit it, kept hashed in a bounded map, and never logged or forwarded.
 
+mod access;
 mod assets;
 mod body;
 mod enrich;
 mod error;
 mod http_metrics;
+mod ratelimit;
 mod wire;
 
+pub use access::{SIGNATURE_HEADER, sign};
 pub use assets::SNIPPET;
 pub use enrich::{channel, device, event_time, is_bot};
 pub use error::ApiError;
 pub use http_metrics::{route_label, track};
+pub use ratelimit::Limiter;
 pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 
 use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
 use crate::event::{Device, Event};
 use crate::metrics::{FilterReason, Metrics};
 use crate::transport::{DeadLetter, EventSink};
+use access::{Named, Sites};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router, middleware};
 use serde::Serialize;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 /// Shared state of the public listener.
 pub struct CollectorState {
-    sites: Vec<(Arc<str>, SiteConfig)>,
+    sites: RwLock<Arc<Sites>>,
     limits: LimitsConfig,
     snippet: SnippetConfig,
     sink: Arc<dyn EventSink>,
     metrics: Arc<Metrics>,
+    clients: Limiter,
+    site_rates: Limiter,
 }
 
 impl CollectorState {
     pub fn new(config: &Config, sink: Arc<dyn EventSink>, metrics: Arc<Metrics>) -> Self {
+        let l = &config.limits;
         Self {
-            sites: config
-                .sites
-                .iter()
-                .map(|s| (Arc::from(s.id.as_str()), s.clone()))
-                .collect(),
-            limits: config.limits.clone(),
+            sites: RwLock::new(Arc::new(Sites::new(&config.sites))),
+            limits: l.clone(),
             snippet: config.snippet.clone(),
             sink,
             metrics,
+            clients: Limiter::new(
+                l.client_requests_per_second as f64,
+                l.client_burst_requests as f64,
+                l.max_clients,
+            ),
+            site_rates: Limiter::new(
+                l.site_events_per_second as f64,
+                l.site_burst_events as f64,
+                // Room for every site in any shard: a site's bucket is never forgotten.
+                config.sites.len() * 64,
+            ),
         }
+    }
+
+    fn sites(&self) -> Arc<Sites> {
+        self.sites.read().expect("never poisoned").clone()
+    }
+
+    /// Takes the sites' keys, secrets, origins and consent settings from `config` (a reload:
+    /// rotation without a restart). The site ids must stay the same, in the same order, since
+    /// every metric series is already labelled by them.
+    pub fn reload_sites(&self, config: &Config) -> Result<(), String> {
+        let new = Sites::new(&config.sites);
+        let mut current = self.sites.write().expect("never poisoned");
+        if new.ids() != current.ids() {
+            return Err(format!(
+                "the site ids changed ({:?} to {:?}); restart to apply that",
+                current.ids(),
+                new.ids()
+            ));
+        }
+        *current = Arc::new(new);
+        Ok(())
     }
 }
 
@@ -91,18 +131,28 @@ pub struct RejectedEvent {
     pub message: String,
 }
 
-async fn ingest(State(st): State<Arc<CollectorState>>, headers: HeaderMap, body: Body) -> Response {
+async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let sites = st.sites();
     let mut site = None;
-    let result = st.ingest(&headers, origin, body, &mut site).await;
+    let result = match st.check_client(&headers, peer) {
+        Ok(()) => st.ingest(&sites, &headers, origin, body, &mut site).await,
+        Err(e) => Err(e),
+    };
     let mut response = match result {
         Ok(ok) => Json(ok).into_response(),
         Err(e) => e.into_response(),
     };
     let allowed = |s: &SiteConfig| origin.is_some_and(|o| s.allows_origin(o));
     let cors = match site {
-        Some(i) => allowed(&st.sites[i].1),
-        None => st.sites.iter().any(|(_, s)| allowed(s)),
+        Some(i) => allowed(&sites.list[i].1),
+        None => sites.list.iter().any(|(_, s)| allowed(s)),
     };
     if let (true, Some(o)) = (cors, origin.and_then(|o| HeaderValue::from_str(o).ok())) {
         let h = response.headers_mut();
@@ -119,7 +169,7 @@ async fn preflight(
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok((StatusCode::NO_CONTENT, [(header::ALLOW, "POST, OPTIONS")]).into_response());
     };
-    if !st.sites.iter().any(|(_, s)| s.allows_origin(origin)) {
+    if !st.sites().list.iter().any(|(_, s)| s.allows_origin(origin)) {
         return Err(ApiError::PreflightRefused(truncate(origin)));
     }
     let origin = HeaderValue::from_str(origin)
@@ -159,8 +209,23 @@ struct RequestContext {
 }
 
 impl CollectorState {
+    /// The client address's rate limit, before anything else is read.
+    fn check_client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+        if !self.clients.is_enabled() {
+            return Ok(());
+        }
+        let Some(ip) = access::client_address(headers, &self.limits.client_address_header, peer)
+        else {
+            return Ok(());
+        };
+        self.clients
+            .check(ip, 1.0, Instant::now())
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))
+    }
+
     async fn ingest(
         &self,
+        sites: &Sites,
         headers: &HeaderMap,
         origin: Option<&str>,
         body: Body,
@@ -168,23 +233,27 @@ impl CollectorState {
     ) -> Result<IngestResponse, ApiError> {
         let limit = self.limits.max_body_bytes;
         let encoding = body::check_headers(headers)?;
-        let raw = tokio::time::timeout(self.limits.request_timeout, body::read(body, limit))
+        let sent = tokio::time::timeout(self.limits.request_timeout, body::read(body, limit))
             .await
             .map_err(|_| ApiError::Timeout(self.limits.request_timeout.as_secs()))??;
         let raw = match encoding {
-            body::Encoding::Gzip => body::gunzip(&raw, limit)?,
-            body::Encoding::Identity => raw,
+            body::Encoding::Gzip => body::gunzip(&sent, limit)?,
+            body::Encoding::Identity => sent.clone(),
         };
         let batch: WireBatch = serde_json::from_slice(&raw)
             .map_err(|e| ApiError::Malformed(format!("the body is not a valid batch: {e}")))?;
-        let site = self
-            .sites
-            .iter()
-            .position(|(id, _)| **id == *batch.site)
+        let (site, named) = sites
+            .find(&batch.site)
             .ok_or_else(|| ApiError::UnknownSite(truncate(&batch.site)))?;
         *site_out = Some(site);
-        let (site_id, cfg) = &self.sites[site];
-        if let Some(o) = origin.filter(|o| !cfg.allows_origin(o)) {
+        let (site_id, cfg) = &sites.list[site];
+        let now = crate::now_ms();
+        let signed =
+            access::verify_signature(headers, &sent, &cfg.signing_secrets, now.div_euclid(1000))?;
+        if cfg.require_key && named == Named::ById && !signed {
+            return Err(ApiError::KeyRequired(site_id.to_string()));
+        }
+        if let Some(o) = origin.filter(|o| !signed && !cfg.allows_origin(o)) {
             return Err(ApiError::OriginNotAllowed(truncate(o)));
         }
         let max = self.limits.max_batch_events;
@@ -194,6 +263,15 @@ impl CollectorState {
                 batch.events.len()
             )));
         }
+        let events = batch.events.len() as u64;
+        if let Err(wait) = self.site_rates.check(site, events as f64, Instant::now()) {
+            let m = &self.metrics.ingest;
+            m.received(site).inc_by(events);
+            m.rejected(site, RejectReason::RateLimited).inc_by(events);
+            return Err(ApiError::RateLimited(
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ));
+        }
         let user_agent = headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -201,7 +279,7 @@ impl CollectorState {
         let gpc = headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1");
         let ctx = RequestContext {
             enrich: EnrichContext {
-                received_at: crate::now_ms(),
+                received_at: now,
                 sent_at: batch.sent_at,
                 device: device(user_agent),
             },

@@ -93,6 +93,8 @@ pub enum RejectReason {
     EventTooLarge,
     /// The whole batch was refused because the transport could not take it (503).
     Unavailable,
+    /// The whole batch was refused because its site sent more than its rate limit (429).
+    RateLimited,
 }
 
 impl RejectReason {
@@ -108,6 +110,7 @@ impl RejectReason {
         Self::TooManyItems,
         Self::EventTooLarge,
         Self::Unavailable,
+        Self::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +126,7 @@ impl RejectReason {
             Self::TooManyItems => "too_many_items",
             Self::EventTooLarge => "event_too_large",
             Self::Unavailable => "unavailable",
+            Self::RateLimited => "rate_limited",
         }
     }
 

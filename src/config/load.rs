@@ -49,7 +49,9 @@ pub fn load(
         }
         None => (String::new(), "(defaults)".to_string()),
     };
-    load_str(&text, &name, env)
+    let mut config = load_str(&text, &name, env)?;
+    config.source = path.map(Path::to_path_buf);
+    Ok(config)
 }
 
 /// Like [`load`], from TOML text; `name` is used in error messages.

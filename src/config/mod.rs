@@ -40,6 +40,9 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The tracking snippet and demo shop served on the public listener.
     pub snippet: SnippetConfig,
+    /// The file this was loaded from, read again on `SIGHUP` (not a configuration key).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             transport: TransportConfig::default(),
             kafka: KafkaConfig::default(),
             snippet: SnippetConfig::default(),
+            source: None,
         }
     }
 }
@@ -85,6 +89,16 @@ pub struct SiteConfig {
     /// Count only events that carry `"consent": true`; others are accepted and filtered
     /// (`consent`).
     pub require_consent: bool,
+    /// Public write keys: a batch's `site` may carry one of these instead of the id (metrics
+    /// stay labelled by the id). Several at once allow rotation: add the new key, deploy the
+    /// snippet with it, remove the old one; `SIGHUP` reloads them without a restart.
+    pub keys: Vec<String>,
+    /// Refuse batches that name the site by its id: only its keys (or a signed request) pass.
+    pub require_key: bool,
+    /// Secrets of signed server-side requests: a request whose `Touchstream-Signature` header
+    /// is an HMAC-SHA256 of its body under one of them needs no allowed origin. Reloaded on
+    /// `SIGHUP`.
+    pub signing_secrets: Vec<String>,
 }
 
 impl Default for SiteConfig {
@@ -99,6 +113,9 @@ impl Default for SiteConfig {
             default_currency: None,
             honor_gpc: false,
             require_consent: false,
+            keys: Vec::new(),
+            require_key: false,
+            signing_secrets: Vec::new(),
         }
     }
 }
@@ -136,6 +153,20 @@ pub struct LimitsConfig {
     /// Time allowed for reading a request and answering it; slower requests get 408.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// Events a second one site may send, over its burst; beyond it, 429 with `Retry-After`.
+    /// 0: no limit.
+    pub site_events_per_second: u64,
+    /// Events a site may send at once above its rate.
+    pub site_burst_events: u64,
+    /// Requests a second from one client address, over its burst; beyond it, 429. 0: no limit.
+    pub client_requests_per_second: u64,
+    /// Requests a client address may send at once above its rate.
+    pub client_burst_requests: u64,
+    /// Client addresses tracked at most; the least recently seen are forgotten first.
+    pub max_clients: usize,
+    /// Header holding the client's address behind a reverse proxy (its last address, the one
+    /// your proxy added), such as `x-forwarded-for`. Empty: the connection's peer address.
+    pub client_address_header: String,
 }
 
 impl Default for LimitsConfig {
@@ -146,6 +177,13 @@ impl Default for LimitsConfig {
             max_event_bytes: 32 * 1024,
             max_items: 200,
             request_timeout: Duration::from_secs(10),
+            site_events_per_second: 0,
+            site_burst_events: 0,
+            // Generous: a carrier-grade NAT puts many shoppers behind one address.
+            client_requests_per_second: 200,
+            client_burst_requests: 2_000,
+            max_clients: 100_000,
+            client_address_header: String::new(),
         }
     }
 }

@@ -15,6 +15,12 @@ fn is_label_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+fn is_write_key(s: &str) -> bool {
+    (16..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn is_currency(s: &str) -> bool {
     s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase())
 }
@@ -57,6 +63,20 @@ impl Config {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
             }
+        }
+        if l.client_requests_per_second > 0 && l.max_clients == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_clients",
+                "must be greater than zero while client_requests_per_second limits clients",
+            ));
+        }
+        if !l.client_address_header.is_empty()
+            && axum::http::HeaderName::from_bytes(l.client_address_header.as_bytes()).is_err()
+        {
+            return Err(ConfigError::invalid(
+                "limits.client_address_header",
+                format!("`{}` is not a header name", l.client_address_header),
+            ));
         }
         if self.transport.queue_events < l.max_batch_events {
             return Err(ConfigError::invalid(
@@ -135,6 +155,7 @@ impl Config {
             ));
         }
         let mut ids = HashSet::new();
+        let mut names = HashSet::new();
         for (i, site) in self.sites.iter().enumerate() {
             let key = |k: &str| format!("sites[{i}].{k}");
             if !is_label_name(&site.id) {
@@ -175,6 +196,47 @@ impl Config {
                     format!("`{d}` is not one of the site's currencies"),
                 ));
             }
+            self.validate_credentials(i, site, &mut names)?;
+        }
+        Ok(())
+    }
+
+    /// Keys are unique across sites and never another site's id; secrets are long enough.
+    fn validate_credentials<'a>(
+        &self,
+        i: usize,
+        site: &'a super::SiteConfig,
+        names: &mut HashSet<&'a str>,
+    ) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("sites[{i}].{k}");
+        for k in &site.keys {
+            if !is_write_key(k) {
+                return Err(ConfigError::invalid(
+                    key("keys"),
+                    "a write key is 16 to 128 of [A-Za-z0-9_-]",
+                ));
+            }
+            if self.sites.iter().any(|s| s.id == *k) || !names.insert(k.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("keys"),
+                    format!("`{k}` is already a site id or another key"),
+                ));
+            }
+        }
+        if let Some(short) = site.signing_secrets.iter().find(|s| s.len() < 32) {
+            return Err(ConfigError::invalid(
+                key("signing_secrets"),
+                format!(
+                    "a secret of {} characters is too short to sign with; use at least 32",
+                    short.len()
+                ),
+            ));
+        }
+        if site.require_key && site.keys.is_empty() && site.signing_secrets.is_empty() {
+            return Err(ConfigError::invalid(
+                key("require_key"),
+                "needs `keys` (or `signing_secrets`): otherwise no batch could be accepted",
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unused_imports)]
 
+pub mod app;
 pub mod deploy;
 pub mod exports;
 pub mod kafka;

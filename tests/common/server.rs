@@ -10,12 +10,15 @@ use touchstream::server::{self, Listeners};
 
 pub const ORIGIN: &str = "http://shop.test";
 
-/// The default configuration with a test origin, a short sweep interval and `timeout`.
+/// The default configuration with a test origin, a short sweep interval, no client-address
+/// rate limit, and `timeout`.
 pub fn config(timeout: Duration) -> Config {
     let mut c = Config::default();
     c.sites[0].origins = vec![ORIGIN.to_string()];
     c.journey.session_timeout = timeout;
     c.engine.sweep_interval = Duration::from_millis(50);
+    // Tests send as many shoppers from one loopback address.
+    c.limits.client_requests_per_second = 0;
     c
 }
 
