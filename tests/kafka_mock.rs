@@ -170,6 +170,49 @@ async fn rejected_events_go_to_the_dead_letter_topic_with_their_reason() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_is_masked_before_it_reaches_kafka() {
+    let s = setup();
+    let body = json!({"site": "demo", "events": [
+        {"id": "ok", "type": "purchase", "ts": 1, "session": "ann.lee@shop.io",
+         "props": {"order_id": "4111 1111 1111 1111", "value": 5}},
+        {"id": "bad", "type": "page_view", "session": "s",
+         "url": "https://shop.test/?email=ann.lee%40shop.io", "props": {"note": "card 5500-0000-0000-0004"}}]});
+    let (status, _, answer) = post(&s.app, &body).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let config = s.config.clone();
+    let (events, letters) = tokio::task::spawn_blocking(move || {
+        (
+            read_all(&config, &config.kafka.topic, 4, 1),
+            read_all(&config, &config.kafka.dead_letter_topic, 1, 1),
+        )
+    })
+    .await
+    .unwrap();
+    let InMessage::Event(e) = serde_json::from_slice(&events[0].1).unwrap() else {
+        panic!("an event");
+    };
+    assert_eq!(
+        (e.session.as_str(), e.order_id.as_deref()),
+        ("[email]", Some("[card]"))
+    );
+    assert_eq!(events[0].0.as_deref(), Some("demo/[email]"));
+    let letter: DeadLetter = serde_json::from_slice(&letters[0].1).unwrap();
+    let raw: Value = serde_json::from_str(letter.event.get()).unwrap();
+    assert_eq!(raw["url"], "https://shop.test/?email=[email]");
+    assert_eq!(raw["props"]["note"], "card [card]");
+    for payload in [&events[0].1, &letters[0].1] {
+        let text = String::from_utf8_lossy(payload);
+        assert!(
+            !text.contains("ann.lee") && !text.contains("0004"),
+            "{text}"
+        );
+    }
+}
+
 /// Pushes `errors` onto every Produce request and checks the request gets 503 with Retry-After,
 /// nothing counted as accepted, and the delivery error counted under `kind`.
 async fn refused_with(errors: &[RDKafkaRespErr], kind: &str) {

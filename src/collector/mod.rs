@@ -15,6 +15,7 @@ mod body;
 mod enrich;
 mod error;
 mod http_metrics;
+mod mask;
 mod ratelimit;
 mod wire;
 
@@ -23,6 +24,7 @@ pub use assets::SNIPPET;
 pub use enrich::{channel, device, event_time, is_bot};
 pub use error::ApiError;
 pub use http_metrics::{route_label, track};
+pub use mask::mask;
 pub use ratelimit::Limiter;
 pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 
@@ -317,7 +319,7 @@ impl CollectorState {
                         site: site_id.to_string(),
                         reason: r.reason.as_str().to_string(),
                         message: r.message.clone(),
-                        event: (*raw).to_owned(),
+                        event: masked_raw(raw),
                         received_at_ms: ctx.enrich.received_at,
                     });
                     rejected.push(RejectedEvent {
@@ -352,7 +354,25 @@ impl CollectorState {
     }
 }
 
-/// Turns a validated wire event into the transport's [`Event`].
+/// A rejected event's raw JSON with personal data masked, for the dead-letter topic.
+fn masked_raw(raw: &serde_json::value::RawValue) -> Box<serde_json::value::RawValue> {
+    match mask(raw.get()) {
+        std::borrow::Cow::Borrowed(_) => raw.to_owned(),
+        std::borrow::Cow::Owned(text) => {
+            serde_json::value::RawValue::from_string(text).expect("masking keeps JSON valid")
+        }
+    }
+}
+
+/// `s` with personal data masked, reusing it when there is none.
+fn masked(s: String) -> String {
+    match mask(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(m) => m,
+    }
+}
+
+/// Turns a validated wire event into the transport's [`Event`], personal data masked.
 pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
     Event {
         site: site.clone(),
@@ -360,12 +380,12 @@ pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
         event_time_ms: event_time(ctx.received_at, ctx.sent_at, v.ts),
         received_at_ms: ctx.received_at,
         device: ctx.device,
-        id: v.id,
+        id: masked(v.id),
         kind: v.kind,
-        session: v.session,
+        session: masked(v.session),
         value: v.value,
         currency: v.currency,
-        order_id: v.order_id,
+        order_id: v.order_id.map(masked),
     }
 }
 
