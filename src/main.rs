@@ -60,6 +60,9 @@ fn main() -> ExitCode {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        // A closed log pipe must not stop the process: the default reports a failed write with
+        // eprintln!, which panics when stderr itself is gone.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => load(cli.config.as_deref()).and_then(|c| serve(c, Role::Serve)),

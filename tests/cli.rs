@@ -295,3 +295,50 @@ async fn sighup_rotates_write_keys_without_a_restart() {
     assert!(refused.contains("sites[0].id"), "{refused}");
     assert_eq!(post(new).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_log_pipe_does_not_stop_the_server() {
+    let mut child = touchstream()
+        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("public listener up"))
+        .expect("server started");
+    // The log reader goes away (a restarted log collector, a closed terminal).
+    drop(stderr);
+    let mut guard = KillOnDrop(Some(child));
+    let url = format!("http://{}/v1/events", field(&serving, "addr"));
+    for i in 0..20 {
+        let body = json!({"site": "demo", "events": [{"id": format!("{i}"), "type": "page_view", "ts": 1, "session": "s"}]});
+        let res = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let mut child = guard.0.take().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
