@@ -76,8 +76,52 @@ pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     Ok(out.into())
 }
 
+/// Deepest JSON nesting accepted. A batch needs 6 levels (batch, events, event, props, items,
+/// item); anything far deeper is an attack on the parser, refused before parsing.
+pub const MAX_DEPTH: usize = 32;
+
+/// Refuses a body whose arrays and objects nest deeper than [`MAX_DEPTH`] (strings skipped).
+pub fn check_depth(raw: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in raw {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ApiError::Malformed(format!(
+                        "the body nests arrays and objects deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nesting_is_bounded_and_strings_do_not_count() {
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        assert!(check_depth(deep.as_bytes()).is_err());
+        let fine = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(check_depth(fine.as_bytes()).is_ok());
+        let quoted = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
+        assert!(check_depth(quoted.as_bytes()).is_ok());
+    }
+
     use super::*;
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;

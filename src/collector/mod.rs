@@ -242,6 +242,7 @@ impl CollectorState {
             body::Encoding::Gzip => body::gunzip(&sent, limit)?,
             body::Encoding::Identity => sent.clone(),
         };
+        body::check_depth(&raw)?;
         let batch: WireBatch = serde_json::from_slice(&raw)
             .map_err(|e| ApiError::Malformed(format!("the body is not a valid batch: {e}")))?;
         let (site, named) = sites

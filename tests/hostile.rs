@@ -1,0 +1,201 @@
+//! Hostile input: bodies built to hurt get a clear 4xx, memory stays bounded, and no client
+//! text can add a series to /metrics.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use common::app::{Harness, post, send};
+use common::server::{ORIGIN, TestServer, config};
+use flate2::{Compression, write::GzEncoder};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use touchstream::config::Config;
+
+fn harness() -> Harness {
+    let mut c = Config::default();
+    c.sites[0].origins = vec![common::app::ORIGIN.into()];
+    Harness::new(&c)
+}
+
+async fn status_and_code(h: &Harness, body: Vec<u8>) -> (StatusCode, Value) {
+    let (status, _, answer) = send(&h.app, post().body(Body::from(body)).unwrap()).await;
+    (status, answer["error"].clone())
+}
+
+#[tokio::test]
+async fn deep_huge_and_broken_json_gets_400_or_413() {
+    let h = harness();
+    // 100,000 levels of nesting, in the batch and inside an event.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for body in [
+        format!(r#"{{"site":"demo","events":{deep}}}"#),
+        format!(r#"{{"site":"demo","events":[{{"id":"a","props":{deep}}}]}}"#),
+    ] {
+        let (status, code) = status_and_code(&h, body.into_bytes()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, Some("malformed_body"))
+        );
+    }
+    // A body over the limit, and a string longer than the whole limit.
+    let huge = format!(
+        r#"{{"site":"demo","events":[{{"id":"{}"}}]}}"#,
+        "x".repeat(600_000)
+    );
+    assert_eq!(
+        status_and_code(&h, huge.into_bytes()).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // Invalid UTF-8 inside a string.
+    let mut bad = br#"{"site":"demo","events":[{"id":""#.to_vec();
+    bad.extend_from_slice(&[0xff, 0xfe, 0x80]);
+    bad.extend_from_slice(br#"","type":"page_view","ts":1,"session":"s"}]}"#);
+    let (status, code) = status_and_code(&h, bad).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_body"))
+    );
+    // Nothing reached the transport, and nothing was counted as received.
+    assert_eq!(h.metric("touchstream_events_received_total", &[]), 0.0);
+}
+
+/// `size` bytes of zeros, gzipped.
+fn gzip_zeros(size: usize) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..size / chunk.len() {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_gets_413_and_the_collector_stays_small() {
+    // About 1 MB on the wire would be refused before inflating (over max_body_bytes); this one
+    // is under it and inflates a thousandfold, to 400 MB.
+    let bomb = gzip_zeros(400 << 20);
+    assert!(bomb.len() < 512 * 1024, "{}", bomb.len());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_touchstream"))
+        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = stderr
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("public listener up"))
+        .expect("server started");
+    // Keep reading its log, so its writes never fail.
+    std::thread::spawn(move || stderr.for_each(drop));
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let before = peak_rss_kb(child.id());
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let res = client
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(bomb.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 413);
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["error"], "too_large");
+    }
+    let grew_mb = (peak_rss_kb(child.id()) - before) / 1024;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        grew_mb < 32,
+        "the peak resident memory grew by {grew_mb} MB"
+    );
+}
+
+/// A random printable string of up to `max` characters.
+fn junk(rng: &mut fastrand::Rng, max: usize) -> String {
+    let n = rng.usize(1..=max);
+    (0..n).map(|_| rng.char('!'..='~')).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_random_labels_add_no_series() {
+    let server = TestServer::start(config(Duration::from_secs(3600))).await;
+    let series = |s: &common::prom::Scrape| s.len();
+    // Warm up: every bounded label value that appears on first use ("other" touchpoints and
+    // currencies, the rejection reasons the junk will meet, HTTP statuses).
+    let mut rng = fastrand::Rng::with_seed(11);
+    let batch_of = |rng: &mut fastrand::Rng, n: usize, site: &str| {
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"id": format!("{}-{i}", rng.u64(..)), "type": junk(rng, 30), "ts": 1_763_800_000_000i64,
+                       "session": junk(rng, 20), "url": format!("https://{}/", junk(rng, 20)),
+                       "referrer": format!("https://{}.example/", junk(rng, 12)),
+                       "utm": {"source": junk(rng, 10), "medium": junk(rng, 10)},
+                       "props": {"value": 1, "currency": junk(rng, 4)}})
+            })
+            .collect();
+        json!({"site": site, "events": events}).to_string()
+    };
+    let client = reqwest::Client::new();
+    let post_raw = |body: String| {
+        client
+            .post(server.events_url())
+            .header("content-type", "application/json")
+            .header("origin", ORIGIN)
+            .header("user-agent", "Mozilla/5.0")
+            .body(body)
+            .send()
+    };
+    for _ in 0..4 {
+        post_raw(batch_of(&mut rng, 500, "demo")).await.unwrap();
+        {
+            let site = junk(&mut rng, 10);
+            post_raw(batch_of(&mut rng, 1, &site))
+        }
+        .await
+        .unwrap();
+    }
+    let warm = server.wait_applied(1).await;
+    let before = series(&server.scrape().await);
+    let mut sent = 0;
+    while sent < 1_000_000 {
+        let site = if rng.bool() {
+            "demo".to_string()
+        } else {
+            junk(&mut rng, 16)
+        };
+        let status = post_raw(batch_of(&mut rng, 500, &site))
+            .await
+            .unwrap()
+            .status();
+        assert!(status == 200 || status == 401, "{status}");
+        sent += 500;
+    }
+    let after = server.scrape().await;
+    assert_eq!(series(&after), before, "series appeared");
+    assert!(
+        after.sum("touchstream_events_received_total", &[])
+            > warm.sum("touchstream_events_received_total", &[])
+    );
+    server.stop().await;
+}
