@@ -10,7 +10,8 @@
 //! - [`metrics`]: every Prometheus metric, registered once; [`admin`] serves them.
 //! - [`replay`]: the engine over a recorded log, and the final [`replay::Report`].
 //! - [`config`]: the one typed configuration; [`server`] wires everything for `serve`;
-//!   [`shutdown`] is the one signal every task stops on.
+//!   [`http`] serves a router with connection limits; [`shutdown`] is the one signal every
+//!   task stops on.
 //!
 //! [`event::Event`] is the message that travels from collector to engine.
 
@@ -19,6 +20,7 @@ pub mod collector;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod http;
 pub mod metrics;
 pub mod replay;
 pub mod server;

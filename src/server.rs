@@ -11,6 +11,7 @@ use crate::admin::{self, AdminState, Exposition};
 use crate::collector::{self, CollectorState};
 use crate::config::Config;
 use crate::engine::{self, Engine};
+use crate::http::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::transport::kafka::{self, KafkaEngine, KafkaSink};
@@ -40,18 +41,25 @@ impl Listeners {
 type Server = (Trigger, JoinHandle<std::io::Result<()>>);
 
 /// Serves `router` on `listener` until its trigger fires, finishing requests in flight.
-fn spawn_server(name: &'static str, listener: TcpListener, router: axum::Router) -> Server {
+fn spawn_server(
+    name: &'static str,
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &crate::config::LimitsConfig,
+    metrics: Arc<Metrics>,
+) -> Server {
     let (trigger, mut stop) = shutdown::channel();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{name} listener up");
     }
-    let handle = tokio::spawn(async move {
-        // The peer address reaches handlers (the collector rate-limits client addresses).
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await
-    });
+    let limits = ConnectionLimits {
+        header_timeout: limits.header_timeout,
+        max_header_bytes: limits.max_header_bytes,
+        max_connections: limits.max_connections,
+    };
+    let handle = tokio::spawn(http::serve(listener, router, limits, metrics, async move {
+        stop.wait().await
+    }));
     (trigger, handle)
 }
 
@@ -95,16 +103,20 @@ fn kafka_sink(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<dyn
 /// Started in that order; stopped in reverse once readiness has turned off.
 struct Process {
     state: Arc<AdminState>,
+    limits: crate::config::LimitsConfig,
     admin: Server,
     engine: Option<(Trigger, JoinHandle<anyhow::Result<()>>)>,
     public: Option<Server>,
 }
 
 impl Process {
-    fn start(admin: TcpListener, state: Arc<AdminState>) -> Self {
-        let admin = spawn_server("admin", admin, admin::router(state.clone()));
+    fn start(admin: TcpListener, state: Arc<AdminState>, config: &Config) -> Self {
+        let router = admin::router(state.clone());
+        let metrics = state.metrics.clone();
+        let admin = spawn_server("admin", admin, router, &config.limits, metrics);
         Self {
             state,
+            limits: config.limits.clone(),
             admin,
             engine: None,
             public: None,
@@ -132,7 +144,14 @@ impl Process {
             self.state.metrics.clone(),
         ));
         reload_sites_on_hangup(state.clone(), config.source.clone());
-        self.public = Some(spawn_server("public", public, collector::router(state)));
+        let (router, metrics) = (collector::router(state), self.state.metrics.clone());
+        self.public = Some(spawn_server(
+            "public",
+            public,
+            router,
+            &self.limits,
+            metrics,
+        ));
         self
     }
 
@@ -194,7 +213,7 @@ pub async fn run(
             Arc::new(consumer.scrape_commit()),
             Some(sink.clone()),
         );
-        Process::start(listeners.admin, state)
+        Process::start(listeners.admin, state, &config)
             .with_engine(|stop| consumer.run(stop))
             .with_collector(listeners.public, &config, sink)
     } else {
@@ -210,6 +229,7 @@ pub async fn run(
         Process::start(
             listeners.admin,
             admin_state(&metrics, metrics.clone(), Some(sink.clone())),
+            &config,
         )
         .with_engine(|stop| async move {
             let applied = engine::run(engine.clone(), source, sweep, stop).await;
@@ -247,6 +267,7 @@ pub async fn run_collect(
     let process = Process::start(
         listeners.admin,
         admin_state(&metrics, metrics.clone(), Some(sink.clone())),
+        &config,
     )
     .with_collector(listeners.public, &config, sink);
     tracing::info!(sites = config.sites.len(), "touchstream collecting");
@@ -269,6 +290,7 @@ pub async fn run_engine(
     let process = Process::start(
         admin,
         admin_state(&metrics, Arc::new(consumer.scrape_commit()), None),
+        &config,
     )
     .with_engine(|stop| consumer.run(stop));
     tracing::info!(group = %config.kafka.group_id, topic = %config.kafka.topic, "touchstream engine running");

@@ -199,3 +199,81 @@ async fn a_million_random_labels_add_no_series() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let mut c = config(Duration::from_secs(60));
+    c.limits.header_timeout = Duration::from_millis(500);
+    c.limits.max_connections = 8;
+    let server = TestServer::start(c).await;
+
+    // A slowloris client: half a request line, then nothing. It is disconnected.
+    let mut slow = TcpStream::connect(server.public).await.unwrap();
+    slow.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the slow client was still connected after 10 s"
+    );
+
+    // Headers over the limit: 431, or the connection closed.
+    let big = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let mut fat = TcpStream::connect(server.public).await.unwrap();
+    let _ = fat.write_all(big.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), fat.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // Eight idle connections fill the listener; the ninth is closed at once and counted.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(server.public).await.unwrap();
+        s.write_all(b"GET /t.js HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let mut ninth = TcpStream::connect(server.public).await.unwrap();
+    let _ = ninth
+        .write_all(b"GET /t.js HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), ninth.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the ninth connection was served"
+    );
+    let s = server.scrape().await;
+    assert_eq!(
+        s.sum("touchstream_http_connections_refused_total", &[]),
+        1.0
+    );
+    assert!(s.sum("touchstream_http_connections_open", &[]) >= 8.0);
+    // Freed connections make room again.
+    drop(held);
+    server
+        .wait_for("connections released", |s| {
+            s.sum("touchstream_http_connections_open", &[]) <= 1.0
+        })
+        .await;
+    let ok = reqwest::get(format!("http://{}/t.js", server.public))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    server.stop().await;
+}

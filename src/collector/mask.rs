@@ -3,9 +3,9 @@
 //! starting with 2 to 6, with single spaces or dashes between them, passing the Luhn check)
 //! become `[card]`.
 //!
-//! Applied to the fields an event carries into the transport (id, session, order id) and to the
-//! raw text of rejected events sent to the dead-letter topic. The replacements hold no quote or
-//! backslash, so masked JSON stays JSON.
+//! Applied to the fields an event carries into the transport (id, session, order id) and, with
+//! [`mask_json`], to the raw text of rejected events sent to the dead-letter topic, which stays
+//! valid JSON.
 
 use std::borrow::Cow;
 
@@ -37,6 +37,54 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[at..]);
     Cow::Owned(out)
+}
+
+/// `json` (valid JSON text) with personal data masked inside its strings, and card-like numbers
+/// replaced by the string `"[card]"`, so the result stays valid JSON.
+pub fn mask_json(json: &str) -> Cow<'_, str> {
+    if matches!(mask(json), Cow::Borrowed(_)) {
+        return Cow::Borrowed(json);
+    }
+    let b = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'"' {
+            // A string: up to the next unescaped quote; mask its content.
+            let mut end = i + 1;
+            while end < b.len() && b[end] != b'"' {
+                end += if b[end] == b'\\' { 2 } else { 1 };
+            }
+            let end = end.min(b.len());
+            out.push('"');
+            out.push_str(&mask(&json[i + 1..end]));
+            out.push_str(&json[end..(end + 1).min(b.len())]);
+            i = end + 1;
+        } else if is_number_byte(b[i]) {
+            // A whole number token; only a plain integer can be a card number.
+            let end = i + b[i..].iter().take_while(|c| is_number_byte(**c)).count();
+            let number = &json[i..end];
+            let integer = number.bytes().all(|c| c.is_ascii_digit());
+            if integer && matches!(mask(number), Cow::Owned(_)) {
+                out.push_str("\"[card]\"");
+            } else {
+                out.push_str(number);
+            }
+            i = end;
+        } else {
+            let end = i + b[i..]
+                .iter()
+                .take_while(|c| **c != b'"' && !is_number_byte(**c))
+                .count();
+            out.push_str(&json[i..end]);
+            i = end;
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_number_byte(c: u8) -> bool {
+    c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
 fn is_local(c: u8) -> bool {
@@ -173,9 +221,20 @@ mod tests {
     }
 
     #[test]
+    fn card_numbers_as_json_numbers_become_strings() {
+        let raw = r#"[4111111111111111, 1763800000000, {"n": 5500000000000004}, -3.2333069372474485e258]"#;
+        let v: serde_json::Value = serde_json::from_str(&mask_json(raw)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!(["[card]", 1763800000000i64, {"n": "[card]"}, -3.2333069372474485e258])
+        );
+        assert!(matches!(mask_json(r#"{"a":1}"#), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn masked_json_stays_json() {
         let raw = r#"{"id":"x","url":"https://s.test/?mail=ann@shop.io","props":{"card":"4111 1111 1111 1111"}}"#;
-        let masked = mask(raw);
+        let masked = mask_json(raw);
         let v: serde_json::Value = serde_json::from_str(&masked).unwrap();
         assert_eq!(v["url"], "https://s.test/?mail=[email]");
         assert_eq!(v["props"]["card"], "[card]");

@@ -357,7 +357,7 @@ impl CollectorState {
 
 /// A rejected event's raw JSON with personal data masked, for the dead-letter topic.
 fn masked_raw(raw: &serde_json::value::RawValue) -> Box<serde_json::value::RawValue> {
-    match mask(raw.get()) {
+    match mask::mask_json(raw.get()) {
         std::borrow::Cow::Borrowed(_) => raw.to_owned(),
         std::borrow::Cow::Owned(text) => {
             serde_json::value::RawValue::from_string(text).expect("masking keeps JSON valid")

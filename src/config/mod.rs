@@ -167,6 +167,13 @@ pub struct LimitsConfig {
     /// Header holding the client's address behind a reverse proxy (its last address, the one
     /// your proxy added), such as `x-forwarded-for`. Empty: the connection's peer address.
     pub client_address_header: String,
+    /// Time allowed for a request's headers to arrive; a slower client is disconnected.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes, at least 8192; beyond it, 431.
+    pub max_header_bytes: usize,
+    /// Connections each listener holds at once; beyond it, new ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -184,6 +191,9 @@ impl Default for LimitsConfig {
             client_burst_requests: 2_000,
             max_clients: 100_000,
             client_address_header: String::new(),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+            max_connections: 10_000,
         }
     }
 }

@@ -59,10 +59,17 @@ impl Config {
             ("limits.max_batch_events", l.max_batch_events),
             ("limits.max_event_bytes", l.max_event_bytes),
             ("engine.max_open_sessions", self.engine.max_open_sessions),
+            ("limits.max_connections", l.max_connections),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
             }
+        }
+        if l.max_header_bytes < 8192 {
+            return Err(ConfigError::invalid(
+                "limits.max_header_bytes",
+                "must be at least 8192 (browsers send a few kilobytes of headers)",
+            ));
         }
         if l.client_requests_per_second > 0 && l.max_clients == 0 {
             return Err(ConfigError::invalid(
@@ -91,6 +98,7 @@ impl Config {
             ("journey.session_timeout", self.journey.session_timeout),
             ("engine.sweep_interval", self.engine.sweep_interval),
             ("limits.request_timeout", self.limits.request_timeout),
+            ("limits.header_timeout", self.limits.header_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(key, "must be longer than zero"));

@@ -103,6 +103,11 @@ impl IngestMetrics {
 pub struct HttpMetrics {
     requests: CounterFamily,
     duration: HistogramFamily,
+    /// `touchstream_http_connections_open`: connections held now, both listeners.
+    pub connections_open: Gauge,
+    /// `touchstream_http_connections_refused_total`: connections closed at once because the
+    /// listener held `limits.max_connections`.
+    pub connections_refused: Counter,
 }
 
 impl HttpMetrics {
@@ -119,6 +124,18 @@ impl HttpMetrics {
                 "touchstream_http_request_duration_seconds",
                 "HTTP request duration by route.",
                 histogram_family(latency_buckets),
+            ),
+            connections_open: reg(
+                r,
+                "touchstream_http_connections_open",
+                "HTTP connections held now.",
+                Gauge::default(),
+            ),
+            connections_refused: reg(
+                r,
+                "touchstream_http_connections_refused",
+                "HTTP connections closed at once because the listener was full.",
+                Counter::default(),
             ),
         }
     }
