@@ -21,10 +21,11 @@ mod wire;
 
 pub use access::{SIGNATURE_HEADER, sign};
 pub use assets::SNIPPET;
+pub use body::check_depth;
 pub use enrich::{channel, device, event_time, is_bot};
 pub use error::ApiError;
 pub use http_metrics::{route_label, track};
-pub use mask::mask;
+pub use mask::{mask, mask_json};
 pub use ratelimit::Limiter;
 pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 

@@ -1,0 +1,7 @@
+//! See `decode` in ../harness.rs.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|body: &[u8]| harness::decode(body));

@@ -1,0 +1,7 @@
+//! See `engine` in ../harness.rs.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|steps: Vec<harness::Step>| harness::engine(&steps));
