@@ -50,16 +50,24 @@ pub fn mask_json(json: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'"' {
-            // A string: up to the next unescaped quote; mask its content.
+            // A string literal, up to the next unescaped quote: masked as the text it stands
+            // for (escapes decoded), and written back as a JSON string.
             let mut end = i + 1;
             while end < b.len() && b[end] != b'"' {
                 end += if b[end] == b'\\' { 2 } else { 1 };
             }
-            let end = end.min(b.len());
-            out.push('"');
-            out.push_str(&mask(&json[i + 1..end]));
-            out.push_str(&json[end..(end + 1).min(b.len())]);
-            i = end + 1;
+            let end = (end + 1).min(b.len());
+            let literal = &json[i..end];
+            match serde_json::from_str::<String>(literal) {
+                Ok(text) => match mask(&text) {
+                    Cow::Owned(masked) => out.push_str(
+                        &serde_json::to_string(&masked).expect("a string always serialises"),
+                    ),
+                    Cow::Borrowed(_) => out.push_str(literal),
+                },
+                Err(_) => out.push_str(literal),
+            }
+            i = end;
         } else if is_number_byte(b[i]) {
             // A whole number token; only a plain integer can be a card number.
             let end = i + b[i..].iter().take_while(|c| is_number_byte(**c)).count();
@@ -229,6 +237,15 @@ mod tests {
             serde_json::json!(["[card]", 1763800000000i64, {"n": "[card]"}, -3.2333069372474485e258])
         );
         assert!(matches!(mask_json(r#"{"a":1}"#), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn escapes_are_never_split() {
+        // Found by fuzzing: an address right after `\n` once cut the escape in two.
+        let raw = r#"{"u":"?e=ann\n%%40shop.io","v":"a\u0040b.io"}"#;
+        let v: serde_json::Value = serde_json::from_str(&mask_json(raw)).unwrap();
+        assert_eq!(v["u"], "?e=ann\n[email]");
+        assert_eq!(v["v"], "[email]");
     }
 
     #[test]
