@@ -1,17 +1,13 @@
 //! The binary: configuration errors, replay errors, and a graceful SIGTERM that applies every
 //! accepted event before exiting 0.
 
+mod common;
+
+use common::process::{KillOnDrop, field, spawn, terminate, touchstream};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
-
-fn touchstream() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_touchstream"));
-    c.env_remove("RUST_LOG");
-    c
-}
 
 fn file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -134,55 +130,14 @@ fn replay_reads_a_pretty_printed_batch() {
     assert_eq!(r["sites"]["demo"]["dropoffs"]["add_to_cart"], 1);
 }
 
-/// Kills the server if the test fails before stopping it, so no process outlives the test.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Reads the child's stderr on a thread, line by line.
-fn lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!("{key}="))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-        + key.len()
-        + 1;
-    line[start..].split_whitespace().next().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_applies_every_accepted_event_and_exits_zero() {
-    let mut child = touchstream()
-        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
-        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = lines(&mut child);
-    let mut guard = KillOnDrop(Some(child));
-    let serving = log
-        .iter()
-        .find(|l| l.contains("public listener up"))
-        .expect("server started");
-    let url = format!("http://{}/v1/events", field(&serving, "addr"));
+    let mut server = spawn(
+        touchstream()
+            .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+            .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0"),
+    );
+    let url = format!("http://{}/v1/events", server.public);
     let client = reqwest::Client::new();
     let mut accepted = 0;
     for b in 0..50 {
@@ -200,18 +155,9 @@ async fn sigterm_applies_every_accepted_event_and_exits_zero() {
             .as_u64()
             .unwrap();
     }
-    let mut child = guard.0.take().unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = terminate(server.guard.0.take().unwrap()).await;
     assert!(status.success(), "{status}");
+    let log = server.log;
     let rest: Vec<String> = log
         .recv_timeout(Duration::from_secs(5))
         .into_iter()
@@ -235,21 +181,13 @@ fn site_file(key: &str) -> String {
 async fn sighup_rotates_write_keys_without_a_restart() {
     let (old, new) = ("pk_live_old_000000", "pk_live_new_111111");
     let config = file(&site_file(old));
-    let mut child = touchstream()
-        .args(["--config", config.path().to_str().unwrap(), "serve"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = lines(&mut child);
-    let guard = KillOnDrop(Some(child));
-    let pid = guard.0.as_ref().unwrap().id().to_string();
-    let serving = log
-        .iter()
-        .find(|l| l.contains("public listener up"))
-        .expect("server started");
-    let url = format!("http://{}/v1/events", field(&serving, "addr"));
+    let server = spawn(
+        touchstream()
+            .args(["--config", config.path().to_str().unwrap(), "serve"])
+            .env("RUST_LOG", "info"),
+    );
+    let (log, pid) = (&server.log, server.pid().to_string());
+    let url = format!("http://{}/v1/events", server.public);
     let post = |key: &'static str| {
         let url = url.clone();
         async move {
@@ -329,16 +267,6 @@ async fn a_closed_log_pipe_does_not_stop_the_server() {
     }
     let mut child = guard.0.take().unwrap();
     assert!(child.try_wait().unwrap().is_none(), "the server exited");
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = terminate(child).await;
     assert!(status.success(), "{status}");
 }

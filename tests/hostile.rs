@@ -9,8 +9,7 @@ use common::app::{Harness, post, send};
 use common::server::{ORIGIN, TestServer, config};
 use flate2::{Compression, write::GzEncoder};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::Duration;
 use touchstream::config::Config;
 
@@ -84,30 +83,14 @@ async fn a_gzip_bomb_gets_413_and_the_collector_stays_small() {
     // is under it and inflates a thousandfold, to 400 MB.
     let bomb = gzip_zeros(400 << 20);
     assert!(bomb.len() < 512 * 1024, "{}", bomb.len());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_touchstream"))
-        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
-        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = stderr
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("public listener up"))
-        .expect("server started");
-    // Keep reading its log, so its writes never fail.
-    std::thread::spawn(move || stderr.for_each(drop));
-    let addr = line
-        .split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    let before = peak_rss_kb(child.id());
+    let server = common::process::spawn(
+        common::process::touchstream()
+            .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+            .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info"),
+    );
+    let addr = &server.public;
+    let before = peak_rss_kb(server.pid());
     let client = reqwest::Client::new();
     for _ in 0..5 {
         let res = client
@@ -122,9 +105,7 @@ async fn a_gzip_bomb_gets_413_and_the_collector_stays_small() {
         let answer: Value = res.json().await.unwrap();
         assert_eq!(answer["error"], "too_large");
     }
-    let grew_mb = (peak_rss_kb(child.id()) - before) / 1024;
-    let _ = child.kill();
-    let _ = child.wait();
+    let grew_mb = (peak_rss_kb(server.pid()) - before) / 1024;
     assert!(
         grew_mb < 32,
         "the peak resident memory grew by {grew_mb} MB"

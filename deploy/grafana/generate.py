@@ -162,20 +162,17 @@ CARTS = [
 ]
 
 BREAKDOWNS = [
-    timeseries('Sessions per minute by channel', 'New sessions (visits), by the landing event\'s channel.',
-               [target(rate('touchstream_funnel_sessions_total', VISITS, by='channel', scale=' * 60'),
-                       '{{channel}}')], stack=True, width=12),
-    timeseries('Conversion by channel', 'Purchases per visit, by channel, over $window.',
-               [target(f'{rate("touchstream_funnel_sessions_total", PURCHASES, by="channel", window="$window")}'
-                       f' / {rate("touchstream_funnel_sessions_total", VISITS, by="channel", window="$window")}',
-                       '{{channel}}')], unit='percentunit', width=12, min=0),
-    timeseries('Sessions per minute by device', 'New sessions (visits), by device.',
-               [target(rate('touchstream_funnel_sessions_total', VISITS, by='device', scale=' * 60'),
-                       '{{device}}')], stack=True, width=12),
-    timeseries('Conversion by device', 'Purchases per visit, by device, over $window.',
-               [target(f'{rate("touchstream_funnel_sessions_total", PURCHASES, by="device", window="$window")}'
-                       f' / {rate("touchstream_funnel_sessions_total", VISITS, by="device", window="$window")}',
-                       '{{device}}')], unit='percentunit', width=12, min=0),
+    panel
+    for label in ('channel', 'device')
+    for panel in (
+        timeseries(f'Sessions per minute by {label}', f'New sessions (visits), by {label}.',
+                   [target(rate('touchstream_funnel_sessions_total', VISITS, by=label, scale=' * 60'),
+                           f'{{{{{label}}}}}')], stack=True, width=12),
+        timeseries(f'Conversion by {label}', f'Purchases per visit, by {label}, over $window.',
+                   [target(f'{rate("touchstream_funnel_sessions_total", PURCHASES, by=label, window="$window")}'
+                           f' / {rate("touchstream_funnel_sessions_total", VISITS, by=label, window="$window")}',
+                           f'{{{{{label}}}}}')], unit='percentunit', width=12, min=0),
+    )
 ]
 
 FRICTION = [

@@ -82,7 +82,9 @@ fn currency(c: &Option<String>) -> String {
 }
 
 /// The contract's figures for `events` (any order, any sessions) with the given session
-/// timeout: a gap of at least `timeout_ms` between two events of a session id splits it.
+/// timeout. A session id's events are read in time order; one that comes at least `timeout_ms`
+/// after the session's last activity starts a new session. A duplicate (an id already seen in
+/// the session) changes nothing, not even the last activity.
 pub fn figures(events: &[Event], timeout_ms: i64) -> Figures {
     let mut by_session: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in events {
@@ -91,13 +93,17 @@ pub fn figures(events: &[Event], timeout_ms: i64) -> Figures {
     let mut f = Figures::default();
     for (_, mut list) in by_session {
         list.sort_by_key(|e| e.ts);
-        let mut start = 0;
-        for i in 1..=list.len() {
-            if i == list.len() || list[i].ts - list[i - 1].ts >= timeout_ms {
+        let (mut start, mut last, mut ids) = (0, list[0].ts, std::collections::HashSet::new());
+        for i in 0..list.len() {
+            if i > start && list[i].ts - last >= timeout_ms {
                 f.add_session(&list[start..i]);
-                start = i;
+                (start, ids) = (i, std::collections::HashSet::new());
+            }
+            if ids.insert(list[i].id.as_str()) {
+                last = list[i].ts;
             }
         }
+        f.add_session(&list[start..]);
     }
     f
 }
@@ -276,6 +282,19 @@ mod tests {
             currency: Some("EUR".into()),
             order_id: None,
         }
+    }
+
+    #[test]
+    fn a_duplicate_does_not_keep_a_session_open() {
+        // Found by fuzzing the engine: the repeat of `1`, 40 s later, changes nothing, so the
+        // event 70 s after the first one opens a new session (timeout 60 s).
+        let events = [
+            ev("a", "1", "add_to_cart", 0, Some(1.0)),
+            ev("a", "1", "add_to_cart", 40_000, Some(1.0)),
+            ev("a", "1", "add_to_cart", 70_000, Some(1.0)),
+        ];
+        let f = figures(&events, 60_000);
+        assert_eq!((f.reached[0], f.duplicates, f.carts_abandoned), (2, 1, 2));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod app;
 pub mod deploy;
 pub mod exports;
 pub mod kafka;
+pub mod process;
 pub mod prom;
 pub mod prometheus;
 pub mod rees46;
