@@ -94,13 +94,9 @@ pub fn verify_signature(
     if secrets.is_empty() {
         return Err(bad("this site has no signing secret"));
     }
-    let signed = secrets.iter().any(|secret| {
-        let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-        m.update(t.to_string().as_bytes());
-        m.update(b".");
-        m.update(body);
-        m.verify_slice(&mac).is_ok()
-    });
+    let signed = secrets
+        .iter()
+        .any(|secret| signed_mac(secret, t, body).verify_slice(&mac).is_ok());
     if signed {
         Ok(true)
     } else {
@@ -112,17 +108,22 @@ pub fn verify_signature(
 
 /// The signature header value for `body` at `t` under `secret` (for senders and tests).
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    m.update(t.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    let hex: String = m
+    let hex: String = signed_mac(secret, t, body)
         .finalize()
         .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("t={t},v1={hex}")
+}
+
+/// The HMAC-SHA256 under `secret` of `t`, a dot, and `body`: what a signature carries.
+fn signed_mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    m.update(t.to_string().as_bytes());
+    m.update(b".");
+    m.update(body);
+    m
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
