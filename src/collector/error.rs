@@ -40,6 +40,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 429 with `Retry-After` in whole seconds, at least one: when a bucket refills enough.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_body"),

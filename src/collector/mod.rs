@@ -223,7 +223,7 @@ impl CollectorState {
         };
         self.clients
             .check(ip, 1.0, Instant::now())
-            .map_err(|wait| ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))
+            .map_err(ApiError::rate_limited)
     }
 
     async fn ingest(
@@ -272,9 +272,7 @@ impl CollectorState {
             let m = &self.metrics.ingest;
             m.received(site).inc_by(events);
             m.rejected(site, RejectReason::RateLimited).inc_by(events);
-            return Err(ApiError::RateLimited(
-                wait.as_secs_f64().ceil().max(1.0) as u64
-            ));
+            return Err(ApiError::rate_limited(wait));
         }
         let user_agent = headers
             .get(header::USER_AGENT)
