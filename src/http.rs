@@ -30,6 +30,16 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+impl From<&crate::config::LimitsConfig> for ConnectionLimits {
+    fn from(l: &crate::config::LimitsConfig) -> Self {
+        ConnectionLimits {
+            header_timeout: l.header_timeout,
+            max_header_bytes: l.max_header_bytes,
+            max_connections: l.max_connections,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in
 /// flight.
 pub async fn serve(

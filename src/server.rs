@@ -45,18 +45,13 @@ fn spawn_server(
     name: &'static str,
     listener: TcpListener,
     router: axum::Router,
-    limits: &crate::config::LimitsConfig,
+    limits: ConnectionLimits,
     metrics: Arc<Metrics>,
 ) -> Server {
     let (trigger, mut stop) = shutdown::channel();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "{name} listener up");
     }
-    let limits = ConnectionLimits {
-        header_timeout: limits.header_timeout,
-        max_header_bytes: limits.max_header_bytes,
-        max_connections: limits.max_connections,
-    };
     let handle = tokio::spawn(http::serve(listener, router, limits, metrics, async move {
         stop.wait().await
     }));
@@ -103,7 +98,7 @@ fn kafka_sink(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<dyn
 /// Started in that order; stopped in reverse once readiness has turned off.
 struct Process {
     state: Arc<AdminState>,
-    limits: crate::config::LimitsConfig,
+    connections: ConnectionLimits,
     admin: Server,
     engine: Option<(Trigger, JoinHandle<anyhow::Result<()>>)>,
     public: Option<Server>,
@@ -111,12 +106,13 @@ struct Process {
 
 impl Process {
     fn start(admin: TcpListener, state: Arc<AdminState>, config: &Config) -> Self {
+        let connections = ConnectionLimits::from(&config.limits);
         let router = admin::router(state.clone());
         let metrics = state.metrics.clone();
-        let admin = spawn_server("admin", admin, router, &config.limits, metrics);
+        let admin = spawn_server("admin", admin, router, connections, metrics);
         Self {
             state,
-            limits: config.limits.clone(),
+            connections,
             admin,
             engine: None,
             public: None,
@@ -149,7 +145,7 @@ impl Process {
             "public",
             public,
             router,
-            &self.limits,
+            self.connections,
             metrics,
         ));
         self
