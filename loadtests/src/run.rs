@@ -5,7 +5,7 @@
 use crate::probe::{self, Freshness, now_ms, scrape};
 use crate::procstat::{self, Server};
 use crate::report::{Report, ServerUse};
-use crate::send::{Pacer, Stats, Target, body, client, send};
+use crate::send::{Pacer, Stats, Target, client, send};
 use crate::shopper::{DESKTOP, Mix, Shopper};
 use crate::truth::{Event, Figures, figures};
 use std::collections::BTreeMap;
@@ -254,27 +254,17 @@ async fn shoppers(
                     .chunks(target.batch)
                     .zip(session.events.chunks(target.batch))
                 {
-                    let text = body(&target.site, wire);
                     let due = pacer.reserve(wire.len());
                     let mut copies = 1 + usize::from(!session.bot && rng.f64() < duplicates);
                     let mut next_due = due;
                     while copies > 0 {
                         copies -= 1;
-                        if send(
-                            &http,
-                            &target,
-                            session.agent,
-                            text.clone(),
-                            next_due,
-                            &mut stats,
-                        )
-                        .await
-                        .is_err()
+                        if send(&http, &target, session.agent, wire, next_due, &mut stats)
+                            .await
+                            .is_err()
                         {
                             break;
                         }
-                        stats.events_accepted += wire.len() as u64;
-                        stats.batches_accepted += 1;
                         acknowledged.extend(events);
                         next_due = Instant::now();
                     }
@@ -375,13 +365,10 @@ async fn replay(
                     })
                     .collect();
                 let wire: Vec<serde_json::Value> = batch.iter().map(wire_event).collect();
-                let text = body(&target.site, &wire);
-                if send(&http, &target, DESKTOP, text, due, &mut stats)
+                if send(&http, &target, DESKTOP, &wire, due, &mut stats)
                     .await
                     .is_ok()
                 {
-                    stats.events_accepted += batch.len() as u64;
-                    stats.batches_accepted += 1;
                     acknowledged.extend(batch);
                 }
             }

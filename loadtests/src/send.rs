@@ -118,7 +118,7 @@ pub fn client(concurrency: usize) -> reqwest::Client {
 }
 
 /// A batch's body.
-pub fn body(site: &str, events: &[Value]) -> String {
+fn body(site: &str, events: &[Value]) -> String {
     json!({"site": site, "events": events}).to_string()
 }
 
@@ -126,16 +126,18 @@ pub fn body(site: &str, events: &[Value]) -> String {
 #[derive(Debug)]
 pub struct Refused(pub u16);
 
-/// Sends `body` until it is accepted; records every answer and the latency from `due` to the
-/// final one. A 4xx other than 429 cannot be fixed by retrying: it is returned.
+/// Sends `events` as one batch until it is accepted; records every answer, the latency from
+/// `due` to the final one, and the accepted batch. A 4xx other than 429 cannot be fixed by
+/// retrying: it is returned.
 pub async fn send(
     client: &reqwest::Client,
     target: &Target,
     agent: &str,
-    body: String,
+    events: &[Value],
     due: Instant,
     stats: &mut Stats,
 ) -> Result<(), Refused> {
+    let body = body(&target.site, events);
     tokio::time::sleep_until(due).await;
     let mut backoff = target.retry_backoff;
     loop {
@@ -162,23 +164,20 @@ pub async fn send(
             // Read the answer so the connection goes back to the pool.
             let _ = res.bytes().await;
         }
-        match status {
-            200..=299 => {
-                let micros = due.elapsed().as_micros() as u64;
-                stats.latency.saturating_record(micros.max(1));
-                return Ok(());
-            }
-            0 | 429 | 500..=599 => {
-                stats.retries += 1;
-                let jitter = 0.5 + fastrand::f64();
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-            other => {
-                let micros = due.elapsed().as_micros() as u64;
-                stats.latency.saturating_record(micros.max(1));
-                return Err(Refused(other));
-            }
+        if matches!(status, 0 | 429 | 500..=599) {
+            stats.retries += 1;
+            let jitter = 0.5 + fastrand::f64();
+            tokio::time::sleep(backoff.mul_f64(jitter)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+            continue;
         }
+        let micros = due.elapsed().as_micros() as u64;
+        stats.latency.saturating_record(micros.max(1));
+        if !(200..=299).contains(&status) {
+            return Err(Refused(status));
+        }
+        stats.events_accepted += events.len() as u64;
+        stats.batches_accepted += 1;
+        return Ok(());
     }
 }
