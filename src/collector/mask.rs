@@ -1,13 +1,34 @@
 //! Masking personal data before anything leaves the collector: e-mail addresses (also
 //! percent-encoded, as in URLs) become `[email]`, and card-like numbers (13 to 19 digits
-//! starting with 2 to 6, with single spaces or dashes between them, passing the Luhn check)
-//! become `[card]`.
+//! starting with 2 to 6, with single spaces or dashes between them, standing alone rather than
+//! inside a word or a hex string, passing the Luhn check) become `[card]`.
 //!
-//! Applied to the fields an event carries into the transport (id, session, order id) and, with
-//! [`mask_json`], to the raw text of rejected events sent to the dead-letter topic, which stays
-//! valid JSON.
+//! Identifiers an event carries into the transport (id, session, order id) are replaced whole
+//! by a pseudonym when they hold personal data ([`pseudonymise`]): masking part of an
+//! identifier could make two of them equal, merging sessions or dropping events as duplicates.
+//! The raw text of rejected events sent to the dead-letter topic is masked with [`mask_json`],
+//! and stays valid JSON.
 
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::fmt::Write;
+
+/// `id` itself when it holds no personal data; otherwise `masked-` and the first 128 bits of
+/// its SHA-256 in hex. The same id gives the same pseudonym on every collector, and two ids
+/// different ones, so sessions, dedup and orders keep working. It is not a secret: whoever
+/// guesses the address or number can compute the pseudonym and confirm the guess.
+pub fn pseudonymise(id: String) -> String {
+    if matches!(mask(&id), Cow::Borrowed(_)) {
+        return id;
+    }
+    let digest = Sha256::digest(id.as_bytes());
+    let mut out = String::with_capacity(7 + 32);
+    out.push_str("masked-");
+    for byte in &digest[..16] {
+        write!(out, "{byte:02x}").expect("writing to a String");
+    }
+    out
+}
 
 /// `text` with e-mail addresses and card numbers masked; borrowed when there is nothing to mask.
 pub fn mask(text: &str) -> Cow<'_, str> {
@@ -148,7 +169,9 @@ fn email_spans(b: &[u8]) -> Vec<(usize, usize, &'static str)> {
 }
 
 /// (start, end, "[card]") of every run of 13 to 19 digits (single spaces or dashes allowed
-/// between digits) that looks like a card number and passes the Luhn check.
+/// between digits), not touching a letter, digit or `_` on either side, that looks like a card
+/// number and passes the Luhn check. The boundary keeps digit runs inside hex ids and UUIDs
+/// (`4d4111…1111a`) as they are.
 fn card_spans(b: &[u8]) -> Vec<(usize, usize, &'static str)> {
     let mut spans = Vec::new();
     let mut i = 0;
@@ -177,7 +200,13 @@ fn card_spans(b: &[u8]) -> Vec<(usize, usize, &'static str)> {
         }
         // Card numbers start with 2 to 6 (Mastercard, Amex, Visa, Discover...); millisecond
         // timestamps, also 13 digits, start with 1.
-        if (13..=19).contains(&digits.len()) && (2..=6).contains(&digits[0]) && luhn(&digits) {
+        let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
+        let touching = (start > 0 && word(&b[start - 1])) || b.get(end).is_some_and(word);
+        if !touching
+            && (13..=19).contains(&digits.len())
+            && (2..=6).contains(&digits[0])
+            && luhn(&digits)
+        {
             spans.push((start, end, "[card]"));
         }
         i = end.max(i + 1);
@@ -230,6 +259,29 @@ mod tests {
         assert_eq!(
             mask("mail a@b.io, pay 5500 0000 0000 0004."),
             "mail [email], pay [card]."
+        );
+        assert_eq!(mask("?cc=4111111111111111&x=1"), "?cc=[card]&x=1");
+        // Inside a hex id or a UUID, a Luhn-valid run of digits is not a card number.
+        for id in [
+            "4d4111111111111111a",
+            "c2265d34-2d41-1111-1111-111111cff56b",
+            "x_4111111111111111",
+        ] {
+            assert_eq!(mask(id), id);
+        }
+    }
+
+    #[test]
+    fn identifiers_with_personal_data_become_stable_distinct_pseudonyms() {
+        assert_eq!(pseudonymise("s-42".into()), "s-42");
+        let a = pseudonymise("ann@shop.io".into());
+        assert!(a.starts_with("masked-") && a.len() == 39, "{a}");
+        assert!(!a.contains("ann"));
+        assert_eq!(a, pseudonymise("ann@shop.io".into()));
+        // Two card numbers would both mask to `[card]`; as orders they must stay two.
+        assert_ne!(
+            pseudonymise("4111 1111 1111 1111".into()),
+            pseudonymise("5500 0000 0000 0004".into())
         );
     }
 

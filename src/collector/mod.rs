@@ -25,7 +25,7 @@ pub use body::check_depth;
 pub use enrich::{channel, device, event_time, is_bot};
 pub use error::ApiError;
 pub use http_metrics::{route_label, track};
-pub use mask::{mask, mask_json};
+pub use mask::{mask, mask_json, pseudonymise};
 pub use ratelimit::Limiter;
 pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
 
@@ -364,15 +364,8 @@ fn masked_raw(raw: &serde_json::value::RawValue) -> Box<serde_json::value::RawVa
     }
 }
 
-/// `s` with personal data masked, reusing it when there is none.
-fn masked(s: String) -> String {
-    match mask(&s) {
-        std::borrow::Cow::Borrowed(_) => s,
-        std::borrow::Cow::Owned(m) => m,
-    }
-}
-
-/// Turns a validated wire event into the transport's [`Event`], personal data masked.
+/// Turns a validated wire event into the transport's [`Event`]; identifiers holding personal
+/// data become pseudonyms.
 pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
     Event {
         site: site.clone(),
@@ -380,12 +373,12 @@ pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
         event_time_ms: event_time(ctx.received_at, ctx.sent_at, v.ts),
         received_at_ms: ctx.received_at,
         device: ctx.device,
-        id: masked(v.id),
+        id: pseudonymise(v.id),
         kind: v.kind,
-        session: masked(v.session),
+        session: pseudonymise(v.session),
         value: v.value,
         currency: v.currency,
-        order_id: v.order_id.map(masked),
+        order_id: v.order_id.map(pseudonymise),
     }
 }
 
