@@ -1,6 +1,9 @@
 //! The collector over Kafka against rdkafka's mock cluster, which injects broker errors: a 2xx
 //! only after delivery, every class of broker failure a 503 with Retry-After (never a 4xx, never
-//! a 2xx), rejected events on the dead-letter topic, readiness following the brokers.
+//! a 2xx), rejected events on the dead-letter topic, readiness following the brokers. And an
+//! engine whose partitions are revoked while offset commits fail.
+
+mod common;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
@@ -325,4 +328,97 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `n` add-to-cart events, one per session `k0`..: keyed by session, they spread over the
+/// partitions.
+fn carts(prefix: &str, n: usize) -> Value {
+    let events: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("{prefix}{i}"), "type": "add_to_cart", "ts": 1_763_800_000_000i64, "session": format!("k{i}"), "props": {"value": 5}}))
+        .collect();
+    json!({"site": "demo", "events": events})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_revoked_before_its_commit_resumes_where_it_stopped() {
+    let s = setup();
+    let mut cfg = s.config.clone();
+    cfg.kafka.group_id = "engines-parked".into();
+    cfg.engine.sweep_interval = Duration::from_millis(200);
+    for (key, value) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
+        cfg.kafka.consumer.insert(key.into(), value.into());
+    }
+    let engine = common::kafka::Running::engine(cfg.clone()).await;
+    engine
+        .wait_for("4 partitions", |m| {
+            m.sum("touchstream_kafka_assigned_partitions", &[]) == 4.0
+        })
+        .await;
+    let (status, _, _) = post(&s.app, &carts("a", 16)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Scraped, so committed.
+    engine
+        .wait_for("first batch", |m| common::kafka::applied(m) == 16)
+        .await;
+    // Applied, never scraped: these counts are past the committed offsets.
+    let (status, _, _) = post(&s.app, &carts("b", 16)).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The group rebalances while commits fail, as when Kafka has expelled a member whose
+    // coordinator was unreachable: the revoke cannot commit.
+    s.cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
+    );
+    let brokers = cfg.kafka.brokers.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "engines-parked")
+            .set("enable.auto.commit", "false")
+            .set("partition.assignment.strategy", "range,roundrobin")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&cfg.kafka.topic]).unwrap();
+        let mut told = false;
+        while stop_rx.try_recv().is_err() {
+            let _ = consumer.poll(Duration::from_millis(100));
+            if !told && consumer.assignment().unwrap().count() > 0 {
+                told = true;
+                tx.send(()).unwrap();
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the second member got partitions");
+
+    engine
+        .wait_for("the rebalance", |m| {
+            m.sum("touchstream_kafka_assigned_partitions", &[]) == 2.0
+        })
+        .await;
+    // The engine's clock ticks reach its partitions within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = engine.scrape().await.expect("a scrape");
+    // Every event counted once. Two partitions stayed: they resumed at their next message
+    // instead of being rebuilt and counted again. Two went to the other member, which counts
+    // nothing here.
+    assert_eq!(common::kafka::applied(&m), 32);
+    let parked = |outcome| {
+        m.sum(
+            "touchstream_kafka_parked_partitions_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!((parked("resumed"), parked("handed_over")), (2.0, 2.0));
+    assert!(m.sum("touchstream_kafka_commits_total", &[("result", "error")]) >= 1.0);
+    stop_tx.send(()).unwrap();
+    other.join().unwrap();
+    engine.stop().await;
 }

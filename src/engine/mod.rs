@@ -41,6 +41,17 @@ pub enum Outcome {
     UnknownSite,
 }
 
+impl Outcome {
+    /// The outcome as a log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::UnknownSite => "unknown_site",
+        }
+    }
+}
+
 /// 128-bit keyed hash of `(site, session)`: the map key, so no session string is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SessionKey(u64, u64);

@@ -211,6 +211,7 @@ pub struct KafkaMetrics {
     /// `touchstream_kafka_rebuild_messages_total`.
     pub rebuild_messages: Counter,
     commits: CounterFamily,
+    parked: CounterFamily,
     /// `touchstream_kafka_messages_unreadable_total`: messages of an unknown schema.
     pub unreadable: Counter,
 }
@@ -266,6 +267,14 @@ impl KafkaMetrics {
                 "Offset commits by result.",
                 CounterFamily::default(),
             ),
+            parked: reg(
+                r,
+                "touchstream_kafka_parked_partitions",
+                "Partitions revoked before their offsets could be committed, by outcome: resumed \
+                 where they stopped, or handed over to another engine (the events counted since \
+                 the last scrape are then counted twice).",
+                CounterFamily::default(),
+            ),
             unreadable: reg(
                 r,
                 "touchstream_kafka_messages_unreadable",
@@ -279,6 +288,13 @@ impl KafkaMetrics {
     pub fn delivery_error(&self, kind: &'static str) {
         self.delivery_errors
             .get_or_create(&labels([("kind", kind)]))
+            .inc();
+    }
+
+    /// Counts a parked partition's end: `resumed` or `handed_over`.
+    pub fn parked(&self, outcome: &'static str) {
+        self.parked
+            .get_or_create(&labels([("outcome", outcome)]))
             .inc();
     }
 

@@ -14,6 +14,7 @@ pub fn exported() -> BTreeSet<String> {
     metrics.http.record("/v1/events", 200, 0.001);
     metrics.kafka.delivery_error("timed_out");
     metrics.kafka.commit(true);
+    metrics.kafka.parked("resumed");
     metrics.funnel.touchpoint(0, 0, 0).inc();
     metrics.funnel.friction(0, 0, 0).inc();
     metrics

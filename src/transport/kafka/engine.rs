@@ -18,7 +18,18 @@
 //! On revoke, the engine commits what it has applied (it keeps running and its next scrape
 //! exports those counts) and releases the partition's sessions without counting them. On
 //! shutdown it commits nothing more: its unexported counts go with it and the next owner
-//! counts them.
+//! counts them. When the revoke's commit fails (a coordinator unreachable for longer than the
+//! group session, which Kafka answers by expelling the member), the partition is parked with
+//! its state; if it comes back with its committed offset unmoved, the engine resumes where it
+//! stopped. Only if another engine took it over meanwhile are the events counted here since
+//! the last scrape counted again (at least once, logged as a warning).
+//!
+//! With `RUST_LOG=touchstream::trail=trace` the engine logs, under the target
+//! `touchstream::trail`, every event it counts (`event partition= offset= session= id=
+//! outcome=`), every offset it commits (`committed partition= offset=`) and every scrape it
+//! answers (`figures exported`, logged under the state lock, after the commit): the figures of a
+//! scrape include exactly the events logged before its line. The chaos tests (`tests/chaos.rs`)
+//! check acknowledged events against it id by id.
 
 use super::{InMessage, OutMessage, client_config};
 use crate::config::Config;
@@ -37,16 +48,41 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The log target of the engine's per-event trail (see the module doc).
+const TRAIL: &str = "touchstream::trail";
+
 /// One owned partition.
 struct Part {
     engine: Engine,
     /// Offset of the next message to apply; `None` until the partition is rebuilt.
     next: Option<i64>,
+    /// The partition's committed offset as this engine last set or found it.
+    committed: Option<i64>,
+}
+
+impl Part {
+    fn new(shared: &Shared) -> Self {
+        Part {
+            engine: Engine::with_open_count(
+                &shared.config,
+                shared.metrics.clone(),
+                shared.open.clone(),
+            ),
+            next: None,
+            committed: None,
+        }
+    }
 }
 
 /// Everything the apply loop, the rebalance callbacks and scrapes share.
 struct State {
     parts: HashMap<i32, Part>,
+    /// Partitions revoked before their offsets could be committed (the broker unreachable, or
+    /// the group moved on without this member), with their sessions: what they counted since
+    /// their last commit is in this process's counters. One that comes back with its committed
+    /// offset unmoved (nobody consumed it meanwhile) resumes where it stopped instead of being
+    /// rebuilt and counted again; the next assignment without it releases it.
+    parked: HashMap<i32, Part>,
     shutting_down: bool,
 }
 
@@ -82,6 +118,7 @@ impl ConsumerContext for Context {
         let shared = &self.0;
         let mut state = shared.lock();
         let mut commit = TopicPartitionList::new();
+        let mut revoked_parts = Vec::new();
         for elem in revoked.elements_for_topic(shared.topic()) {
             let Some(part) = state.parts.remove(&elem.partition()) else {
                 continue;
@@ -93,14 +130,16 @@ impl ConsumerContext for Context {
                     Offset::Offset(next),
                 );
             }
-            let released = part.engine.release();
-            tracing::info!(partition = elem.partition(), released, "partition revoked");
+            revoked_parts.push((elem.partition(), part));
         }
-        if commit.count() > 0 {
-            let result = consumer.commit(&commit, CommitMode::Sync);
-            shared.metrics.kafka.commit(result.is_ok());
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "cannot commit offsets of revoked partitions");
+        let committed = commit.count() == 0 || commit_revoked(consumer, shared, &commit);
+        for (partition, part) in revoked_parts {
+            if !committed && part.next.is_some() {
+                tracing::info!(partition, "partition revoked, parked uncommitted");
+                state.parked.insert(partition, part);
+            } else {
+                let released = part.engine.release();
+                tracing::info!(partition, released, "partition revoked");
             }
         }
         shared
@@ -116,24 +155,50 @@ impl ConsumerContext for Context {
         };
         let shared = &self.0;
         let mut state = shared.lock();
+        let mut kept = Vec::new();
         for elem in assigned.elements_for_topic(shared.topic()) {
+            kept.push(elem.partition());
             state.parts.entry(elem.partition()).or_insert_with(|| {
                 tracing::info!(partition = elem.partition(), "partition assigned");
-                Part {
-                    engine: Engine::with_open_count(
-                        &shared.config,
-                        shared.metrics.clone(),
-                        shared.open.clone(),
-                    ),
-                    next: None,
-                }
+                Part::new(shared)
             });
+        }
+        let gone: Vec<i32> = state
+            .parked
+            .keys()
+            .filter(|p| !kept.contains(p))
+            .copied()
+            .collect();
+        for partition in gone {
+            if let Some(part) = state.parked.remove(&partition) {
+                unpark_lost(shared, partition, part, "assigned to another engine");
+            }
         }
         shared
             .metrics
             .kafka
             .assigned_partitions
             .set(state.parts.len() as i64);
+    }
+}
+
+/// Commits the offsets of revoked partitions; false when that failed.
+fn commit_revoked(
+    consumer: &BaseConsumer<Context>,
+    shared: &Shared,
+    offsets: &TopicPartitionList,
+) -> bool {
+    let result = consumer.commit(offsets, CommitMode::Sync);
+    shared.metrics.kafka.commit(result.is_ok());
+    match result {
+        Ok(()) => {
+            trail_commit(offsets);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot commit offsets of revoked partitions; parking them");
+            false
+        }
     }
 }
 
@@ -159,6 +224,7 @@ impl KafkaEngine {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 parts: HashMap::new(),
+                parked: HashMap::new(),
                 shutting_down: false,
             }),
             config: config.clone(),
@@ -224,7 +290,7 @@ impl KafkaEngine {
             None => return,
             Some(part) => part.next.is_some(),
         };
-        if !rebuilt {
+        if !rebuilt && !self.unpark(partition, offset) {
             let from = m.timestamp().to_millis().unwrap_or_else(crate::now_ms);
             self.rebuild(partition, offset, from).await;
         }
@@ -236,14 +302,54 @@ impl KafkaEngine {
         if part.next.is_some_and(|next| offset < next) {
             return;
         }
-        if let Some(message) = message {
-            apply(&part.engine, &message);
-            if let InMessage::Event(e) = &message {
+        match &message {
+            Some(InMessage::Event(e)) => {
+                let outcome = part.engine.apply(e);
+                tracing::trace!(
+                    target: TRAIL,
+                    partition,
+                    offset,
+                    session = %e.session,
+                    id = %e.id,
+                    outcome = %outcome.as_str(),
+                    "event"
+                );
                 let lag = (crate::now_ms() - e.received_at_ms).max(0) as f64 / 1000.0;
                 self.shared.metrics.funnel.lag.observe(lag);
             }
+            Some(tick) => apply(&part.engine, tick),
+            None => {}
         }
         part.next = Some(offset + 1);
+    }
+
+    /// Resumes a parked `partition` whose first message after reassignment is at `offset`:
+    /// when that is the offset this engine last knew committed, nobody consumed the partition
+    /// meanwhile, and its state (with counts past the commit already made) is still right.
+    fn unpark(&self, partition: i32, offset: i64) -> bool {
+        let mut state = self.shared.lock();
+        let Some(parked) = state.parked.remove(&partition) else {
+            return false;
+        };
+        if parked.committed != Some(offset) {
+            unpark_lost(
+                &self.shared,
+                partition,
+                parked,
+                "consumed by another engine meanwhile",
+            );
+            return false;
+        }
+        tracing::info!(
+            partition,
+            resume_at = parked.next,
+            "partition came back unconsumed; resuming its state"
+        );
+        self.shared.metrics.kafka.parked("resumed");
+        if let Some(fresh) = state.parts.insert(partition, parked) {
+            fresh.engine.release();
+        }
+        true
     }
 
     /// Re-reads `partition` from `rebuild_lookback` before `until_time` up to offset `until`
@@ -269,6 +375,7 @@ impl KafkaEngine {
         if let Some(part) = state.parts.get_mut(&partition) {
             part.engine.set_counting(true);
             part.next.get_or_insert(until);
+            part.committed.get_or_insert(until);
         }
         let m = &self.shared.metrics.kafka;
         m.rebuild_seconds.observe(start.elapsed().as_secs_f64());
@@ -351,6 +458,28 @@ fn apply(engine: &Engine, message: &InMessage) {
     }
 }
 
+/// Releases a parked partition another engine took over: the events this engine counted past
+/// its last commit are counted again by the new owner.
+fn unpark_lost(shared: &Shared, partition: i32, part: Part, why: &str) {
+    let uncommitted = part.next.unwrap_or(0) - part.committed.unwrap_or(0);
+    part.engine.release();
+    shared.metrics.kafka.parked("handed_over");
+    tracing::warn!(
+        partition,
+        uncommitted,
+        "a partition revoked before its offsets were committed was {why}: the events this engine counted since its last scrape (up to {uncommitted} messages) are counted again"
+    );
+}
+
+/// Logs committed offsets on the trail.
+fn trail_commit(offsets: &TopicPartitionList) {
+    for elem in offsets.elements() {
+        if let Offset::Offset(offset) = elem.offset() {
+            tracing::trace!(target: TRAIL, partition = elem.partition(), offset, "committed");
+        }
+    }
+}
+
 /// The blocking part of a rebuild; returns the number of messages re-applied.
 fn read_back(
     shared: &Shared,
@@ -418,7 +547,7 @@ impl crate::admin::Exposition for ScrapeCommit {
         let shared = self.shared.clone();
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || {
-            let state = shared.lock();
+            let mut state = shared.lock();
             let text = shared.metrics.encode();
             let mut offsets = TopicPartitionList::new();
             for (p, part) in &state.parts {
@@ -427,10 +556,18 @@ impl crate::admin::Exposition for ScrapeCommit {
                 }
             }
             if offsets.count() == 0 {
+                tracing::trace!(target: TRAIL, "figures exported");
                 return Ok(text);
             }
             let result = consumer.commit(&offsets, CommitMode::Sync);
             shared.metrics.kafka.commit(result.is_ok());
+            if result.is_ok() {
+                for part in state.parts.values_mut() {
+                    part.committed = part.next.or(part.committed);
+                }
+                trail_commit(&offsets);
+                tracing::trace!(target: TRAIL, "figures exported");
+            }
             drop(state);
             result
                 .map(|_| text)
