@@ -35,6 +35,7 @@ fn options(public: SocketAddr, metrics: &[SocketAddr], timeout: Duration) -> Opt
         verify: true,
         probe_interval: Some(Duration::from_millis(250)),
         run_id: format!("test{}", touchstream::now_ms()),
+        ledger: false,
     }
 }
 

@@ -199,6 +199,7 @@ async fn main_result() -> anyhow::Result<bool> {
         verify: !c.no_verify,
         probe_interval: (!c.probe_interval.is_zero()).then_some(c.probe_interval),
         run_id,
+        ledger: false,
     };
     let report = execute(options, workload).await?;
     if c.json {

@@ -33,6 +33,10 @@ pub struct Report {
     pub differences: Option<Vec<String>>,
     /// Notes on how the verification was done (tolerances, causes).
     pub notes: Vec<String>,
+    /// The ground truth: the figures every acknowledged event must add up to.
+    pub truth: crate::truth::Figures,
+    /// Every event sent and acknowledged, when the run kept a ledger.
+    pub ledger: Option<crate::run::Ledger>,
 }
 
 fn ms(micros: u64) -> f64 {

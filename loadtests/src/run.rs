@@ -33,6 +33,36 @@ pub struct Options {
     pub probe_interval: Option<Duration>,
     /// Prefix of every session id, unique to the run.
     pub run_id: String,
+    /// Keep a [`Ledger`] of every event sent and acknowledged.
+    pub ledger: bool,
+}
+
+/// An event's identity: its session and its id (the engine's dedup key within the site).
+pub type EventKey = (String, String);
+
+/// Every event a run sent and every one acknowledged, for an id-level comparison with what a
+/// deployment counted. Events of crawler sessions, which the collector filters by design, are
+/// left out; the freshness probe's too.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    /// Events put in a request, each once however often it was retried or re-sent.
+    pub sent: Vec<EventKey>,
+    /// Events of batches answered 2xx, once per answer: a re-sent batch's events are listed
+    /// again.
+    pub acknowledged: Vec<EventKey>,
+}
+
+impl Ledger {
+    fn merge(&mut self, other: Ledger) {
+        self.sent.extend(other.sent);
+        self.acknowledged.extend(other.acknowledged);
+    }
+}
+
+fn keys<'a>(events: impl IntoIterator<Item = &'a Event>) -> impl Iterator<Item = EventKey> {
+    events
+        .into_iter()
+        .map(|e| (e.session.clone(), e.id.clone()))
 }
 
 /// What to send.
@@ -59,6 +89,7 @@ struct Sent {
     stats: Stats,
     truth: Figures,
     sessions: u64,
+    ledger: Option<Ledger>,
 }
 
 /// Runs `workload` and measures it.
@@ -162,6 +193,8 @@ pub async fn execute(options: Options, workload: Workload) -> anyhow::Result<Rep
         freshness: freshness.map(|f| f.micros),
         differences,
         notes,
+        truth: sent.truth,
+        ledger: sent.ledger,
     })
 }
 
@@ -227,6 +260,7 @@ async fn shoppers(
     let next = Arc::new(AtomicU64::new(0));
     let deadline = duration.map(|d| Instant::now() + d);
     let limit = limit.unwrap_or(u64::MAX);
+    let record = options.ledger;
     let mut workers = Vec::new();
     for w in 0..options.concurrency {
         let (pacer, next, http) = (pacer.clone(), next.clone(), http.clone());
@@ -240,6 +274,7 @@ async fn shoppers(
         workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut truth = Figures::default();
+            let mut ledger = record.then(Ledger::default);
             let mut sessions = 0;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +290,10 @@ async fn shoppers(
                     .zip(session.events.chunks(target.batch))
                 {
                     let due = pacer.reserve(wire.len());
+                    let mut ledger = ledger.as_mut().filter(|_| !session.bot);
+                    if let Some(l) = ledger.as_mut() {
+                        l.sent.extend(keys(events));
+                    }
                     let mut copies = 1 + usize::from(!session.bot && rng.f64() < duplicates);
                     let mut next_due = due;
                     while copies > 0 {
@@ -266,6 +305,9 @@ async fn shoppers(
                             break;
                         }
                         acknowledged.extend(events);
+                        if let Some(l) = ledger.as_mut() {
+                            l.acknowledged.extend(keys(events));
+                        }
                         next_due = Instant::now();
                     }
                 }
@@ -275,19 +317,23 @@ async fn shoppers(
                     truth.add_session(&acknowledged);
                 }
             }
-            (stats, truth, sessions)
+            (stats, truth, sessions, ledger)
         }));
     }
     let mut sent = Sent {
         stats: Stats::default(),
         truth: Figures::default(),
         sessions: 0,
+        ledger: record.then(Ledger::default),
     };
     for w in workers {
-        let (stats, truth, sessions) = w.await.expect("a worker panicked");
+        let (stats, truth, sessions, ledger) = w.await.expect("a worker panicked");
         sent.stats.merge(&stats);
         sent.truth.merge(&truth);
         sent.sessions += sessions;
+        if let (Some(all), Some(l)) = (sent.ledger.as_mut(), ledger) {
+            all.merge(l);
+        }
     }
     sent
 }
@@ -340,6 +386,7 @@ async fn replay(
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let record = options.ledger;
     let mut workers = Vec::new();
     for _ in 0..options.concurrency {
         let (http, target) = (http.clone(), options.target.clone());
@@ -347,6 +394,7 @@ async fn replay(
         workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             let mut acknowledged = Vec::new();
+            let mut sent = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some((due, batch)) = batches.get(i) else {
@@ -365,6 +413,9 @@ async fn replay(
                     })
                     .collect();
                 let wire: Vec<serde_json::Value> = batch.iter().map(wire_event).collect();
+                if record {
+                    sent.extend(keys(&batch));
+                }
                 if send(&http, &target, DESKTOP, &wire, due, &mut stats)
                     .await
                     .is_ok()
@@ -372,14 +423,21 @@ async fn replay(
                     acknowledged.extend(batch);
                 }
             }
-            (stats, acknowledged)
+            (stats, acknowledged, sent)
         }));
     }
     let mut stats = Stats::default();
     let mut all = Vec::new();
+    let mut ledger = record.then(Ledger::default);
     for w in workers {
-        let (s, acknowledged) = w.await.expect("a worker panicked");
+        let (s, acknowledged, sent) = w.await.expect("a worker panicked");
         stats.merge(&s);
+        if let Some(l) = ledger.as_mut() {
+            l.merge(Ledger {
+                sent,
+                acknowledged: keys(&acknowledged).collect(),
+            });
+        }
         all.extend(acknowledged);
     }
     let timeout_ms = options.session_timeout.as_millis() as i64;
@@ -387,6 +445,7 @@ async fn replay(
         stats,
         truth: figures(&all, timeout_ms),
         sessions,
+        ledger,
     }
 }
 
