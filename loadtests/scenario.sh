@@ -9,7 +9,11 @@
 # The generator gets --server-pid for every touchstream process and the /metrics of each; the
 # broker's CPU time is printed separately. SESSION_TIMEOUT (default 5s) is the server's session
 # timeout, passed to the generator too. PROFILE=FILE records a perf profile of the touchstream
-# processes during the run. Examples: loadtests/README.md.
+# processes during the run. CONFIG=FILE gives touchstream a configuration file (the environment
+# above still wins). FLOOD=SITE floods that site with wrk (loadtests/flood.lua, FLOOD_CONNECTIONS
+# connections, 64 by default; FLOOD_RATE requests/s, or as fast as wrk can) while the generator
+# runs, and prints wrk's figures and CPU.
+# Examples: loadtests/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,16 +49,18 @@ logs=$(mktemp -d)
 public=$(free_port)
 export TOUCHSTREAM_LISTEN=127.0.0.1:$public
 export TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT=$timeout
-# The generator sends as many shoppers from one address.
-export TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND=0
+# The generator sends as many shoppers from one address: no client-address limit, unless set.
+export TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND=${TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND:-0}
 export RUST_LOG=${RUST_LOG:-warn}
 # The default site allows the origin http://127.0.0.1:8080, the generator's default Origin.
 args=(--url "http://127.0.0.1:$public" --session-timeout "$timeout")
+config=()
+if [ -n "${CONFIG:-}" ]; then config=(--config "$CONFIG"); fi
 
 case "$mode" in
   embedded)
     admin=$(free_port)
-    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$admin "$bin/touchstream" serve 2>"$logs/serve.log" &
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$admin "$bin/touchstream" "${config[@]}" serve 2>"$logs/serve.log" &
     pids+=($!)
     args+=(--server-pid "${pids[0]}" --metrics "http://127.0.0.1:$admin/metrics")
     wait_for "http://127.0.0.1:$admin/readyz"
@@ -71,12 +77,12 @@ case "$mode" in
     export TOUCHSTREAM_KAFKA_GROUP_ID=load-$$ TOUCHSTREAM_KAFKA_PARTITIONS=${PARTITIONS:-4}
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker") 2>/dev/null && break; sleep 0.1; done
     collect_admin=$(free_port)
-    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$collect_admin "$bin/touchstream" collect 2>"$logs/collect.log" &
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$collect_admin "$bin/touchstream" "${config[@]}" collect 2>"$logs/collect.log" &
     pids+=($!)
     args+=(--server-pid $! --metrics "http://127.0.0.1:$collect_admin/metrics")
     wait_for "http://127.0.0.1:$collect_admin/readyz"
     engine_admin=$(free_port)
-    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$engine_admin "$bin/touchstream" engine 2>"$logs/engine.log" &
+    TOUCHSTREAM_ADMIN_LISTEN=127.0.0.1:$engine_admin "$bin/touchstream" "${config[@]}" engine 2>"$logs/engine.log" &
     pids+=($!)
     args+=(--server-pid $! --metrics "http://127.0.0.1:$engine_admin/metrics")
     wait_for "http://127.0.0.1:$engine_admin/readyz"
@@ -100,8 +106,22 @@ if [ -n "${PROFILE:-}" ]; then
   perf_pid=$!
 fi
 
+if [ -n "${FLOOD:-}" ]; then
+  FLOOD_SITE=$FLOOD FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-64} wrk -t1 -c"${FLOOD_CONNECTIONS:-64}" -d1h -s loadtests/flood.lua \
+    "http://127.0.0.1:$public/v1/events" >"$logs/wrk.log" 2>&1 &
+  flood_pid=$!
+  pids+=("$flood_pid")
+  sleep 1
+fi
+
 status=0
 "$bin/touchstream-load" "${args[@]}" "$@" || status=$?
+if [ -n "${FLOOD:-}" ]; then
+  flood_cpu=$(cpu_seconds "$flood_pid")
+  kill -INT "$flood_pid" && wait "$flood_pid" || true
+  echo "flood on site $FLOOD (wrk, $flood_cpu CPU s):" >&2
+  cat "$logs/wrk.log" >&2
+fi
 if [ -n "${PROFILE:-}" ]; then
   kill -INT "$perf_pid" && wait "$perf_pid" || true
   echo "profile in $PROFILE: perf report -i $PROFILE --no-children --percent-limit 1" >&2
