@@ -239,9 +239,16 @@ fn shoppers(duration: Duration) -> Workload {
     }
 }
 
+/// What the id-level comparison found, besides the discrepancies it panics on.
+struct Comparison {
+    /// Events sent whose every attempt failed (none, with retries until accepted).
+    unacknowledged: usize,
+    summary: String,
+}
+
 /// The id-level comparison of the ledger with the engines' trails; panics with every
-/// discrepancy. Returns a line for the test's output.
-fn compare_ids(report: &Report, trails: &[Trail]) -> String {
+/// discrepancy.
+fn compare_ids(report: &Report, trails: &[Trail]) -> Comparison {
     let ledger = report.ledger.as_ref().expect("a ledger");
     // As the collector forwards them: identifiers holding what looks like personal data are
     // pseudonymised.
@@ -291,7 +298,42 @@ fn compare_ids(report: &Report, trails: &[Trail]) -> String {
         unsent.iter().take(5).collect::<Vec<_>>(),
     );
     assert!(!acknowledged.is_empty());
-    summary
+    Comparison {
+        unacknowledged,
+        summary,
+    }
+}
+
+/// The end of a run: stops the last engine, whose final scrape was `last`, and the collector;
+/// checks the duplicates in the figures (`gone` are those of engines killed earlier, whose trails
+/// are `earlier`) against the trails, and the ledger against the trails id by id.
+async fn conclude(
+    report: &Report,
+    engine: Daemon,
+    last: &Scrape,
+    gone: &[&Scrape],
+    mut earlier: Vec<Trail>,
+    collector: Daemon,
+) -> Comparison {
+    let (status, log) = engine.end("-TERM").await;
+    assert!(status.success(), "the engine exited with {status}");
+    earlier.push(Trail::read(&log));
+    let trails = earlier;
+    let mut all = gone.to_vec();
+    all.push(last);
+    assert_eq!(
+        figures(&all).duplicates,
+        trails.iter().map(|t| t.duplicates).sum::<u64>(),
+        "duplicates in the figures and in the trails"
+    );
+    let comparison = compare_ids(report, &trails);
+    eprintln!(
+        "{}; answers: {:?}",
+        comparison.summary, report.stats.statuses
+    );
+    let (status, _) = collector.end("-TERM").await;
+    assert!(status.success(), "the collector exited with {status}");
+    comparison
 }
 
 /// The figures of several engines' last scrapes, together.
@@ -381,18 +423,7 @@ async fn a_broker_down_for_30_s_under_load_loses_no_acknowledged_event_and_count
     scraper.stop().await;
 
     let last = settle(&engine, &[], &report.truth, at_event_time).await;
-    let (status, log) = engine.end("-TERM").await;
-    assert!(status.success());
-    let trails = [Trail::read(&log)];
-    assert_eq!(
-        last.figures("demo").duplicates,
-        trails[0].duplicates,
-        "duplicates in the figures and the trail"
-    );
-    let summary = compare_ids(&report, &trails);
-    eprintln!("{summary}; answers: {:?}", report.stats.statuses);
-    let (status, _) = collector.end("-TERM").await;
-    assert!(status.success());
+    conclude(&report, engine, &last, &[], Vec::new(), collector).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,18 +461,16 @@ async fn an_engine_killed_during_a_replay_loses_no_acknowledged_event_and_counts
     // Kafka stayed up: no retry, so the only duplicates are the sample's repeated rows, which
     // the truth counts.
     let last = settle(&second, &[&gone], &report.truth, whole).await;
-    let (status, log) = second.end("-TERM").await;
-    assert!(status.success());
-    let trails = [first_trail, Trail::read(&log)];
-    assert_eq!(
-        figures(&[&gone, &last]).duplicates,
-        trails.iter().map(|t| t.duplicates).sum::<u64>()
-    );
-    let summary = compare_ids(&report, &trails);
-    eprintln!("{summary}");
-    assert!(summary.contains(" 0 sent but never acknowledged"));
-    let (status, _) = collector.end("-TERM").await;
-    assert!(status.success());
+    let comparison = conclude(
+        &report,
+        second,
+        &last,
+        &[&gone],
+        vec![first_trail],
+        collector,
+    )
+    .await;
+    assert_eq!(comparison.unacknowledged, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,18 +501,11 @@ async fn a_collector_stopped_with_sigterm_under_load_loses_no_acknowledged_event
     let report = load.await.unwrap().unwrap();
     scraper.stop().await;
 
-    let last = settle(&engine, &[], &report.truth, at_event_time).await;
-    let (status, log) = engine.end("-TERM").await;
-    assert!(status.success());
-    let trails = [Trail::read(&log)];
-    assert_eq!(last.figures("demo").duplicates, trails[0].duplicates);
-    let summary = compare_ids(&report, &trails);
-    eprintln!("{summary}; answers: {:?}", report.stats.statuses);
     assert!(
         report.stats.statuses.get("error").copied().unwrap_or(0) > 0,
         "no request met the stopped collector: {:?}",
         report.stats.statuses
     );
-    let (status, _) = second.end("-TERM").await;
-    assert!(status.success());
+    let last = settle(&engine, &[], &report.truth, at_event_time).await;
+    conclude(&report, engine, &last, &[], Vec::new(), second).await;
 }
