@@ -290,8 +290,9 @@ async fn shoppers(
                     .zip(session.events.chunks(target.batch))
                 {
                     let due = pacer.reserve(wire.len());
-                    let mut ledger = ledger.as_mut().filter(|_| !session.bot);
-                    if let Some(l) = ledger.as_mut() {
+                    // Crawler sessions stay out of the ledger: the collector filters them.
+                    let mut kept = ledger.as_mut().filter(|_| !session.bot);
+                    if let Some(l) = kept.as_mut() {
                         l.sent.extend(keys(events));
                     }
                     let mut copies = 1 + usize::from(!session.bot && rng.f64() < duplicates);
@@ -305,7 +306,7 @@ async fn shoppers(
                             break;
                         }
                         acknowledged.extend(events);
-                        if let Some(l) = ledger.as_mut() {
+                        if let Some(l) = kept.as_mut() {
                             l.acknowledged.extend(keys(events));
                         }
                         next_due = Instant::now();
