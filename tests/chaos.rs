@@ -446,7 +446,7 @@ async fn an_engine_killed_during_a_replay_loses_no_acknowledged_event_and_counts
         },
     ));
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let (gone, first_trail) = scraper.kill(first, Duration::from_secs(1)).await;
+    let (gone, first_trail) = scraper.kill(first, Duration::from_secs(2)).await;
     assert!(
         !first_trail.exported.is_empty() && !first_trail.unexported.is_empty(),
         "the engine should die with counted events both exported and not: {} and {}",
