@@ -137,17 +137,24 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// The client's address: the last address in `header` (the one the operator's proxy added)
-/// when configured, else the connection's peer.
+/// when configured and present, else the connection's peer. A request that reaches the
+/// collector without the header (around the proxy) or with a garbled one is limited by its
+/// peer, so leaving the header out never escapes the limit.
 pub fn client_address(
     headers: &HeaderMap,
     header: &str,
     peer: Option<SocketAddr>,
 ) -> Option<IpAddr> {
-    if header.is_empty() {
-        return peer.map(|p| p.ip());
-    }
-    let value = headers.get(header)?.to_str().ok()?;
-    value.rsplit(',').next()?.trim().parse().ok()
+    let forwarded = if header.is_empty() {
+        None
+    } else {
+        headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok())
+    };
+    forwarded.or(peer.map(|p| p.ip()))
 }
 
 #[cfg(test)]
@@ -207,9 +214,16 @@ mod tests {
             client_address(&h, "x-forwarded-for", Some(peer)),
             Some("203.0.113.9".parse().unwrap())
         );
+        // Without the header, or with a garbled one, the peer: leaving it out escapes nothing.
         assert_eq!(
             client_address(&HeaderMap::new(), "x-forwarded-for", Some(peer)),
-            None
+            Some(peer.ip())
+        );
+        let mut garbled = HeaderMap::new();
+        garbled.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
+        assert_eq!(
+            client_address(&garbled, "x-forwarded-for", Some(peer)),
+            Some(peer.ip())
         );
     }
 
