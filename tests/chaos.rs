@@ -11,12 +11,11 @@
 mod common;
 
 use common::kafka::Broker;
-use common::process::{KillOnDrop, field, lines, touchstream};
+use common::process::{KillOnDrop, field, signal, start, touchstream};
 use common::prom::Scrape;
 use common::server::ORIGIN;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -42,58 +41,37 @@ impl Daemon {
     fn start(role: &str, config: &Config) -> Self {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), toml::to_string(config).unwrap()).unwrap();
-        let mut child = touchstream()
-            .arg("--config")
-            .arg(file.path())
-            .arg(role)
-            .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info,touchstream::trail=trace")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = lines(&mut child);
-        let guard = KillOnDrop(Some(child));
-        let (mut admin, mut public) = (None, None);
-        let mut seen = Vec::new();
-        while admin.is_none() || (role == "collect" && public.is_none()) {
-            let line = log
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("{role} did not start listening ({e}): {seen:#?}"));
-            seen.push(line.clone());
-            if line.contains("admin listener up") {
-                admin = Some(field(&line, "addr").parse().unwrap());
-            } else if line.contains("public listener up") {
-                public = Some(field(&line, "addr").parse().unwrap());
-            }
-        }
+        let listeners: &[&str] = if role == "collect" {
+            &["admin", "public"]
+        } else {
+            &["admin"]
+        };
+        let (guard, log, up) = start(
+            touchstream()
+                .arg("--config")
+                .arg(file.path())
+                .arg(role)
+                .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+                .env("RUST_LOG", "info,touchstream::trail=trace"),
+            listeners,
+        );
+        let addr = |i: usize| up.get(i).map(|a| a.parse().unwrap());
         Daemon {
             guard,
             log,
-            admin: admin.unwrap(),
-            public,
+            admin: addr(0).unwrap(),
+            public: addr(1),
             _config: file,
         }
     }
 
     /// Sends `signal` and waits for the exit; returns the whole log left to read.
-    async fn end(mut self, signal: &str) -> (std::process::ExitStatus, Vec<String>) {
-        let mut child = self.guard.0.take().unwrap();
-        let pid = child.id().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let (status, log) = tokio::task::spawn_blocking(move || {
-            let status = child.wait().unwrap();
-            // The reader thread ends at EOF, which closes the channel.
-            (status, self.log.iter().collect())
-        })
-        .await
-        .unwrap();
+    async fn end(mut self, how: &str) -> (std::process::ExitStatus, Vec<String>) {
+        let status = signal(self.guard.0.take().unwrap(), how).await;
+        // The process is gone: its log reader has reached EOF and closed the channel.
+        let log = tokio::task::spawn_blocking(move || self.log.iter().collect())
+            .await
+            .unwrap();
         (status, log)
     }
 }

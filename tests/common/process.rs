@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 /// `touchstream` with a clean log filter.
 pub fn touchstream() -> Command {
@@ -55,6 +56,21 @@ pub struct Spawned {
 
 /// Starts `command` (its stderr piped) and waits until its public listener is up.
 pub fn spawn(command: &mut Command) -> Spawned {
+    let (guard, log, mut up) = start(command, &["public"]);
+    Spawned {
+        guard,
+        log,
+        public: up.remove(0),
+    }
+}
+
+/// Starts `command` (its stderr piped) and waits, 30 s at most, until each listener named in
+/// `listeners` (`public`, `admin`) logs that it is up. Returns the process, its log from then
+/// on, and the listeners' addresses in the order named.
+pub fn start(
+    command: &mut Command,
+    listeners: &[&str],
+) -> (KillOnDrop, mpsc::Receiver<String>, Vec<String>) {
     let mut child = command
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -62,12 +78,20 @@ pub fn spawn(command: &mut Command) -> Spawned {
         .unwrap();
     let log = lines(&mut child);
     let guard = KillOnDrop(Some(child));
-    let serving = log
-        .iter()
-        .find(|l| l.contains("public listener up"))
-        .expect("server started");
-    let public = field(&serving, "addr").to_string();
-    Spawned { guard, log, public }
+    let mut up: Vec<Option<String>> = vec![None; listeners.len()];
+    let mut seen = Vec::new();
+    while up.iter().any(Option::is_none) {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("listeners {listeners:?} not up ({e}): {seen:#?}"));
+        for (name, addr) in listeners.iter().zip(&mut up) {
+            if line.contains(&format!("{name} listener up")) {
+                *addr = Some(field(&line, "addr").to_string());
+            }
+        }
+        seen.push(line);
+    }
+    (guard, log, up.into_iter().flatten().collect())
 }
 
 impl Spawned {
@@ -77,9 +101,14 @@ impl Spawned {
 }
 
 /// Sends SIGTERM and waits for the exit.
-pub async fn terminate(mut child: Child) -> ExitStatus {
+pub async fn terminate(child: Child) -> ExitStatus {
+    signal(child, "-TERM").await
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`, ...) and waits for the exit.
+pub async fn signal(mut child: Child, signal: &str) -> ExitStatus {
     let pid = child.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
     assert!(sent.success());
     tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
