@@ -7,9 +7,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use serde_json::json;
 use std::hint::black_box;
 use std::sync::Arc;
-use touchstream::collector::{EnrichContext, WireBatch, decode_event, enrich};
+use touchstream::collector::{BatchContext, Clock, WireBatch, decode_batch};
 use touchstream::config::Config;
-use touchstream::engine::{Engine, Journey};
+use touchstream::engine::Engine;
 use touchstream::event::{Channel, Device, Event};
 use touchstream::metrics::Metrics;
 
@@ -53,7 +53,7 @@ fn events(sessions: usize) -> Vec<Event> {
 
 fn engine() -> Engine {
     let config = Config::default();
-    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let metrics = Arc::new(Metrics::new(&config));
     Engine::new(&config, metrics)
 }
 
@@ -94,23 +94,25 @@ fn batch_json(n: usize) -> String {
 
 fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("collector");
-    let site: Arc<str> = Arc::from("demo");
+    let limits = Config::default().limits;
     for n in [20usize, 500] {
         let body = batch_json(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("decode_validate_enrich_{n}"), |b| {
             b.iter(|| {
                 let batch: WireBatch = serde_json::from_slice(body.as_bytes()).unwrap();
-                let ctx = EnrichContext {
-                    received_at: 1_763_800_000_200,
-                    sent_at: batch.sent_at,
+                let ctx = BatchContext {
+                    site: Arc::from("demo"),
+                    require_consent: false,
+                    clock: Clock::Received {
+                        at: 1_763_800_000_200,
+                        sent_at: batch.sent_at,
+                    },
                     device: Device::Desktop,
+                    filter: None,
                 };
-                let out: Vec<Event> = batch
-                    .events
-                    .iter()
-                    .map(|raw| enrich(&site, ctx, decode_event(raw, 32 * 1024, 200).unwrap()))
-                    .collect();
+                let out = decode_batch(&batch.events, &ctx, &limits);
+                assert_eq!(out.events.len(), n);
                 black_box(out)
             })
         });

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use touchstream::config::Config;
-use touchstream::engine::{Engine, Journey};
+use touchstream::engine::Engine;
 use touchstream::event::{Channel, Device, Event};
 use touchstream::metrics::Metrics;
 
@@ -50,7 +50,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let config = Config::default();
-    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let metrics = Arc::new(Metrics::new(&config));
     let engine = Engine::new(&config, metrics);
     let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
     for s in 0..n {

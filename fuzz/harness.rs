@@ -4,10 +4,10 @@
 use arbitrary::Arbitrary;
 use std::sync::Arc;
 use touchstream::collector::{
-    EnrichContext, WireBatch, check_depth, decode_event, enrich, mask_json,
+    BatchContext, Clock, WireBatch, check_depth, decode_batch, mask_json,
 };
 use touchstream::config::Config;
-use touchstream::engine::{Engine, Journey};
+use touchstream::engine::Engine;
 use touchstream::event::{Channel, Device, Event};
 use touchstream::metrics::Metrics;
 use touchstream_load::truth;
@@ -22,29 +22,35 @@ pub fn decode(body: &[u8]) {
     let Ok(batch) = serde_json::from_slice::<WireBatch>(body) else {
         return;
     };
-    let site: Arc<str> = Arc::from("demo");
-    let ctx = EnrichContext {
-        received_at: 1_763_800_000_000,
-        sent_at: batch.sent_at,
+    let config = Config::default();
+    let received_at = 1_763_800_000_000;
+    let ctx = BatchContext {
+        site: Arc::from("demo"),
+        require_consent: false,
+        clock: Clock::Received {
+            at: received_at,
+            sent_at: batch.sent_at,
+        },
         device: Device::Desktop,
+        filter: None,
     };
-    for raw in &batch.events {
-        match decode_event(raw, 32 * 1024, 200) {
-            Ok(valid) => {
-                let event = enrich(&site, ctx, valid);
-                assert!(!event.id.is_empty() && event.id.chars().count() <= 64);
-                assert!(!event.session.is_empty() && event.session.chars().count() <= 64);
-                assert!(event.event_time_ms <= ctx.received_at);
-            }
-            Err(_) => {
-                // Valid JSON in, valid JSON out (syntax: numbers need not fit an f64).
-                let masked = mask_json(raw.get());
-                assert!(
-                    serde_json::from_str::<Box<serde_json::value::RawValue>>(&masked).is_ok(),
-                    "masking broke JSON: {masked}"
-                );
-            }
-        }
+    let decoded = decode_batch(&batch.events, &ctx, &config.limits);
+    assert_eq!(
+        decoded.events.len() + decoded.rejected.len(),
+        batch.events.len()
+    );
+    for event in &decoded.events {
+        assert!(!event.id.is_empty() && event.id.chars().count() <= 64);
+        assert!(!event.session.is_empty() && event.session.chars().count() <= 64);
+        assert!(event.event_time_ms <= received_at);
+    }
+    for (index, _) in &decoded.rejected {
+        // Valid JSON in, valid JSON out (syntax: numbers need not fit an f64).
+        let masked = mask_json(batch.events[*index].get());
+        assert!(
+            serde_json::from_str::<Box<serde_json::value::RawValue>>(&masked).is_ok(),
+            "masking broke JSON: {masked}"
+        );
     }
 }
 
@@ -89,7 +95,7 @@ pub fn engine(steps: &[Step]) {
     let (config, metrics) = SHARED.get_or_init(|| {
         let mut config = Config::default();
         config.journey.session_timeout = std::time::Duration::from_millis(TIMEOUT_MS as u64);
-        let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+        let metrics = Arc::new(Metrics::new(&config));
         (config, metrics)
     });
     let m = &metrics.funnel;

@@ -2,10 +2,8 @@
 //! (it can do its work: started, not shutting down, transport reachable). Kept off the public
 //! listener so the internet never sees metrics.
 
-use crate::collector::track;
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics, track};
 use crate::transport::EventSink;
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,20 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Content type of the OpenMetrics text exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What `/metrics` answers. The Kafka engine commits offsets as part of it.
-#[async_trait]
-pub trait Exposition: Send + Sync + 'static {
-    /// The exposition text, or why it cannot be served now (answered with 503).
-    async fn render(&self) -> Result<String, String>;
-}
-
-#[async_trait]
-impl Exposition for Metrics {
-    async fn render(&self) -> Result<String, String> {
-        Ok(self.encode())
-    }
-}
-
 /// Shared state of the admin listener.
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
@@ -40,18 +24,6 @@ pub struct AdminState {
     pub sink: Option<Arc<dyn EventSink>>,
     /// False from the moment shutdown begins.
     pub ready: AtomicBool,
-}
-
-impl AdminState {
-    /// State serving `metrics` as they are.
-    pub fn plain(metrics: Arc<Metrics>, sink: Option<Arc<dyn EventSink>>) -> Self {
-        Self {
-            exposition: metrics.clone(),
-            metrics,
-            sink,
-            ready: AtomicBool::new(true),
-        }
-    }
 }
 
 /// The admin router.

@@ -4,6 +4,10 @@
 //!
 //! Invariants: `channel` and `device` are closed enums (never client text), `event_time_ms` never
 //! lies after `received_at_ms`, and `value` is finite and non-negative when present.
+//!
+//! Beside it live the closed label sets every later module shares: channel and device, and why
+//! an event was rejected or kept out of the funnel. They depend on nothing else in the crate,
+//! so the collector, the engine and the metrics all read them from here.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,31 +46,6 @@ pub struct Event {
     pub order_id: Option<String>,
 }
 
-macro_rules! closed_label {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        #[repr(u8)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in label order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The metric label value.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// Position in [`Self::ALL`], for indexing pre-resolved metric handles.
-            pub fn index(self) -> usize {
-                self as usize
-            }
-        }
-    };
-}
-
 closed_label!(
     /// Acquisition channel of a session, from its landing event's utm and referrer.
     Channel {
@@ -90,3 +69,60 @@ closed_label!(
         Tablet => "tablet",
     }
 );
+
+closed_label!(
+    /// Why an event was not accepted (the `reason` label of `touchstream_events_rejected_total`).
+    RejectReason {
+        NotAnObject => "not_an_object",
+        MissingField => "missing_field",
+        InvalidId => "invalid_id",
+        InvalidType => "invalid_type",
+        InvalidTs => "invalid_ts",
+        InvalidSession => "invalid_session",
+        InvalidProps => "invalid_props",
+        InvalidField => "invalid_field",
+        TooManyItems => "too_many_items",
+        EventTooLarge => "event_too_large",
+        /// The whole batch was refused because the transport could not take it (503).
+        Unavailable => "unavailable",
+        /// The whole batch was refused because its site sent more than its rate limit (429).
+        RateLimited => "rate_limited",
+    }
+);
+
+closed_label!(
+    /// Why an accepted event was kept out of the funnel (the `reason` label of
+    /// `touchstream_events_filtered_total`): a bot's user agent or a missing consent (the
+    /// collector), or an id already seen in its session (the engine).
+    FilterReason {
+        Bot => "bot",
+        Duplicate => "duplicate",
+        Consent => "consent",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_unique_and_indexed_in_order() {
+        fn check<T: Copy + PartialEq + std::fmt::Debug>(
+            all: &[T],
+            text: fn(T) -> &'static str,
+            index: fn(T) -> usize,
+        ) {
+            let mut names: Vec<_> = all.iter().map(|v| text(*v)).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), all.len());
+            for (i, v) in all.iter().enumerate() {
+                assert_eq!(index(*v), i, "{v:?}");
+            }
+        }
+        check(Channel::ALL, Channel::as_str, Channel::index);
+        check(Device::ALL, Device::as_str, Device::index);
+        check(RejectReason::ALL, RejectReason::as_str, RejectReason::index);
+        check(FilterReason::ALL, FilterReason::as_str, FilterReason::index);
+    }
+}

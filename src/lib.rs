@@ -1,31 +1,45 @@
 //! touchstream: a real-time customer-journey monitor for online shops.
 //!
-//! An event walks forward through the modules:
-//! - [`collector`]: `POST /v1/events`, decoding, validation, enrichment (event time, channel,
-//!   device, bots), CORS and the error answers.
-//! - [`transport`]: the sink/source traits between collector and engine, and the bounded
-//!   in-memory queue of `serve`.
-//! - [`engine`]: open sessions, funnel stages, carts and orders, with the contract's
-//!   semantics; the apply loop and the sweeper.
-//! - [`metrics`]: every Prometheus metric, registered once; [`admin`] serves them.
-//! - [`replay`]: the engine over a recorded log, and the final [`replay::Report`].
-//! - [`config`]: the one typed configuration; [`server`] wires everything for `serve`;
-//!   [`http`] serves a router with connection limits; [`shutdown`] is the one signal every
-//!   task stops on.
+//! The modules, lowest first; each imports only from those above it in this list:
+//! - [`config`]: the one typed configuration, loaded once.
+//! - [`event`]: the [`event::Event`] that travels from collector to engine, and the closed label
+//!   sets (channel, device, reject and filter reasons) everything else shares.
+//! - [`journey`]: the journey map compiled for the hot path, built once per process and shared
+//!   by the metrics and the engine.
+//! - [`metrics`]: every Prometheus metric, registered once, the `/metrics` exposition and the
+//!   replay report.
+//! - [`collector`]: `POST /v1/events`: access checks, decoding, validation, enrichment, the
+//!   error answers.
+//! - [`transport`]: what carries events from collector to engine: the sink and source traits,
+//!   the embedded queue, Kafka's producer and message codec, dead letters.
+//! - [`engine`]: open sessions, funnel stages, carts and orders with the contract's semantics,
+//!   and its two drivers: the memory queue and a Kafka consumer group.
+//! - [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`http`] (serving with connection limits),
+//!   [`replay`] (the engine over a recorded log), [`server`] (the processes) and [`shutdown`].
 //!
-//! [`event::Event`] is the message that travels from collector to engine.
+//! One event's path in `serve`: `collector` decodes it and hands it to `transport::MemorySink`;
+//! `engine::run` takes it from the queue and applies it; `metrics` holds the figures that
+//! `admin` serves. Over Kafka: `transport::kafka::KafkaSink` produces it to the events topic;
+//! `engine::kafka::KafkaEngine` consumes it on its partition's engine; its `/metrics` commits
+//! the offsets behind the figures it serves.
+
+#[macro_use]
+mod label;
+
+pub mod config;
+pub mod event;
+pub mod journey;
+pub mod metrics;
+
+pub mod collector;
+pub mod engine;
+pub mod transport;
 
 pub mod admin;
-pub mod collector;
-pub mod config;
-pub mod engine;
-pub mod event;
 pub mod http;
-pub mod metrics;
 pub mod replay;
 pub mod server;
 pub mod shutdown;
-pub mod transport;
 
 /// The server clock: milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -7,14 +7,15 @@
 //! transport, or an error), then the engine drains what the transport holds (memory) or leaves
 //! its consumer group (Kafka), then the admin listener stops.
 
-use crate::admin::{self, AdminState, Exposition};
+use crate::admin::{self, AdminState};
 use crate::collector::{self, CollectorState};
 use crate::config::Config;
+use crate::engine::kafka::KafkaEngine;
 use crate::engine::{self, Engine};
 use crate::http::{self, ConnectionLimits};
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use crate::shutdown::{self, Shutdown, Trigger};
-use crate::transport::kafka::{self, KafkaEngine, KafkaSink};
+use crate::transport::kafka::{self, KafkaSink};
 use crate::transport::{self, EventSink};
 use std::future::Future;
 use std::sync::Arc;
@@ -77,7 +78,7 @@ fn admin_state(
 }
 
 fn new_metrics(config: &Config) -> Arc<Metrics> {
-    Arc::new(Metrics::new(config, &engine::Journey::new(&config.journey)))
+    Arc::new(Metrics::new(config))
 }
 
 /// Creates the topics (a warning when the brokers cannot be reached yet: `/readyz` shows it).

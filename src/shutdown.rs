@@ -1,4 +1,6 @@
-//! One shutdown signal handed to every task (as in mini-redis): a watch channel that flips once.
+//! Shutdown signals (as in mini-redis): a watch channel that flips once. A process makes one per
+//! component (public listener, engine, admin listener) and fires them in that order, so each
+//! stops only after the one before it has drained (see `server`).
 
 use tokio::sync::watch;
 
@@ -20,11 +22,6 @@ impl Trigger {
     /// Fires the signal; idempotent.
     pub fn fire(&self) {
         self.0.send_replace(true);
-    }
-
-    /// A new receiver of this signal.
-    pub fn subscribe(&self) -> Shutdown {
-        Shutdown(Some(self.0.subscribe()))
     }
 }
 

@@ -7,10 +7,10 @@ use common::reference::{RefEvent, assert_figures_eq, from_report_json, reference
 use proptest::prelude::*;
 use std::sync::Arc;
 use touchstream::config::Config;
-use touchstream::engine::{Engine, Journey};
+use touchstream::engine::Engine;
 use touchstream::event::{Channel, Device, Event};
 use touchstream::metrics::Metrics;
-use touchstream::replay::Report;
+use touchstream::metrics::Report;
 
 const KINDS: &[&str] = &[
     "page_view",
@@ -131,13 +131,13 @@ proptest! {
     #[test]
     fn engine_matches_the_reference_model((_, sent) in workload()) {
         let config = Config::default();
-        let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+        let metrics = Arc::new(Metrics::new(&config));
         let engine = Engine::new(&config, metrics.clone());
         for e in &sent {
             engine.apply(&to_event(e));
         }
         engine.close_all();
-        let report = Report::new(&config, &engine, &metrics).to_json();
+        let report = Report::new(&config, &metrics).to_json();
         assert_figures_eq(&from_report_json(&report, "demo"), &reference(&sent, TIMEOUT_MS));
         // Every gauge returns to zero once every session is closed.
         let text = metrics.encode();

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use touchstream::collector::{CollectorState, router};
 use touchstream::config::Config;
-use touchstream::engine::Journey;
 use touchstream::metrics::Metrics;
+use touchstream::transport::DeadLetter;
 use touchstream::transport::EventSink;
-use touchstream::transport::kafka::{DeadLetter, InMessage, KafkaSink};
+use touchstream::transport::kafka::{InMessage, KafkaSink};
 use tower::ServiceExt;
 
 struct Setup {
@@ -45,7 +45,7 @@ fn setup() -> Setup {
     cluster
         .create_topic(&config.kafka.dead_letter_topic, 1, 1)
         .unwrap();
-    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let metrics = Arc::new(Metrics::new(&config));
     let sink = Arc::new(KafkaSink::new(&config.kafka, metrics.clone()).unwrap());
     let app = router(Arc::new(CollectorState::new(
         &config,

@@ -234,7 +234,7 @@ async fn a_full_transport_answers_503_with_retry_after_and_accepts_nothing() {
     assert_eq!(
         h.metrics
             .ingest
-            .rejected(0, touchstream::collector::RejectReason::Unavailable)
+            .rejected(0, touchstream::event::RejectReason::Unavailable)
             .get(),
         2
     );
@@ -261,7 +261,7 @@ async fn bots_and_gpc_are_accepted_but_filtered() {
     assert_eq!(
         h.metrics
             .ingest
-            .filtered(0, touchstream::metrics::FilterReason::Bot)
+            .filtered(0, touchstream::event::FilterReason::Bot)
             .get(),
         2
     );
@@ -284,7 +284,7 @@ async fn bots_and_gpc_are_accepted_but_filtered() {
     assert_eq!(
         h.metrics
             .ingest
-            .filtered(0, touchstream::metrics::FilterReason::Consent)
+            .filtered(0, touchstream::event::FilterReason::Consent)
             .get(),
         1
     );

@@ -12,26 +12,22 @@
 mod access;
 mod assets;
 mod body;
+mod decode;
 mod enrich;
 mod error;
-mod http_metrics;
 mod mask;
 mod ratelimit;
 mod wire;
 
 pub use access::{SIGNATURE_HEADER, sign};
-pub use assets::SNIPPET;
 pub use body::check_depth;
-pub use enrich::{channel, device, event_time, is_bot};
-pub use error::ApiError;
-pub use http_metrics::{route_label, track};
-pub use mask::{mask, mask_json, pseudonymise};
-pub use ratelimit::Limiter;
-pub use wire::{RejectReason, Rejection, ValidEvent, WireBatch, decode_event};
+pub use decode::{BatchContext, Clock, Decoded, decode_batch};
+pub use mask::{mask_json, pseudonymise};
+pub use wire::{Rejection, WireBatch};
 
 use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
-use crate::event::{Device, Event};
-use crate::metrics::{FilterReason, Metrics};
+use crate::event::{FilterReason, RejectReason};
+use crate::metrics::{Metrics, track};
 use crate::transport::{DeadLetter, EventSink};
 use access::{Named, Sites};
 use axum::body::Body;
@@ -40,6 +36,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router, middleware};
+use error::ApiError;
+use ratelimit::Limiter;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -204,13 +202,6 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-/// What is known of the request itself, shared by its events.
-struct RequestContext {
-    enrich: EnrichContext,
-    /// Why every event of this request is filtered, if one applies to the whole request.
-    filter: Option<FilterReason>,
-}
-
 impl CollectorState {
     /// The client address's rate limit, before anything else is read.
     fn check_client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
@@ -279,13 +270,15 @@ impl CollectorState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let gpc = headers.get("sec-gpc").is_some_and(|v| v.as_bytes() == b"1");
-        let ctx = RequestContext {
-            enrich: EnrichContext {
-                received_at: now,
+        let ctx = BatchContext {
+            site: site_id.clone(),
+            require_consent: cfg.require_consent,
+            clock: Clock::Received {
+                at: now,
                 sent_at: batch.sent_at,
-                device: device(user_agent),
             },
-            filter: if is_bot(user_agent) {
+            device: enrich::device(user_agent),
+            filter: if enrich::is_bot(user_agent) {
                 Some(FilterReason::Bot)
             } else if gpc && cfg.honor_gpc {
                 Some(FilterReason::Consent)
@@ -293,60 +286,56 @@ impl CollectorState {
                 None
             },
         };
-        self.accept(site, site_id, cfg, &ctx, &batch).await
+        self.accept(site, &ctx, &batch).await
     }
 
+    /// Decodes the batch's events and hands the good ones to the transport; the answer names
+    /// every rejected one.
     async fn accept(
         &self,
         site: usize,
-        site_id: &Arc<str>,
-        cfg: &SiteConfig,
-        ctx: &RequestContext,
+        ctx: &BatchContext,
         batch: &WireBatch<'_>,
     ) -> Result<IngestResponse, ApiError> {
         let m = &self.metrics.ingest;
         m.received(site).inc_by(batch.events.len() as u64);
-        let mut rejected = Vec::new();
-        let mut letters = Vec::new();
-        let mut events = Vec::with_capacity(batch.events.len());
-        let (mut bots, mut no_consent) = (0u64, 0u64);
-        for (index, raw) in batch.events.iter().enumerate() {
-            let v = match decode_event(raw, self.limits.max_event_bytes, self.limits.max_items) {
-                Ok(v) => v,
-                Err(r) => {
-                    m.rejected(site, r.reason).inc();
-                    letters.push(DeadLetter {
-                        site: site_id.to_string(),
-                        reason: r.reason.as_str().to_string(),
-                        message: r.message.clone(),
-                        event: masked_raw(raw),
-                        received_at_ms: ctx.enrich.received_at,
-                    });
-                    rejected.push(RejectedEvent {
-                        index,
-                        reason: r.reason.as_str(),
-                        message: r.message,
-                    });
-                    continue;
-                }
-            };
-            match ctx.filter {
-                Some(FilterReason::Bot) => bots += 1,
-                Some(FilterReason::Consent) => no_consent += 1,
-                None if cfg.require_consent && v.consent != Some(true) => no_consent += 1,
-                None => events.push(enrich(site_id, ctx.enrich, v)),
-            }
+        let decoded = decode_batch(&batch.events, ctx, &self.limits);
+        let valid = decoded.valid();
+        let received_at = match ctx.clock {
+            Clock::Received { at, .. } => at,
+            Clock::Recorded => 0,
+        };
+        let mut letters = Vec::with_capacity(decoded.rejected.len());
+        let mut rejected = Vec::with_capacity(decoded.rejected.len());
+        for (index, r) in decoded.rejected {
+            m.rejected(site, r.reason).inc();
+            letters.push(DeadLetter {
+                site: ctx.site.to_string(),
+                reason: r.reason.as_str().to_string(),
+                message: r.message.clone(),
+                event: masked_raw(batch.events[index]),
+                received_at_ms: received_at,
+            });
+            rejected.push(RejectedEvent {
+                index,
+                reason: r.reason.as_str(),
+                message: r.message,
+            });
         }
-        let valid = events.len() as u64 + bots + no_consent;
-        let (sent, kept) = tokio::join!(self.sink.send(events), self.sink.dead_letter(letters));
+        let (sent, kept) = tokio::join!(
+            self.sink.send(decoded.events),
+            self.sink.dead_letter(letters)
+        );
         if let Err(e) = sent.and(kept) {
-            tracing::warn!(error = %e, site = %site_id, "transport refused a batch; answering 503");
+            tracing::warn!(error = %e, site = %ctx.site, "transport refused a batch; answering 503");
             m.rejected(site, RejectReason::Unavailable).inc_by(valid);
             return Err(ApiError::Unavailable);
         }
         m.accepted(site).inc_by(valid);
-        m.filtered(site, FilterReason::Bot).inc_by(bots);
-        m.filtered(site, FilterReason::Consent).inc_by(no_consent);
+        for reason in FilterReason::ALL {
+            m.filtered(site, *reason)
+                .inc_by(decoded.filtered[reason.index()]);
+        }
         Ok(IngestResponse {
             accepted: valid as usize,
             rejected,
@@ -362,30 +351,4 @@ fn masked_raw(raw: &serde_json::value::RawValue) -> Box<serde_json::value::RawVa
             serde_json::value::RawValue::from_string(text).expect("masking keeps JSON valid")
         }
     }
-}
-
-/// Turns a validated wire event into the transport's [`Event`]; identifiers holding personal
-/// data become pseudonyms.
-pub fn enrich(site: &Arc<str>, ctx: EnrichContext, v: ValidEvent<'_>) -> Event {
-    Event {
-        site: site.clone(),
-        channel: channel(&v.utm, v.referrer.as_deref(), v.url.as_deref()),
-        event_time_ms: event_time(ctx.received_at, ctx.sent_at, v.ts),
-        received_at_ms: ctx.received_at,
-        device: ctx.device,
-        id: pseudonymise(v.id),
-        kind: v.kind,
-        session: pseudonymise(v.session),
-        value: v.value,
-        currency: v.currency,
-        order_id: v.order_id.map(pseudonymise),
-    }
-}
-
-/// The request facts [`enrich`] needs.
-#[derive(Debug, Clone, Copy)]
-pub struct EnrichContext {
-    pub received_at: i64,
-    pub sent_at: Option<i64>,
-    pub device: Device,
 }

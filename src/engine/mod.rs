@@ -1,37 +1,44 @@
 //! The funnel engine: open sessions in a bounded concurrent map, each event applied once, and
-//! every figure of the contract kept in the metrics as it happens.
+//! every figure of the contract reported as it happens. Two drivers feed it: [`memory`] (the
+//! embedded queue of `serve`) and [`kafka`] (a consumer group, one engine per partition).
 //!
 //! Semantics (CONTRACT.md section 2): a session is `(site, session)`; it closes once the clock
 //! reaches its last event time plus the session timeout (live: the server clock, via
 //! [`Engine::sweep`] between batches; an event that arrives after that gap closes the old
-//! session and starts a new one). Its furthest
-//! stage is the highest any of its events maps to, whatever their order; reaching a stage counts
-//! every stage before it. Because reached counts are taken on arrival and drop-offs, abandoned
-//! carts and open-cart value are computed from order-independent state (furthest stage, whether
-//! an order was seen, net cart value clamped at zero only when read), the same events in any
-//! order, duplicated or interleaved give the same figures. Channel and device are those of the
-//! first event received for the session.
+//! session and starts a new one). Its furthest stage is the highest any of its events maps to,
+//! whatever their order; reaching a stage counts every stage before it. Because reached counts
+//! are taken on arrival and drop-offs, abandoned carts and open-cart value are computed from
+//! order-independent state (furthest stage, whether an order was seen, net cart value clamped
+//! at zero only when read), the same events in any order, duplicated or interleaved give the
+//! same figures. Channel and device are those of the first event received for the session.
+//!
+//! The layers: this module keeps the store (keys, opening, closing, eviction); [`rules`] says
+//! what an event does to its session; a [`Recorder`] turns that into counter writes, and
+//! [`record::Gauges`] keeps the gauges in step with the open sessions.
 
-mod journey;
-mod runner;
+pub mod kafka;
+mod memory;
+mod record;
+mod rules;
 mod session;
 
-pub use journey::{CartEffect, Journey, Kind, OTHER, POST_PURCHASE, Touchpoint};
-pub use runner::run;
+pub use memory::run;
+pub use record::{Counting, Recorder, Silent};
 
 use crate::config::Config;
 use crate::event::Event;
+use crate::journey::Journey;
 use crate::metrics::Metrics;
-use crate::metrics::money::to_micros;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use record::Gauges;
 use session::{Prehashed, Session};
 use siphasher::sip::SipHasher13;
 use siphasher::sip128::{Hasher128, SipHasher13 as SipHasher13x128};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +71,19 @@ impl Hash for SessionKey {
 
 /// The engine. All methods take `&self`: the map is concurrent, so readers never block it.
 pub struct Engine {
-    journey: Journey,
+    journey: Arc<Journey>,
     sites: HashMap<String, u16>,
     sessions: DashMap<SessionKey, Session, Prehashed>,
     /// Open sessions, shared by every engine of a process (one per Kafka partition).
     open: Arc<AtomicUsize>,
     max_open: usize,
-    /// False while rebuilding state from events that were already counted: state and gauges
-    /// follow the events, counters and histograms do not.
-    counting: AtomicBool,
     keys: [u64; 4],
     metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    /// An engine for `config` reporting into `metrics` (built for the same config and journey).
+    /// An engine for `config` reporting into `metrics` (built for the same config: the engine
+    /// applies events with the journey the metrics are laid out for).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self::with_open_count(config, metrics, Arc::default())
     }
@@ -88,17 +93,13 @@ impl Engine {
     pub fn with_open_count(config: &Config, metrics: Arc<Metrics>, open: Arc<AtomicUsize>) -> Self {
         let random = RandomState::new();
         Self {
-            journey: Journey::new(&config.journey),
-            sites: config
-                .sites
-                .iter()
-                .enumerate()
+            journey: metrics.journey().clone(),
+            sites: (config.sites.iter().enumerate())
                 .map(|(i, s)| (s.id.clone(), i as u16))
                 .collect(),
             sessions: DashMap::with_hasher(Prehashed::default()),
             open,
             max_open: config.engine.max_open_sessions,
-            counting: AtomicBool::new(true),
             keys: [0u8, 1, 2, 3].map(|i| random.hash_one(i)),
             metrics,
         }
@@ -109,19 +110,21 @@ impl Engine {
         &self.journey
     }
 
-    /// Turns counting on or off. Off, events and sweeps rebuild sessions and gauges without
-    /// adding to any counter: for replaying events whose counts were already exported.
-    pub fn set_counting(&self, on: bool) {
-        self.counting.store(on, Ordering::Relaxed);
-    }
-
-    fn counting(&self) -> bool {
-        self.counting.load(Ordering::Relaxed)
-    }
-
     /// Sessions currently open.
     pub fn open_sessions(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// The recorder that counts into this engine's metrics.
+    pub fn counting(&self) -> Counting<'_> {
+        Counting(&self.metrics)
+    }
+
+    fn gauges(&self) -> Gauges<'_> {
+        Gauges {
+            metrics: &self.metrics,
+            cart_stage: self.journey.cart_stage,
+        }
     }
 
     fn session_key(&self, site: u16, session: &str) -> SessionKey {
@@ -139,166 +142,76 @@ impl Engine {
         h.finish()
     }
 
-    /// Applies one event.
+    /// Applies one event and counts what it does.
     pub fn apply(&self, ev: &Event) -> Outcome {
-        let m = &self.metrics.funnel;
-        let count = self.counting();
-        if count {
-            m.applied.inc();
-        }
+        self.apply_into(ev, &self.counting())
+    }
+
+    /// Applies one event, reporting into `rec`.
+    pub fn apply_into(&self, ev: &Event, rec: &impl Recorder) -> Outcome {
+        rec.applied();
         let Some(&site) = self.sites.get(&*ev.site) else {
-            if count {
-                m.unknown_site.inc();
-            }
+            rec.unknown_site();
             return Outcome::UnknownSite;
         };
         let key = self.session_key(site, &ev.session);
         if self.open.load(Ordering::Relaxed) >= self.max_open && !self.sessions.contains_key(&key) {
-            self.evict();
+            self.evict(rec);
         }
         let timeout = self.journey.session_timeout_ms;
+        let fresh = || Session::new(site, ev.event_time_ms, ev.channel, ev.device);
         let mut entry = match self.sessions.entry(key) {
             Entry::Occupied(mut o) => {
                 if ev.event_time_ms >= o.get().last_ms.saturating_add(timeout) {
-                    let fresh = Session::new(site, ev.event_time_ms, ev.channel, ev.device);
-                    let old = std::mem::replace(o.get_mut(), fresh);
-                    self.close(&old);
+                    let old = std::mem::replace(o.get_mut(), fresh());
+                    self.close(&old, rec);
                     self.opened();
                 }
                 o.into_ref()
             }
             Entry::Vacant(v) => {
                 self.opened();
-                v.insert(Session::new(site, ev.event_time_ms, ev.channel, ev.device))
+                v.insert(fresh())
             }
         };
-        self.update(entry.value_mut(), ev)
+        self.update(entry.value_mut(), ev, rec)
+    }
+
+    fn update(&self, s: &mut Session, ev: &Event, rec: &impl Recorder) -> Outcome {
+        let site = usize::from(s.site);
+        if !s.ids.insert(self.id_hash(0, &ev.id)) {
+            rec.duplicate(site);
+            return Outcome::Duplicate;
+        }
+        let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
+        let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
+        let gauges = self.gauges();
+        let was = gauges.before(s);
+        let step = rules::advance(&self.journey, s, ev, currency, order_id);
+        gauges.after(s, was);
+        rec.step(&step);
+        Outcome::Applied
     }
 
     fn opened(&self) {
         self.open.fetch_add(1, Ordering::Relaxed);
-        self.metrics.funnel.open_sessions.inc();
+        self.metrics.engine.open_sessions.inc();
     }
 
-    fn update(&self, s: &mut Session, ev: &Event) -> Outcome {
-        let m = &self.metrics.funnel;
-        let j = &self.journey;
-        let site = usize::from(s.site);
-        let count = self.counting();
-        if !s.ids.insert(self.id_hash(0, &ev.id)) {
-            if count {
-                m.duplicates(site).inc();
-            }
-            return Outcome::Duplicate;
-        }
-        let tp = j.classify(&ev.kind);
-        s.first_ms = s.first_ms.min(ev.event_time_ms);
-        s.last_ms = s.last_ms.max(ev.event_time_ms);
-
-        let was_open = s.cart_open(j.cart_stage);
-        if was_open {
-            for (cur, v) in s.cart_value() {
-                m.carts_open_value(site, cur).add(-v);
-            }
-        }
-
-        let target = tp.stage.unwrap_or(0);
-        let before = usize::from(s.reached);
-        if target >= before {
-            let seconds = (ev.event_time_ms - s.first_ms).max(0) as f64 / 1000.0;
-            for stage in (before..=target).filter(|_| count) {
-                m.reached(site, stage, s.channel, s.device).inc();
-                m.stage_seconds(site, stage).observe(seconds);
-            }
-            if before > 0 {
-                m.active(site, before - 1).dec();
-            }
-            m.active(site, target).inc();
-            s.reached = (target + 1) as u8;
-        }
-
-        let phase = match tp.kind {
-            Kind::Funnel => j.stages[target].phase,
-            Kind::PostPurchase => j.post_purchase_phase(),
-            Kind::Friction(_) | Kind::Other => j.stages[s.furthest()].phase,
-        };
-        if count {
-            m.touchpoint(site, phase, tp.label).inc();
-            if let Kind::Friction(kind) = tp.kind {
-                m.friction(site, s.furthest(), kind).inc();
-            }
-        }
-
-        let currency = m.currencies[site].index(ev.currency.as_deref());
-        let micros = ev.value.map(to_micros).unwrap_or(0);
-        match tp.cart {
-            CartEffect::Add => s.add_to_cart(currency as u16, micros),
-            CartEffect::Remove => s.add_to_cart(currency as u16, -micros),
-            CartEffect::None => {}
-        }
-        if tp.order {
-            let first_time = match &ev.order_id {
-                Some(order) => s.insert_order(self.id_hash(1, order)),
-                None => true,
-            };
-            if first_time && count {
-                m.orders(site, s.channel, s.device).inc();
-                m.revenue(site, currency).add(micros);
-                m.order_value(site, currency)
-                    .observe(ev.value.unwrap_or(0.0));
-            }
-            s.ordered |= first_time;
-        }
-
-        let now_open = s.cart_open(j.cart_stage);
-        if now_open {
-            for (cur, v) in s.cart_value() {
-                m.carts_open_value(site, cur).add(v);
-            }
-        }
-        match (was_open, now_open) {
-            (false, true) => _ = m.carts_open(site).inc(),
-            (true, false) => _ = m.carts_open(site).dec(),
-            _ => {}
-        }
-        Outcome::Applied
-    }
-
-    /// Counts a session's close (drop-off, abandoned cart) and forgets it.
-    fn close(&self, s: &Session) {
-        if self.counting() {
-            let m = &self.metrics.funnel;
-            let site = usize::from(s.site);
-            let furthest = s.furthest();
-            if furthest + 1 < self.journey.stages.len() {
-                m.dropoffs(site, furthest, s.channel, s.device).inc();
-            }
-            if s.cart_open(self.journey.cart_stage) {
-                m.carts_abandoned(site, s.channel, s.device).inc();
-                for (cur, v) in s.cart_value() {
-                    m.carts_abandoned_value(site, cur).add(v);
-                }
-            }
-        }
+    /// Reports a session's close (drop-off, abandoned cart) and forgets it.
+    fn close(&self, s: &Session, rec: &impl Recorder) {
+        rec.closed(&rules::closing(&self.journey, s));
         self.forget(s);
     }
 
-    /// Takes a session out of the gauges without counting anything.
+    /// Takes a session out of the gauges and the open count.
     fn forget(&self, s: &Session) {
-        let m = &self.metrics.funnel;
-        let site = usize::from(s.site);
-        m.active(site, s.furthest()).dec();
-        if s.cart_open(self.journey.cart_stage) {
-            m.carts_open(site).dec();
-            for (cur, v) in s.cart_value() {
-                m.carts_open_value(site, cur).add(-v);
-            }
-        }
+        self.gauges().remove(s);
         self.open.fetch_sub(1, Ordering::Relaxed);
-        m.open_sessions.dec();
+        self.metrics.engine.open_sessions.dec();
     }
 
-    /// Drops every session without counting a close: another engine takes them over (a
+    /// Drops every session without reporting a close: another engine takes them over (a
     /// revoked Kafka partition). Returns how many.
     pub fn release(&self) -> usize {
         let mut released = 0;
@@ -310,22 +223,28 @@ impl Engine {
         released
     }
 
-    /// Closes every session idle since `now_ms - session_timeout` or earlier; returns how many.
+    /// Closes and counts every session idle since `now_ms - session_timeout` or earlier;
+    /// returns how many.
     pub fn sweep(&self, now_ms: i64) -> usize {
+        self.sweep_into(now_ms, &self.counting())
+    }
+
+    /// [`Engine::sweep`], reporting into `rec`.
+    pub fn sweep_into(&self, now_ms: i64, rec: &impl Recorder) -> usize {
         let cutoff = now_ms.saturating_sub(self.journey.session_timeout_ms);
-        self.close_where(|s| s.last_ms <= cutoff)
+        self.close_where(|s| s.last_ms <= cutoff, rec)
     }
 
-    /// Closes every open session (the end of a replayed log).
+    /// Closes and counts every open session (the end of a replayed log).
     pub fn close_all(&self) -> usize {
-        self.close_where(|_| true)
+        self.close_where(|_| true, &self.counting())
     }
 
-    fn close_where(&self, mut pred: impl FnMut(&Session) -> bool) -> usize {
+    fn close_where(&self, mut pred: impl FnMut(&Session) -> bool, rec: &impl Recorder) -> usize {
         let mut closed = 0;
         self.sessions.retain(|_, s| {
             if pred(s) {
-                self.close(s);
+                self.close(s, rec);
                 closed += 1;
                 false
             } else {
@@ -336,7 +255,7 @@ impl Engine {
     }
 
     /// Makes room when the store is full: closes the longest-idle 1 % of sessions.
-    fn evict(&self) {
+    fn evict(&self, rec: &impl Recorder) {
         let mut last: Vec<i64> = self.sessions.iter().map(|e| e.last_ms).collect();
         if last.is_empty() {
             return;
@@ -344,8 +263,8 @@ impl Engine {
         let n = (last.len() / 100).max(1).min(last.len()) - 1;
         let (_, cutoff, _) = last.select_nth_unstable(n);
         let cutoff = *cutoff;
-        let closed = self.close_where(|s| s.last_ms <= cutoff);
-        self.metrics.funnel.evicted.inc_by(closed as u64);
+        let closed = self.close_where(|s| s.last_ms <= cutoff, rec);
+        self.metrics.engine.evicted.inc_by(closed as u64);
         tracing::warn!(
             closed,
             max = self.max_open,

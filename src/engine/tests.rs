@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::event::{Channel, Device};
-use crate::replay::Report;
+use crate::metrics::{Report, SiteReport};
 
 const MIN: i64 = 60_000;
 
@@ -15,7 +15,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let config = Config::default();
-        let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+        let metrics = Arc::new(Metrics::new(&config));
         Self {
             engine: Engine::new(&config, metrics.clone()),
             metrics,
@@ -59,11 +59,8 @@ impl Fixture {
         self.engine.apply(&e);
     }
 
-    fn report(&self) -> crate::replay::SiteReport {
-        Report::new(&self.config, &self.engine, &self.metrics)
-            .sites
-            .remove(0)
-            .1
+    fn report(&self) -> SiteReport {
+        Report::new(&self.config, &self.metrics).sites.remove(0).1
     }
 
     fn reached(&self) -> Vec<u64> {
@@ -202,7 +199,7 @@ fn sweep_closes_only_idle_sessions() {
     assert_eq!(f.engine.sweep(30 * MIN), 1);
     assert_eq!(f.dropoffs(), [0, 1, 0, 0]);
     assert_eq!(f.engine.open_sessions(), 1);
-    assert_eq!(f.metrics.funnel.open_sessions.get(), 1);
+    assert_eq!(f.metrics.engine.open_sessions.get(), 1);
 }
 
 #[test]
@@ -237,7 +234,7 @@ fn unknown_sites_are_counted_not_applied() {
     let mut e = f.ev("s", "1", "page_view", 0);
     e.site = "other-shop".into();
     assert_eq!(f.engine.apply(&e), Outcome::UnknownSite);
-    assert_eq!(f.metrics.funnel.unknown_site.get(), 1);
+    assert_eq!(f.metrics.engine.unknown_site.get(), 1);
     assert_eq!(f.engine.open_sessions(), 0);
 }
 
@@ -245,7 +242,7 @@ fn unknown_sites_are_counted_not_applied() {
 fn a_full_store_evicts_the_longest_idle_sessions() {
     let mut config = Config::default();
     config.engine.max_open_sessions = 200;
-    let metrics = Arc::new(Metrics::new(&config, &Journey::new(&config.journey)));
+    let metrics = Arc::new(Metrics::new(&config));
     let f = Fixture {
         engine: Engine::new(&config, metrics.clone()),
         metrics,
@@ -255,7 +252,7 @@ fn a_full_store_evicts_the_longest_idle_sessions() {
         f.apply(&format!("s{i}"), "1", "page_view", i);
     }
     f.apply("newest", "1", "page_view", 1_000);
-    assert_eq!(f.metrics.funnel.evicted.get(), 2);
+    assert_eq!(f.metrics.engine.evicted.get(), 2);
     assert_eq!(f.engine.open_sessions(), 199);
     assert_eq!(f.dropoffs(), [2, 0, 0, 0]);
 }
@@ -263,15 +260,18 @@ fn a_full_store_evicts_the_longest_idle_sessions() {
 #[test]
 fn silent_rebuild_restores_state_and_gauges_without_counting() {
     let f = Fixture::new();
-    f.engine.set_counting(false);
-    f.apply_value("s", "1", "add_to_cart", 10.0, None, None);
-    f.apply("t", "1", "page_view", 0);
-    f.engine.sweep(31 * MIN);
-    f.apply("s", "2", "view_item", 40 * MIN);
+    let mut cart = f.ev("s", "1", "add_to_cart", 0);
+    cart.value = Some(10.0);
+    f.engine.apply_into(&cart, &Silent);
+    f.engine
+        .apply_into(&f.ev("t", "1", "page_view", 0), &Silent);
+    f.engine.sweep_into(31 * MIN, &Silent);
+    f.engine
+        .apply_into(&f.ev("s", "2", "view_item", 40 * MIN), &Silent);
     assert_eq!(f.reached(), [0, 0, 0, 0, 0]);
     assert_eq!(f.report().carts_abandoned, 0);
     assert_eq!(f.metrics.funnel.active(0, 1).get(), 1);
-    f.engine.set_counting(true);
+    assert_eq!(f.metrics.engine.applied.get(), 0);
     // The silent sweep closed the first `s`; the rebuilt second one knows it reached
     // product_view, so a purchase now counts only the stages after it.
     f.apply_value("s", "3", "purchase", 10.0, None, Some("o"));
@@ -279,6 +279,6 @@ fn silent_rebuild_restores_state_and_gauges_without_counting() {
     assert_eq!(f.report().orders, 1);
     assert_eq!(f.engine.release(), 1);
     assert_eq!(f.metrics.funnel.active(0, 4).get(), 0);
-    assert_eq!(f.metrics.funnel.open_sessions.get(), 0);
+    assert_eq!(f.metrics.engine.open_sessions.get(), 0);
     assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
 }

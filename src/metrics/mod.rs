@@ -2,25 +2,41 @@
 //! their own, so nothing is double-registered).
 //!
 //! Label values come only from closed sets: configured sites, stages, phases, touchpoints and
-//! currencies, the `Channel`/`Device` enums, and fixed reason lists. Series whose labels are
-//! known up front are created at zero at start-up and their handles kept in flat vectors, so
-//! the hot path is an index and an atomic add, never a label hash.
+//! currencies, and the closed label enums of [`crate::event`] and [`Route`]. Series whose labels
+//! are known up front are created at zero at start-up and their handles kept in flat vectors;
+//! series from a closed but large set (touchpoint x phase, status x route) are created on first
+//! use in pre-sized cells. Either way the hot path is an index and an atomic add, never a label
+//! hash. The only families resolved by label on use are the rare ones: Kafka commits, delivery
+//! errors, parked partitions and per-partition lag, each written at most a few times a second.
 
+mod cells;
+mod engine;
 mod funnel;
+mod http;
 mod ingest;
 pub mod money;
+mod report;
+mod transport;
 
-pub use funnel::{FunnelMetrics, SiteCurrencies};
-pub use ingest::{FilterReason, HttpMetrics, IngestMetrics, KafkaMetrics, TransportMetrics};
+pub use cells::SiteCurrencies;
+pub use engine::EngineMetrics;
+pub use funnel::FunnelMetrics;
+pub use http::{HttpMetrics, Route, track};
+pub use ingest::IngestMetrics;
+pub use report::{Report, SiteReport};
+pub use transport::{KafkaMetrics, TransportMetrics};
 
 use crate::config::Config;
-use crate::engine::Journey;
+use crate::journey::Journey;
+use async_trait::async_trait;
+use cells::Registrar;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 /// Label set of every family: `(name, value)` pairs built once per series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -28,11 +44,15 @@ pub type CounterFamily = Family<Labels, Counter>;
 pub type GaugeFamily = Family<Labels, Gauge>;
 pub type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// All metrics of one process.
+/// All metrics of one process, laid out for one compiled journey.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The journey the funnel series are laid out for; the engine applies events with this
+    /// same value, so stage and touchpoint indices always agree.
+    journey: Arc<Journey>,
     pub funnel: FunnelMetrics,
+    pub engine: EngineMetrics,
     pub ingest: IngestMetrics,
     pub http: HttpMetrics,
     pub transport: TransportMetrics,
@@ -40,23 +60,33 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric for `config` and creates the zero series.
-    pub fn new(config: &Config, journey: &Journey) -> Self {
+    /// Compiles `config`'s journey, registers every metric for it and creates the zero series.
+    pub fn new(config: &Config) -> Self {
+        let journey = Arc::new(Journey::new(&config.journey));
         let mut registry = Registry::default();
+        let mut r = Registrar(&mut registry);
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
-        let funnel = FunnelMetrics::new(&mut registry, config, journey);
-        let ingest = IngestMetrics::new(&mut registry, &sites, &funnel.filtered);
-        let http = HttpMetrics::new(&mut registry);
-        let transport = TransportMetrics::new(&mut registry);
-        let kafka = KafkaMetrics::new(&mut registry);
+        let funnel = FunnelMetrics::new(&mut r, config, &journey);
+        let engine = EngineMetrics::new(&mut r);
+        let ingest = IngestMetrics::new(&mut r, &sites);
+        let http = HttpMetrics::new(&mut r);
+        let transport = TransportMetrics::new(&mut r);
+        let kafka = KafkaMetrics::new(&mut r);
         Self {
             registry,
+            journey,
             funnel,
+            engine,
             ingest,
             http,
             transport,
             kafka,
         }
+    }
+
+    /// The compiled journey these metrics are laid out for.
+    pub fn journey(&self) -> &Arc<Journey> {
+        &self.journey
     }
 
     /// The Prometheus/OpenMetrics text exposition of every metric.
@@ -67,43 +97,42 @@ impl Metrics {
     }
 }
 
+/// What `/metrics` answers: the metrics as they are, or (the Kafka engine) the metrics with
+/// the offsets behind them committed first.
+#[async_trait]
+pub trait Exposition: Send + Sync + 'static {
+    /// The exposition text, or why it cannot be served now (answered with 503).
+    async fn render(&self) -> Result<String, String>;
+}
+
+#[async_trait]
+impl Exposition for Metrics {
+    async fn render(&self) -> Result<String, String> {
+        Ok(self.encode())
+    }
+}
+
 /// Builds a label set.
 pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
-/// Registers `metric` under `name` and returns it (handles share the registered series).
-pub fn reg<M: prometheus_client::registry::Metric + Clone>(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    metric: M,
-) -> M {
-    registry.register(name, help, metric.clone());
-    metric
-}
-
-/// A histogram family whose series all use `buckets`.
-pub fn histogram_family(buckets: fn() -> Histogram) -> HistogramFamily {
-    Family::new_with_constructor(buckets)
-}
-
 /// Seconds from session start to a stage: seconds to hours.
-pub fn stage_seconds_buckets() -> Histogram {
+fn stage_seconds_buckets() -> Histogram {
     Histogram::new([
         1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
     ])
 }
 
 /// Order values in currency units.
-pub fn order_value_buckets() -> Histogram {
+fn order_value_buckets() -> Histogram {
     Histogram::new([
         5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
     ])
 }
 
 /// Request and pipeline latencies in seconds: sub-millisecond to a minute.
-pub fn latency_buckets() -> Histogram {
+fn latency_buckets() -> Histogram {
     Histogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
         60.0,

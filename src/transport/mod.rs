@@ -9,11 +9,23 @@
 pub mod kafka;
 mod memory;
 
-pub use kafka::DeadLetter;
 pub use memory::{MemorySink, MemorySource, memory};
 
 use crate::event::Event;
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A rejected event on its way to the dead-letter topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub site: String,
+    /// The rejection's reason label (`RejectReason`).
+    pub reason: String,
+    pub message: String,
+    /// The event as sent, with personal data masked in place.
+    pub event: Box<serde_json::value::RawValue>,
+    pub received_at_ms: i64,
+}
 
 /// Why a sink could not take a batch.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use touchstream::collector::{CollectorState, router};
 use touchstream::config::Config;
-use touchstream::engine::Journey;
 use touchstream::metrics::Metrics;
 use touchstream::transport::{MemorySource, memory};
 use tower::ServiceExt;
@@ -22,7 +21,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(config: &Config) -> Self {
-        let metrics = Arc::new(Metrics::new(config, &Journey::new(&config.journey)));
+        let metrics = Arc::new(Metrics::new(&config));
         let t = &config.transport;
         let (sink, source) = memory(t.queue_events, t.enqueue_timeout, &metrics.transport);
         let state = Arc::new(CollectorState::new(config, Arc::new(sink), metrics.clone()));

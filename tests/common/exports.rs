@@ -3,15 +3,16 @@
 
 use std::collections::BTreeSet;
 use touchstream::config::Config;
-use touchstream::engine::Journey;
 use touchstream::metrics::Metrics;
 
 /// Every sample name touchstream can export (counters with `_total`, histograms' series).
 pub fn exported() -> BTreeSet<String> {
     let config = Config::default();
-    let metrics = Metrics::new(&config, &Journey::new(&config.journey));
+    let metrics = Metrics::new(&config);
     // Families whose series appear on first use, as in a process that has been working.
-    metrics.http.record("/v1/events", 200, 0.001);
+    metrics
+        .http
+        .record(touchstream::metrics::Route::Events, 200, 0.001);
     metrics.kafka.delivery_error("timed_out");
     metrics.kafka.commit(true);
     metrics.kafka.parked("resumed");

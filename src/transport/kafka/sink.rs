@@ -3,11 +3,11 @@
 //! refused or timed-out delivery makes the whole request a 503 (the client retries; event ids
 //! make the retry safe), never a 4xx and never a 2xx.
 
-use super::{DeadLetter, OutMessage, client_config, key};
+use super::{OutMessage, client_config, key};
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::transport::{EventSink, SendError};
+use crate::transport::{DeadLetter, EventSink, SendError};
 use async_trait::async_trait;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};

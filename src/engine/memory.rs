@@ -1,5 +1,5 @@
-//! The engine's task: apply every batch from the transport and, between batches, close idle
-//! sessions by the server clock.
+//! The memory driver: the engine's task in `serve`, applying every batch from the embedded
+//! queue and, between batches, closing idle sessions by the server clock.
 //!
 //! Sweeping between batches (never during one) means the events of one request are applied
 //! together: a flushed offline queue whose events are all older than the session timeout still
@@ -50,9 +50,8 @@ fn apply(engine: &Engine, delivery: Delivery) -> u64 {
         engine.apply(ev);
     }
     let now = crate::now_ms();
-    let lag = &engine.metrics.funnel.lag;
     for ev in &delivery.events {
-        lag.observe((now - ev.received_at_ms).max(0) as f64 / 1000.0);
+        engine.metrics.engine.observe_lag(ev.received_at_ms, now);
     }
     let n = delivery.events.len() as u64;
     delivery.ack();

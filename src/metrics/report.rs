@@ -1,10 +1,10 @@
-//! The final figures of a replay, read from the same metric handles `/metrics` exposes, as a
-//! table or as the contract's JSON.
+//! A report of the funnel's figures (what `touchstream replay` prints), read from the same
+//! metric handles `/metrics` exposes, as a table or as the contract's JSON.
 
+use super::Metrics;
+use super::money::{MoneyCounter, from_micros};
 use crate::config::Config;
-use crate::engine::Engine;
-use crate::metrics::Metrics;
-use crate::metrics::money::{MoneyCounter, from_micros};
+use crate::event::FilterReason;
 use serde_json::{Map, Value, json};
 use std::fmt::Write;
 
@@ -40,10 +40,10 @@ fn money(codes: &[String], counters: impl Fn(usize) -> MoneyCounter) -> Vec<(Str
 }
 
 impl Report {
-    /// Reads the figures of `engine`'s metrics.
-    pub fn new(config: &Config, engine: &Engine, metrics: &Metrics) -> Self {
+    /// Reads the figures of `metrics`, built for `config`.
+    pub fn new(config: &Config, metrics: &Metrics) -> Self {
         let f = &metrics.funnel;
-        let stages = &engine.journey().stages;
+        let stages = &metrics.journey().stages;
         let sites = config
             .sites
             .iter()
@@ -65,7 +65,7 @@ impl Report {
                     carts_abandoned_value: money(codes, |c| f.carts_abandoned_value(s, c).clone()),
                     orders: f.orders_total(s),
                     revenue: money(codes, |c| f.revenue(s, c).clone()),
-                    duplicates: f.duplicates(s).get(),
+                    duplicates: metrics.ingest.filtered(s, FilterReason::Duplicate).get(),
                 };
                 (site.id.clone(), report)
             })

@@ -5,15 +5,11 @@
 //! does; the clock is the largest event time seen, and every session closes at the end of the
 //! log. A bad line stops the replay with its line number, unless `skip_invalid` is set.
 
-mod report;
-
-pub use report::{Report, SiteReport};
-
-use crate::collector::{EnrichContext, WireBatch, decode_event, enrich};
+use crate::collector::{BatchContext, Clock, WireBatch, decode_batch};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::event::Device;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Report};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::io::BufRead;
@@ -43,8 +39,6 @@ pub struct ReplayOptions {
 #[derive(Debug)]
 pub struct Outcome {
     pub report: Report,
-    /// Events applied (duplicates included).
-    pub events: u64,
     /// `(line, message)` of every skipped line or event.
     pub skipped: Vec<(usize, String)>,
 }
@@ -53,7 +47,6 @@ pub struct Outcome {
 #[derive(Deserialize)]
 struct LineProbe<'a> {
     site: Option<String>,
-    sent_at: Option<i64>,
     #[serde(borrow)]
     events: Option<Vec<&'a RawValue>>,
 }
@@ -73,8 +66,7 @@ pub fn replay(
     mut input: impl BufRead,
     options: ReplayOptions,
 ) -> Result<Outcome, ReplayError> {
-    let journey = crate::engine::Journey::new(&config.journey);
-    let metrics = Arc::new(Metrics::new(config, &journey));
+    let metrics = Arc::new(Metrics::new(config));
     let mut r = Replayer {
         config,
         engine: Engine::new(config, metrics.clone()),
@@ -105,8 +97,7 @@ pub fn replay(
     }
     r.engine.close_all();
     Ok(Outcome {
-        report: Report::new(config, &r.engine, &metrics),
-        events: r.applied,
+        report: Report::new(config, &metrics),
         skipped: r.skipped,
     })
 }
@@ -123,7 +114,7 @@ impl Replayer<'_> {
 
     fn document(&mut self, text: &str) -> Result<(), ReplayError> {
         match serde_json::from_str::<WireBatch>(text) {
-            Ok(b) => self.batch(1, &b.site, b.sent_at, &b.events),
+            Ok(b) => self.batch(1, &b.site, &b.events),
             Err(e) => Err(ReplayError::Line {
                 line: e.line(),
                 message: format!("not a batch or JSON Lines: {e}"),
@@ -137,10 +128,10 @@ impl Replayer<'_> {
             Err(e) => return self.fail(line, format!("not a JSON object: {e}")),
         };
         match (probe.events, probe.site) {
-            (Some(events), Some(site)) => self.batch(line, &site, probe.sent_at, &events),
+            (Some(events), Some(site)) => self.batch(line, &site, &events),
             (None, Some(site)) => {
                 let raw: &RawValue = serde_json::from_str(text).expect("parsed above");
-                self.batch(line, &site, None, &[raw])
+                self.batch(line, &site, &[raw])
             }
             (_, None) => self.fail(
                 line,
@@ -149,46 +140,34 @@ impl Replayer<'_> {
         }
     }
 
-    fn batch(
-        &mut self,
-        line: usize,
-        site: &str,
-        _sent_at: Option<i64>,
-        events: &[&RawValue],
-    ) -> Result<(), ReplayError> {
+    fn batch(&mut self, line: usize, site: &str, events: &[&RawValue]) -> Result<(), ReplayError> {
         let Some(cfg) = self.config.site(site) else {
             return self.fail(
                 line,
                 format!("site `{site}` is not configured (add it under [[sites]])"),
             );
         };
-        let (site_id, require_consent) = (Arc::from(cfg.id.as_str()), cfg.require_consent);
-        let limits = &self.config.limits;
-        for (i, raw) in events.iter().enumerate() {
-            let v = match decode_event(raw, limits.max_event_bytes, limits.max_items) {
-                Ok(v) => v,
-                Err(r) => {
-                    let at = if events.len() > 1 {
-                        format!("event {i}: ")
-                    } else {
-                        String::new()
-                    };
-                    self.fail(line, format!("{at}{} ({})", r.message, r.reason.as_str()))?;
-                    continue;
-                }
+        // Recorded events are replayed at their own time: no clock skew to correct, and no
+        // request to read a device or a bot from.
+        let ctx = BatchContext {
+            site: Arc::from(cfg.id.as_str()),
+            require_consent: cfg.require_consent,
+            clock: Clock::Recorded,
+            device: Device::Desktop,
+            filter: None,
+        };
+        let decoded = decode_batch(events, &ctx, &self.config.limits);
+        for (i, r) in decoded.rejected {
+            let at = if events.len() > 1 {
+                format!("event {i}: ")
+            } else {
+                String::new()
             };
-            if require_consent && v.consent != Some(true) {
-                continue;
-            }
-            // Recorded events are replayed at their own time: no clock skew to correct.
-            let ctx = EnrichContext {
-                received_at: v.ts,
-                sent_at: None,
-                device: Device::Desktop,
-            };
-            let event = enrich(&site_id, ctx, v);
+            self.fail(line, format!("{at}{} ({})", r.message, r.reason.as_str()))?;
+        }
+        for event in &decoded.events {
             self.clock = self.clock.max(event.event_time_ms);
-            self.engine.apply(&event);
+            self.engine.apply(event);
             self.applied += 1;
             if self.applied.is_multiple_of(SWEEP_EVERY) {
                 self.engine.sweep(self.clock);

@@ -1,0 +1,154 @@
+//! Where the engine reports: the funnel rules state what happened, a [`Recorder`] turns that
+//! into counter writes. [`Counting`] writes them; [`Silent`] writes nothing, for rebuilding
+//! state from events whose counts were already exported. The gauges are not a recorder's
+//! business: they mirror the open sessions, so [`Gauges`] follows every change of state,
+//! counted or not.
+
+use super::rules::{Closed, Step};
+use super::session::Session;
+use crate::event::FilterReason;
+use crate::metrics::Metrics;
+
+/// What the engine reports into.
+pub trait Recorder {
+    /// An event reached the engine (duplicates and unknown sites included).
+    fn applied(&self);
+    /// An event named a site this engine does not have.
+    fn unknown_site(&self);
+    /// An event whose id its session had already seen.
+    fn duplicate(&self, site: usize);
+    /// A new event's effect on its session.
+    fn step(&self, step: &Step);
+    /// A session closed.
+    fn closed(&self, closed: &Closed<'_>);
+}
+
+/// Counts everything into the process's metrics.
+pub struct Counting<'a>(pub &'a Metrics);
+
+impl Recorder for Counting<'_> {
+    fn applied(&self) {
+        self.0.engine.applied.inc();
+    }
+
+    fn unknown_site(&self) {
+        self.0.engine.unknown_site.inc();
+    }
+
+    fn duplicate(&self, site: usize) {
+        self.0.ingest.filtered(site, FilterReason::Duplicate).inc();
+    }
+
+    fn step(&self, st: &Step) {
+        let m = &self.0.funnel;
+        for stage in st.reached.clone() {
+            m.reached(st.site, stage, st.channel, st.device).inc();
+            m.stage_seconds(st.site, stage).observe(st.seconds);
+        }
+        m.touchpoint(st.site, st.phase, st.touchpoint).inc();
+        if let Some((stage, kind)) = st.friction {
+            m.friction(st.site, stage, kind).inc();
+        }
+        if let Some(order) = st.order {
+            m.orders(st.site, st.channel, st.device).inc();
+            m.revenue(st.site, order.currency).add(order.micros);
+            m.order_value(st.site, order.currency).observe(order.value);
+        }
+    }
+
+    fn closed(&self, c: &Closed<'_>) {
+        let m = &self.0.funnel;
+        let s = c.session;
+        let site = usize::from(s.site);
+        if let Some(stage) = c.dropped_at {
+            m.dropoffs(site, stage, s.channel, s.device).inc();
+        }
+        if c.abandoned {
+            m.carts_abandoned(site, s.channel, s.device).inc();
+            for (currency, micros) in s.cart_value() {
+                m.carts_abandoned_value(site, currency).add(micros);
+            }
+        }
+    }
+}
+
+/// Records nothing: for rebuilding sessions from events that were already counted.
+pub struct Silent;
+
+impl Recorder for Silent {
+    fn applied(&self) {}
+    fn unknown_site(&self) {}
+    fn duplicate(&self, _: usize) {}
+    fn step(&self, _: &Step) {}
+    fn closed(&self, _: &Closed<'_>) {}
+}
+
+/// The gauges' view of one session, taken before a change.
+#[derive(Debug, Clone, Copy)]
+pub struct Mirrored {
+    reached: u8,
+    cart_open: bool,
+}
+
+/// The gauges that mirror open sessions: sessions by furthest stage, open carts and their value.
+pub struct Gauges<'a> {
+    pub metrics: &'a Metrics,
+    pub cart_stage: usize,
+}
+
+impl Gauges<'_> {
+    /// Takes the session's cart value out before a change (its value may change) and notes
+    /// what the gauges show of it.
+    pub fn before(&self, s: &Session) -> Mirrored {
+        let cart_open = s.cart_open(self.cart_stage);
+        if cart_open {
+            self.cart_value(s, -1);
+        }
+        Mirrored {
+            reached: s.reached,
+            cart_open,
+        }
+    }
+
+    /// Puts the changed session back into the gauges.
+    pub fn after(&self, s: &Session, was: Mirrored) {
+        let m = &self.metrics.funnel;
+        let site = usize::from(s.site);
+        if s.reached != was.reached {
+            if was.reached > 0 {
+                m.active(site, usize::from(was.reached) - 1).dec();
+            }
+            m.active(site, s.furthest()).inc();
+        }
+        let now_open = s.cart_open(self.cart_stage);
+        if now_open {
+            self.cart_value(s, 1);
+        }
+        match (was.cart_open, now_open) {
+            (false, true) => _ = m.carts_open(site).inc(),
+            (true, false) => _ = m.carts_open(site).dec(),
+            _ => {}
+        }
+    }
+
+    /// Takes a leaving session out of every gauge.
+    pub fn remove(&self, s: &Session) {
+        let m = &self.metrics.funnel;
+        let site = usize::from(s.site);
+        m.active(site, s.furthest()).dec();
+        if s.cart_open(self.cart_stage) {
+            m.carts_open(site).dec();
+            self.cart_value(s, -1);
+        }
+    }
+
+    fn cart_value(&self, s: &Session, sign: i64) {
+        let site = usize::from(s.site);
+        for (currency, micros) in s.cart_value() {
+            self.metrics
+                .funnel
+                .carts_open_value(site, currency)
+                .add(sign * micros);
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The engine's own health: how far behind it runs, and what its session store holds.
+
+use super::cells::Registrar;
+use super::latency_buckets;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// The engine's store and lag metrics.
+#[derive(Debug)]
+pub struct EngineMetrics {
+    /// `touchstream_engine_event_lag_seconds`: received by the collector to applied.
+    pub lag: Histogram,
+    /// `touchstream_engine_open_sessions`.
+    pub open_sessions: Gauge,
+    /// `touchstream_engine_sessions_evicted_total`.
+    pub evicted: Counter,
+    /// `touchstream_engine_events_applied_total`.
+    pub applied: Counter,
+    /// `touchstream_engine_events_unknown_site_total`: events for a site this engine lacks.
+    pub unknown_site: Counter,
+}
+
+impl EngineMetrics {
+    pub(super) fn new(r: &mut Registrar) -> Self {
+        let lag = r.add(
+            "touchstream_engine_event_lag_seconds",
+            "Seconds from the collector receiving an event to the engine applying it.",
+            latency_buckets(),
+        );
+        Self {
+            lag,
+            open_sessions: r.gauge(
+                "touchstream_engine_open_sessions",
+                "Sessions held in memory.",
+            ),
+            evicted: r.counter(
+                "touchstream_engine_sessions_evicted",
+                "Sessions closed early because the session store was full.",
+            ),
+            applied: r.counter(
+                "touchstream_engine_events_applied",
+                "Events applied by the engine, duplicates included.",
+            ),
+            unknown_site: r.counter(
+                "touchstream_engine_events_unknown_site",
+                "Events for a site missing from this engine's configuration.",
+            ),
+        }
+    }
+
+    /// Records how long ago the collector received events just applied (`now_ms` is the
+    /// server clock at their application).
+    pub fn observe_lag(&self, received_at_ms: i64, now_ms: i64) {
+        self.lag
+            .observe((now_ms - received_at_ms).max(0) as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,152 @@
+//! The transports' metrics: the embedded queue, and Kafka's producer and consumer.
+
+use super::cells::Registrar;
+use super::{CounterFamily, GaugeFamily, labels, latency_buckets};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// The embedded transport's queue.
+#[derive(Debug)]
+pub struct TransportMetrics {
+    /// `touchstream_transport_queue_events`: events waiting for the engine.
+    pub queued: Gauge,
+    /// `touchstream_transport_queue_capacity_events`.
+    pub capacity: Gauge,
+    /// `touchstream_transport_send_failures_total{reason}`: batches refused (`full`, `closed`).
+    pub failures: CounterFamily,
+}
+
+impl TransportMetrics {
+    pub(super) fn new(r: &mut Registrar) -> Self {
+        Self {
+            queued: r.add(
+                "touchstream_transport_queue_events",
+                "Events in the transport waiting for the engine.",
+                Gauge::default(),
+            ),
+            capacity: r.add(
+                "touchstream_transport_queue_capacity_events",
+                "Most events the transport queue holds.",
+                Gauge::default(),
+            ),
+            failures: r.add(
+                "touchstream_transport_send_failures",
+                "Batches the transport could not take, by reason.",
+                CounterFamily::default(),
+            ),
+        }
+    }
+}
+
+/// The Kafka transport's metrics (registered in every process, zero without Kafka).
+#[derive(Debug)]
+pub struct KafkaMetrics {
+    /// `touchstream_kafka_produce_seconds`: a batch's produce until its last delivery report.
+    pub produce_seconds: Histogram,
+    delivery_errors: CounterFamily,
+    /// `touchstream_kafka_producer_queue_messages`: messages awaiting delivery.
+    pub producer_queue: Gauge,
+    /// `touchstream_kafka_consumer_lag_messages{partition}`.
+    pub consumer_lag: GaugeFamily,
+    /// `touchstream_kafka_assigned_partitions`.
+    pub assigned_partitions: Gauge,
+    /// `touchstream_kafka_rebuild_seconds`: rebuilding a newly assigned partition's sessions.
+    pub rebuild_seconds: Histogram,
+    /// `touchstream_kafka_rebuild_messages_total`.
+    pub rebuild_messages: Counter,
+    commits: CounterFamily,
+    parked: CounterFamily,
+    /// `touchstream_kafka_messages_unreadable_total`: messages of an unknown schema.
+    pub unreadable: Counter,
+}
+
+impl KafkaMetrics {
+    pub(super) fn new(r: &mut Registrar) -> Self {
+        Self {
+            produce_seconds: r.add(
+                "touchstream_kafka_produce_seconds",
+                "Seconds from producing a batch to its last delivery report.",
+                latency_buckets(),
+            ),
+            delivery_errors: r.add(
+                "touchstream_kafka_delivery_errors",
+                "Kafka delivery errors by kind.",
+                CounterFamily::default(),
+            ),
+            producer_queue: r.add(
+                "touchstream_kafka_producer_queue_messages",
+                "Messages in the producer awaiting delivery.",
+                Gauge::default(),
+            ),
+            consumer_lag: r.add(
+                "touchstream_kafka_consumer_lag_messages",
+                "Messages between the engine's position and the partition end.",
+                GaugeFamily::default(),
+            ),
+            assigned_partitions: r.add(
+                "touchstream_kafka_assigned_partitions",
+                "Partitions this engine owns.",
+                Gauge::default(),
+            ),
+            rebuild_seconds: r.add(
+                "touchstream_kafka_rebuild_seconds",
+                "Seconds to rebuild a newly assigned partition's open sessions.",
+                latency_buckets(),
+            ),
+            rebuild_messages: r.add(
+                "touchstream_kafka_rebuild_messages",
+                "Messages re-read to rebuild sessions.",
+                Counter::default(),
+            ),
+            commits: r.add(
+                "touchstream_kafka_commits",
+                "Offset commits by result.",
+                CounterFamily::default(),
+            ),
+            parked: r.add(
+                "touchstream_kafka_parked_partitions",
+                "Partitions revoked before their offsets could be committed, by outcome: resumed \
+                 where they stopped, or handed over to another engine (the events counted since \
+                 the last scrape are then counted twice).",
+                CounterFamily::default(),
+            ),
+            unreadable: r.add(
+                "touchstream_kafka_messages_unreadable",
+                "Messages skipped because their schema is unknown.",
+                Counter::default(),
+            ),
+        }
+    }
+
+    /// Counts a delivery error of `kind` (a closed set, see the Kafka sink).
+    pub fn delivery_error(&self, kind: &'static str) {
+        self.delivery_errors
+            .get_or_create(&labels([("kind", kind)]))
+            .inc();
+    }
+
+    /// Counts a parked partition's end: `resumed` or `handed_over`.
+    pub fn parked(&self, outcome: &'static str) {
+        self.parked
+            .get_or_create(&labels([("outcome", outcome)]))
+            .inc();
+    }
+
+    /// Counts an offset commit.
+    pub fn commit(&self, ok: bool) {
+        self.commits
+            .get_or_create(&labels([("result", if ok { "ok" } else { "error" })]))
+            .inc();
+    }
+}
+
+#[cfg(test)]
+impl TransportMetrics {
+    /// Metrics in a throw-away registry.
+    pub fn for_tests() -> Self {
+        Self::new(&mut Registrar(
+            &mut prometheus_client::registry::Registry::default(),
+        ))
+    }
+}
