@@ -1,9 +1,21 @@
-//! Property test: for any sessions, any order, any duplication and any interleaving, the engine
-//! agrees with the independent reference model of the contract.
+//! Property test: for any sessions on any sites, any order, any duplication and any
+//! interleaving, the engine agrees with the independent reference model of the contract, by
+//! site and by channel and device.
+//!
+//! A session id may come back after its session timed out (a second visit); events are spread
+//! over the whole session timeout, and each carries its own channel and device (the session
+//! keeps those of the first event received). Arrival order is free except for one rule: a
+//! visit's events (retries included) arrive before the next visit of the same session id
+//! starts. The engine reads arrival order and the model time order; when a late event of an
+//! earlier visit arrives during a later one they disagree, pinned below as a known divergence
+//! (`a_late_event_of_a_closed_visit_joins_the_open_one`) that the durable-state issue defines.
 
 mod common;
 
-use common::reference::{RefEvent, assert_figures_eq, from_report_json, reference};
+use common::prom::Scrape;
+use common::reference::{
+    Figures, RefEvent, STAGES, assert_figures_eq, from_report_json, reference,
+};
 use proptest::prelude::*;
 use std::sync::Arc;
 use touchstream::config::Config;
@@ -36,14 +48,30 @@ const KINDS: &[&str] = &[
 const CURRENCIES: &[Option<&str>] = &[None, Some("USD"), Some("EUR"), Some("pln"), Some("XYZ")];
 const TIMEOUT_MS: i64 = 30 * 60_000;
 
-/// One generated event: (kind, offset in ms within the session, value in cents, currency, order).
-type Spec = (usize, i64, Option<u32>, usize, Option<u8>);
+const SITES: &[&str] = &["demo", "outlet"];
 
-fn session_events(session: usize, specs: Vec<Spec>) -> Vec<RefEvent> {
+/// One generated event: (kind, offset in ms within its visit, value in cents, currency, order,
+/// channel, device).
+type Spec = (usize, i64, Option<u32>, usize, Option<u8>, usize, usize);
+
+/// A generated event with what only the engine sees: its site, channel and device.
+#[derive(Debug, Clone)]
+struct Sent {
+    site: usize,
+    visit: usize,
+    event: RefEvent,
+    channel: Channel,
+    device: Device,
+}
+
+fn visit_events(site: usize, session: usize, visit: usize, specs: Vec<Spec>) -> Vec<Sent> {
+    // Visits start three timeouts apart: any two events of one visit are less than a timeout
+    // apart, and any two of different visits more.
+    let start = 1_000_000 + visit as i64 * 3 * TIMEOUT_MS;
     specs
         .into_iter()
         .enumerate()
-        .map(|(i, (kind, offset, cents, cur, order))| {
+        .map(|(i, (kind, offset, cents, cur, order, channel, device))| {
             let kind = KINDS[kind].to_string();
             let is_order = kind == "purchase" || kind == "Order Completed";
             // The same order re-sent carries the same value: derive both from the order id.
@@ -59,14 +87,20 @@ fn session_events(session: usize, specs: Vec<Spec>) -> Vec<RefEvent> {
                     None,
                 ),
             };
-            RefEvent {
-                session: format!("s{session}"),
-                id: format!("e{i}"),
-                kind,
-                ts: 1_000_000 + offset,
-                value,
-                currency,
-                order_id,
+            Sent {
+                site,
+                visit,
+                event: RefEvent {
+                    session: format!("s{session}"),
+                    id: format!("e{visit}-{i}"),
+                    kind,
+                    ts: start + offset,
+                    value,
+                    currency,
+                    order_id,
+                },
+                channel: Channel::ALL[channel],
+                device: Device::ALL[device],
             }
         })
         .collect()
@@ -75,74 +109,200 @@ fn session_events(session: usize, specs: Vec<Spec>) -> Vec<RefEvent> {
 fn spec() -> impl Strategy<Value = Spec> {
     (
         0..KINDS.len(),
-        0..TIMEOUT_MS / 2,
+        0..TIMEOUT_MS,
         proptest::option::of(0u32..100_000),
         0..CURRENCIES.len(),
         proptest::option::of(0u8..3),
+        0..Channel::ALL.len(),
+        0..Device::ALL.len(),
     )
 }
 
-/// Sessions, each event possibly sent twice, all shuffled together.
-fn workload() -> impl Strategy<Value = (Vec<RefEvent>, Vec<RefEvent>)> {
-    proptest::collection::vec(proptest::collection::vec(spec(), 1..12), 1..8)
-        .prop_map(|sessions| {
-            sessions
-                .into_iter()
-                .enumerate()
-                .flat_map(|(i, specs)| session_events(i, specs))
-                .collect::<Vec<_>>()
+/// One session id's arrival sequence: its visits in order, each visit's events (some sent twice)
+/// shuffled among themselves.
+fn session(index: usize) -> impl Strategy<Value = Vec<Sent>> {
+    let visits = proptest::collection::vec(proptest::collection::vec(spec(), 1..10), 1..4);
+    (0..SITES.len(), visits).prop_flat_map(move |(site, visits)| {
+        let groups: Vec<_> = visits
+            .into_iter()
+            .enumerate()
+            .map(|(v, specs)| {
+                let events = visit_events(site, index, v, specs);
+                let n = events.len();
+                (Just(events), proptest::collection::vec(any::<bool>(), n)).prop_flat_map(
+                    |(events, dup)| {
+                        let mut sent = events.clone();
+                        sent.extend(
+                            events
+                                .iter()
+                                .zip(&dup)
+                                .filter(|(_, d)| **d)
+                                .map(|(e, _)| e.clone()),
+                        );
+                        Just(sent).prop_shuffle()
+                    },
+                )
+            })
+            .collect();
+        groups.prop_map(|groups| groups.concat())
+    })
+}
+
+/// Sessions on both sites (the same session ids on both), interleaved in any order that keeps
+/// each session id's own sequence.
+fn workload() -> impl Strategy<Value = Vec<Sent>> {
+    (1..8usize)
+        .prop_flat_map(|n| (0..n).map(session).collect::<Vec<_>>())
+        .prop_flat_map(|sessions| {
+            let total: usize = sessions.iter().map(Vec::len).sum();
+            (
+                Just(sessions),
+                proptest::collection::vec(any::<u32>(), total),
+            )
         })
-        .prop_flat_map(|events| {
-            let n = events.len();
-            (Just(events), proptest::collection::vec(any::<bool>(), n))
-        })
-        .prop_flat_map(|(events, dup)| {
-            let mut sent = events.clone();
-            sent.extend(
-                events
-                    .iter()
-                    .zip(&dup)
-                    .filter(|(_, d)| **d)
-                    .map(|(e, _)| e.clone()),
-            );
-            (Just(events), Just(sent).prop_shuffle())
+        .prop_map(|(sessions, picks)| {
+            let mut queues: Vec<std::collections::VecDeque<Sent>> =
+                sessions.into_iter().map(Into::into).collect();
+            let mut out = Vec::new();
+            for pick in picks {
+                queues.retain(|q| !q.is_empty());
+                let q = pick as usize % queues.len();
+                out.extend(queues[q].pop_front());
+            }
+            out
         })
 }
 
-fn to_event(e: &RefEvent) -> Event {
+fn to_event(s: &Sent) -> Event {
+    let e = &s.event;
     Event {
-        site: "demo".into(),
+        site: SITES[s.site].into(),
         id: e.id.clone(),
         kind: e.kind.clone(),
         session: e.session.clone(),
         event_time_ms: e.ts,
         received_at_ms: e.ts,
-        channel: Channel::Direct,
-        device: Device::Desktop,
+        channel: s.channel,
+        device: s.device,
         value: e.value,
         currency: e.currency.as_ref().map(|c| c.to_ascii_uppercase()),
         order_id: e.order_id.clone(),
     }
 }
 
+fn config() -> Config {
+    let mut config = Config::default();
+    let mut outlet = config.sites[0].clone();
+    outlet.id = SITES[1].into();
+    config.sites.push(outlet);
+    config
+}
+
+/// The model's figures of each (site, channel, device): every visit's figures, counted under
+/// the channel and device of its first event received.
+fn by_breakdown(sent: &[Sent]) -> std::collections::HashMap<(usize, Channel, Device), Figures> {
+    let mut visits: Vec<((usize, String, usize), (Channel, Device), Vec<RefEvent>)> = Vec::new();
+    for s in sent {
+        let key = (s.site, s.event.session.clone(), s.visit);
+        match visits.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, _, events)) => events.push(s.event.clone()),
+            None => visits.push((key, (s.channel, s.device), vec![s.event.clone()])),
+        }
+    }
+    let mut out = std::collections::HashMap::<_, Figures>::new();
+    for ((site, _, _), (channel, device), events) in visits {
+        out.entry((site, channel, device))
+            .or_default()
+            .merge(&reference(&events, TIMEOUT_MS));
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn engine_matches_the_reference_model((_, sent) in workload()) {
-        let config = Config::default();
+    fn engine_matches_the_reference_model(sent in workload()) {
+        let config = config();
         let metrics = Arc::new(Metrics::new(&config));
         let engine = Engine::new(&config, metrics.clone());
-        for e in &sent {
-            engine.apply(&to_event(e));
+        for s in &sent {
+            engine.apply(&to_event(s));
         }
         engine.close_all();
         let report = Report::new(&config, &metrics).to_json();
-        assert_figures_eq(&from_report_json(&report, "demo"), &reference(&sent, TIMEOUT_MS));
+        for (i, site) in SITES.iter().enumerate() {
+            let events: Vec<RefEvent> =
+                sent.iter().filter(|s| s.site == i).map(|s| s.event.clone()).collect();
+            assert_figures_eq(&from_report_json(&report, site), &reference(&events, TIMEOUT_MS));
+        }
+        // Each visit counts under the channel and device of its first event received.
+        let scrape = Scrape::parse(&metrics.encode());
+        for ((site, channel, device), want) in by_breakdown(&sent) {
+            let labels = [("site", SITES[site]), ("channel", channel.as_str()), ("device", device.as_str())];
+            let count = |name: &str, stage: Option<&str>| {
+                let mut filter = labels.to_vec();
+                filter.extend(stage.map(|s| ("stage", s)));
+                scrape.sum(name, &filter) as u64
+            };
+            for (k, stage) in STAGES.iter().enumerate() {
+                prop_assert_eq!(count("touchstream_funnel_sessions_total", Some(stage)), want.reached[k], "{:?} {}", labels, stage);
+                if k < 4 {
+                    prop_assert_eq!(count("touchstream_funnel_dropoffs_total", Some(stage)), want.dropoffs[k], "{:?} {}", labels, stage);
+                }
+            }
+            prop_assert_eq!(count("touchstream_orders_total", None), want.orders, "{:?}", labels);
+            prop_assert_eq!(count("touchstream_carts_abandoned_total", None), want.carts_abandoned, "{:?}", labels);
+        }
         // Every gauge returns to zero once every session is closed.
         let text = metrics.encode();
         for line in text.lines().filter(|l| l.starts_with("touchstream_carts_open") || l.starts_with("touchstream_funnel_active")) {
             prop_assert!(line.ends_with(" 0") || line.ends_with(" 0.0"), "{}", line);
         }
     }
+}
+
+/// The known divergences (see the module doc): the engine applies events in arrival order, so
+/// an event of a visit that already closed, arriving during the session id's next visit, joins
+/// that visit, and a retry of it is not seen as a duplicate; the model places both in their own,
+/// earlier visit. This pins today's behaviour until the durable-state issue (issue 14) defines
+/// late events; it fails the day that changes.
+#[test]
+fn a_late_event_of_a_closed_visit_joins_the_open_one() {
+    let config = config();
+    let kind = |k: &str| KINDS.iter().position(|x| *x == k).unwrap();
+    let event = |visit: usize, id: usize, k: &str| {
+        let mut s = visit_events(0, 1, visit, vec![(kind(k), 0, Some(1000), 1, None, 0, 0)]);
+        s[0].event.id = format!("e{id}");
+        s.remove(0)
+    };
+    let run = |sent: &[Sent]| {
+        let metrics = Arc::new(Metrics::new(&config));
+        let engine = Engine::new(&config, metrics.clone());
+        for s in sent {
+            engine.apply(&to_event(s));
+        }
+        engine.close_all();
+        let engine_figures = from_report_json(&Report::new(&config, &metrics).to_json(), "demo");
+        let events: Vec<RefEvent> = sent.iter().map(|s| s.event.clone()).collect();
+        (engine_figures, reference(&events, TIMEOUT_MS))
+    };
+    // A cart of the first visit, sent only once the second visit (a purchase) is open: the model
+    // has an abandoned cart and an order; the engine merges the cart into the bought visit.
+    let (engine, model) = run(&[
+        event(0, 1, "page_view"),
+        event(1, 2, "purchase"),
+        event(0, 3, "add_to_cart"),
+    ]);
+    assert_eq!((model.carts_abandoned, model.orders), (1, 1));
+    assert_eq!((engine.carts_abandoned, engine.orders), (0, 1));
+    // A retry of a first-visit event, arriving during the second visit: a duplicate to the
+    // model, a new event to the engine.
+    let (engine, model) = run(&[
+        event(0, 1, "page_view"),
+        event(1, 2, "page_view"),
+        event(0, 1, "page_view"),
+    ]);
+    assert_eq!(model.duplicates, 1);
+    assert_eq!(engine.duplicates, 0);
 }

@@ -62,7 +62,12 @@ fn every_import_points_down_and_files_fit_in_a_head() {
         if lines > MAX_LINES {
             wrong.insert(rel.display().to_string(), format!("{lines} lines"));
         }
-        let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let top = top.trim_end_matches(".rs").to_string();
         if top == "lib" || top == "main" {
             continue;
@@ -86,7 +91,10 @@ fn every_import_points_down_and_files_fit_in_a_head() {
 
 #[test]
 fn the_rule_sees_an_upward_import() {
-    assert_eq!(uses("use crate::engine::Engine; // crate::x"), ["engine", "x"]);
+    assert_eq!(
+        uses("use crate::engine::Engine; // crate::x"),
+        ["engine", "x"]
+    );
     assert!(uses("//! see crate::engine").is_empty());
     assert!(layer("metrics") < layer("engine"));
 }
