@@ -39,3 +39,25 @@ fn kept_event_sequences_match_the_model() {
         assert!(outcome.is_ok(), "{name}");
     }
 }
+
+#[test]
+fn random_event_sequences_match_the_model() {
+    // A short, seeded campaign on stable, so the engine check runs on varied input in every
+    // test run, not only on the kept inputs (the real campaigns: fuzz/README.md).
+    let mut rng = fastrand::Rng::with_seed(0x70c5_7ea4);
+    let mut total = 0;
+    for _ in 0..300 {
+        let bytes: Vec<u8> = (0..rng.usize(0..2048)).map(|_| rng.u8(..)).collect();
+        let mut u = Unstructured::new(&bytes);
+        let mut steps = Vec::new();
+        while !u.is_empty() {
+            steps.push(harness::Step::arbitrary(&mut u).unwrap());
+        }
+        total += steps.len();
+        harness::engine(&steps);
+    }
+    assert!(
+        total > 10_000,
+        "only {total} events: the inputs are too small to test much"
+    );
+}
