@@ -201,7 +201,8 @@ fn config() -> Config {
 /// The model's figures of each (site, channel, device): every visit's figures, counted under
 /// the channel and device of its first event received.
 fn by_breakdown(sent: &[Sent]) -> std::collections::HashMap<(usize, Channel, Device), Figures> {
-    let mut visits: Vec<((usize, String, usize), (Channel, Device), Vec<RefEvent>)> = Vec::new();
+    type Visit = (usize, String, usize);
+    let mut visits: Vec<(Visit, (Channel, Device), Vec<RefEvent>)> = Vec::new();
     for s in sent {
         let key = (s.site, s.event.session.clone(), s.visit);
         match visits.iter_mut().find(|(k, _, _)| *k == key) {

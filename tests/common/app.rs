@@ -21,7 +21,7 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(config: &Config) -> Self {
-        let metrics = Arc::new(Metrics::new(&config));
+        let metrics = Arc::new(Metrics::new(config));
         let t = &config.transport;
         let (sink, source) = memory(t.queue_events, t.enqueue_timeout, &metrics.transport);
         let state = Arc::new(CollectorState::new(config, Arc::new(sink), metrics.clone()));
