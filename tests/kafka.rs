@@ -155,6 +155,22 @@ fn sum_reached(a: &Scrape, b: &Scrape) -> [u64; 5] {
     std::array::from_fn(|i| x[i] + y[i])
 }
 
+/// Events counted as duplicates (a retry the broker had already taken).
+fn duplicates(s: &Scrape) -> u64 {
+    s.sum(
+        "touchstream_events_filtered_total",
+        &[("reason", "duplicate")],
+    ) as u64
+}
+
+/// Orders and USD revenue.
+fn orders(s: &Scrape) -> (u64, f64) {
+    (
+        s.sum("touchstream_orders_total", &[]) as u64,
+        s.sum("touchstream_revenue_total", &[("currency", "USD")]),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_killed_with_sigkill_and_restarted_loses_nothing_and_counts_nothing_twice() {
     let broker = Broker::memory();
@@ -198,7 +214,9 @@ async fn an_engine_killed_with_sigkill_and_restarted_loses_nothing_and_counts_no
     let after = wait_for_at(second.admin, "phases 2 and 3 applied", |s| applied(s) == 6).await;
     // Truth: a reached every stage, b visit, c up to the cart, d visit.
     assert_eq!(sum_reached(&before, &after), [4, 2, 2, 1, 1]);
-    assert_eq!(after.sum("touchstream_orders_total", &[]), 1.0);
+    assert_eq!(orders(&before), (0, 0.0));
+    assert_eq!(orders(&after), (1, 100.0));
+    assert_eq!(duplicates(&before) + duplicates(&after), 0);
     // The rebuilt state: every session is open, b only known from before the crash.
     assert_eq!(after.sum("touchstream_engine_open_sessions", &[]), 4.0);
     assert_eq!(
@@ -251,6 +269,28 @@ fn truth(sessions: std::ops::Range<usize>) -> [u64; 5] {
     r
 }
 
+/// Events that `walk` sends for `sessions`.
+fn walked(sessions: std::ops::Range<usize>) -> u64 {
+    sessions.map(|s| 1 + s as u64 % 5).sum()
+}
+
+/// Asserts the figures of `scrapes` (one per engine) against the truth for `sessions` walked
+/// once each: every event applied once plus the duplicates counted, one order of 100 USD per
+/// walk that reached the purchase.
+fn assert_walked_exactly(sessions: std::ops::Range<usize>, scrapes: &[&Scrape]) {
+    let sum = |f: &dyn Fn(&Scrape) -> u64| scrapes.iter().map(|s| f(s)).sum::<u64>();
+    let purchases = sessions.clone().filter(|s| s % 5 == 4).count() as u64;
+    let reached = scrapes.iter().fold([0u64; 5], |acc, s| {
+        let r = reached(s);
+        std::array::from_fn(|i| acc[i] + r[i])
+    });
+    assert_eq!(reached, truth(sessions.clone()));
+    assert_eq!(sum(&applied), walked(sessions) + sum(&duplicates));
+    assert_eq!(sum(&|s| orders(s).0), purchases);
+    let revenue: f64 = scrapes.iter().map(|s| orders(s).1).sum();
+    assert_eq!(revenue, 100.0 * purchases as f64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_split_the_partitions_and_sum_to_the_truth() {
     let broker = Broker::memory();
@@ -268,7 +308,6 @@ async fn two_engines_split_the_partitions_and_sum_to_the_truth() {
             .post_until_accepted(&batch(chunk.iter().flat_map(|s| walk(*s)).collect()))
             .await;
     }
-    let total: u64 = (0..200).map(|s| 1 + s as u64 % 5).sum();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let (a, b) = loop {
         let (a, b) = (one.scrape().await.unwrap(), two.scrape().await.unwrap());
@@ -276,8 +315,11 @@ async fn two_engines_split_the_partitions_and_sum_to_the_truth() {
             + b.sum("touchstream_kafka_assigned_partitions", &[]);
         let open = a.sum("touchstream_engine_open_sessions", &[])
             + b.sum("touchstream_engine_open_sessions", &[]);
+        let all_applied =
+            applied(&a) + applied(&b) >= walked(0..200) + duplicates(&a) + duplicates(&b);
         if partitions == 4.0
             && open == 200.0
+            && all_applied
             && a.sum("touchstream_kafka_assigned_partitions", &[]) > 0.0
             && b.sum("touchstream_kafka_assigned_partitions", &[]) > 0.0
         {
@@ -289,8 +331,7 @@ async fn two_engines_split_the_partitions_and_sum_to_the_truth() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(sum_reached(&a, &b), truth(0..200));
-    assert!(applied(&a) + applied(&b) >= total);
+    assert_walked_exactly(0..200, &[&a, &b]);
     two.stop().await;
     one.stop().await;
     collector.stop().await;
@@ -335,11 +376,17 @@ async fn a_broker_restart_under_load_gives_503s_then_counts_every_event_once() {
     let refused = sender.await.unwrap();
     assert!(refused > 0, "the outage should have refused some batches");
     let s = engine
-        .wait_for("every session counted", |s| {
+        .wait_for("every event applied", |s| {
             s.sum("touchstream_engine_open_sessions", &[]) == 120.0
+                && applied(s) >= walked(0..120) + duplicates(s)
         })
         .await;
-    assert_eq!(reached(&s), truth(0..120));
+    assert_walked_exactly(0..120, &[&s]);
+    // Every session is open, one at each furthest stage in turn.
+    for stage in common::reference::STAGES {
+        let open = s.sum("touchstream_funnel_active_sessions", &[("stage", stage)]);
+        assert_eq!(open, 24.0, "{stage}");
+    }
     engine.stop().await;
     std::sync::Arc::into_inner(collector).unwrap().stop().await;
 }

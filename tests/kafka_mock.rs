@@ -7,6 +7,7 @@ mod common;
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
+use common::prom::Scrape;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -17,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use touchstream::collector::{CollectorState, router};
 use touchstream::config::Config;
-use touchstream::metrics::Metrics;
+use touchstream::engine::kafka::KafkaEngine;
+use touchstream::metrics::{Exposition, Metrics};
 use touchstream::transport::DeadLetter;
 use touchstream::transport::EventSink;
 use touchstream::transport::kafka::{InMessage, KafkaSink};
@@ -351,22 +353,33 @@ async fn a_partition_revoked_before_its_commit_resumes_where_it_stopped() {
     ] {
         cfg.kafka.consumer.insert(key.into(), value.into());
     }
-    let engine = common::kafka::Running::engine(cfg.clone()).await;
-    engine
-        .wait_for("4 partitions", |m| {
-            m.sum("touchstream_kafka_assigned_partitions", &[]) == 4.0
-        })
-        .await;
+    // The engine in this process: its metrics can be read without a scrape, which would commit.
+    let metrics = Arc::new(Metrics::new(&cfg));
+    let engine = KafkaEngine::new(&cfg, metrics.clone()).unwrap();
+    let exposition = engine.scrape_commit();
+    let (stop, shutdown) = touchstream::shutdown::channel();
+    let task = tokio::spawn(engine.run(shutdown));
+    let scrape = || async { Scrape::parse(&exposition.render().await.expect("a scrape")) };
+    let unscraped = || Scrape::parse(&metrics.encode());
+    wait_until("4 partitions", || {
+        unscraped().sum("touchstream_kafka_assigned_partitions", &[]) == 4.0
+    })
+    .await;
     let (status, _, _) = post(&s.app, &carts("a", 16)).await;
     assert_eq!(status, StatusCode::OK);
+    wait_until("the first batch applied", || {
+        common::kafka::applied(&unscraped()) == 16
+    })
+    .await;
     // Scraped, so committed.
-    engine
-        .wait_for("first batch", |m| common::kafka::applied(m) == 16)
-        .await;
+    assert_eq!(common::kafka::applied(&scrape().await), 16);
     // Applied, never scraped: these counts are past the committed offsets.
     let (status, _, _) = post(&s.app, &carts("b", 16)).await;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until("the second batch applied", || {
+        common::kafka::applied(&unscraped()) == 32
+    })
+    .await;
 
     // The group rebalances while commits fail, as when Kafka has expelled a member whose
     // coordinator was unreachable: the revoke cannot commit.
@@ -398,27 +411,33 @@ async fn a_partition_revoked_before_its_commit_resumes_where_it_stopped() {
     rx.recv_timeout(Duration::from_secs(60))
         .expect("the second member got partitions");
 
-    engine
-        .wait_for("the rebalance", |m| {
-            m.sum("touchstream_kafka_assigned_partitions", &[]) == 2.0
-        })
-        .await;
-    // The engine's clock ticks reach its partitions within this.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let m = engine.scrape().await.expect("a scrape");
-    // Every event counted once. Two partitions stayed: they resumed at their next message
-    // instead of being rebuilt and counted again. Two went to the other member, which counts
-    // nothing here.
-    assert_eq!(common::kafka::applied(&m), 32);
-    let parked = |outcome| {
+    // Each kept partition is decided on its first message after the rebalance (the engine's
+    // clock ticks reach it within a sweep interval): resumed, or (had it not been parked)
+    // rebuilt and counted again. Both moved partitions are let go at the assignment.
+    let parked = |m: &Scrape, outcome| {
         m.sum(
             "touchstream_kafka_parked_partitions_total",
             &[("outcome", outcome)],
         )
     };
-    assert_eq!((parked("resumed"), parked("handed_over")), (2.0, 2.0));
+    wait_until("every parked partition decided", || {
+        let m = unscraped();
+        m.sum("touchstream_kafka_assigned_partitions", &[]) == 2.0
+            && parked(&m, "resumed") + parked(&m, "handed_over") == 4.0
+    })
+    .await;
+    let m = scrape().await;
+    // Every event counted once. Two partitions stayed: they resumed at their next message
+    // instead of being rebuilt and counted again. Two went to the other member, which counts
+    // nothing here.
+    assert_eq!(common::kafka::applied(&m), 32);
+    assert_eq!(
+        (parked(&m, "resumed"), parked(&m, "handed_over")),
+        (2.0, 2.0)
+    );
     assert!(m.sum("touchstream_kafka_commits_total", &[("result", "error")]) >= 1.0);
     stop_tx.send(()).unwrap();
     other.join().unwrap();
-    engine.stop().await;
+    stop.fire();
+    task.await.unwrap().unwrap();
 }
