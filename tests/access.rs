@@ -135,6 +135,46 @@ async fn origins_are_enforced_for_browsers_and_signed_requests_bypass_them() {
     );
 }
 
+/// A known answer made with the README's shell recipe, independent of the product's code:
+/// `printf '%s.%s' 1763800000 "$BODY" | openssl dgst -sha256 -hmac "$SECRET" -r`.
+const KNOWN_BODY: &str = r#"{"site":"demo","events":[{"id":"e1","type":"purchase","ts":1763800000000,"session":"s-7d1f9a","props":{"value":129.99,"currency":"PLN","order_id":"A-1001"}}]}"#;
+const KNOWN_MAC: &str = "48da9e2b2731e4992273ecac0da52df01defd2920d64870a7a804a395723389d";
+
+#[test]
+fn signatures_match_the_readme_openssl_recipe() {
+    assert_eq!(
+        sign(SECRET, 1_763_800_000, KNOWN_BODY.as_bytes()),
+        format!("t=1763800000,v1={KNOWN_MAC}")
+    );
+}
+
+#[tokio::test]
+async fn a_request_signed_by_the_readme_shell_recipe_is_accepted() {
+    // The collector checks the signature's time, so a fixed known answer cannot pass it: the
+    // README's recipe itself signs this request, now, in a shell (tests/run.sh installs openssl).
+    let h = Harness::new(&config());
+    let body = batch("demo", "signed-by-shell").to_string();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"t=$(date +%s); sig=$(printf '%s.%s' "$t" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1); printf 't=%s,v1=%s' "$t" "$sig""#)
+        .env("body", &body)
+        .env("SECRET", SECRET)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header_value = String::from_utf8(out.stdout).unwrap();
+    let req = post()
+        .header(header::ORIGIN, "https://elsewhere.test")
+        .header(SIGNATURE_HEADER, &header_value);
+    let (status, _, answer) = send(&h.app, req.body(Body::from(body)).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{header_value}: {answer}");
+    assert_eq!(accepted(&h, "demo"), 1.0);
+}
+
 #[tokio::test]
 async fn a_site_over_its_rate_gets_429_and_another_site_is_untouched() {
     let mut c = config();

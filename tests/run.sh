@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
 # Installs what it needs, idempotently: rustfmt and clippy; the Kafka-protocol broker tansu that
 # the Kafka tests start on loopback (a one-time build of about 10 minutes); Debian's chromium and
-# the snippet's npm packages for its unit and browser tests; Debian's prometheus (promtool) and
+# the snippet's npm packages for its unit and browser tests; Debian's openssl (the README's signing
+# recipe, run by tests/access.rs); Debian's prometheus (promtool) and
 # prometheus-alertmanager (amtool) for the operations kit in deploy/; Debian's docker-compose and
 # PyPI's kubernetes-validate to check deploy/compose and deploy/kubernetes without an engine.
 # Usage: ./tests/run.sh   (from anywhere; it works from the repository root)
@@ -33,8 +34,9 @@ missing=""
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v amtool >/dev/null 2>&1 || missing="$missing prometheus-alertmanager"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 if [ -n "$missing" ]; then
-  step "installing$missing (snippet browser tests; alert rule, Alertmanager and compose checks)"
+  step "installing$missing (snippet browser tests; the signing recipe; alert rule, Alertmanager and compose checks)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   # shellcheck disable=SC2086

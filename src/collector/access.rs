@@ -164,6 +164,18 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+    #[test]
+    fn a_known_answer_from_openssl_verifies() {
+        // printf '%s.%s' 1763800000 "$BODY" | openssl dgst -sha256 -hmac "$S" -r
+        let body = br#"{"site":"demo","events":[{"id":"e1","type":"purchase","ts":1763800000000,"session":"s-7d1f9a","props":{"value":129.99,"currency":"PLN","order_id":"A-1001"}}]}"#;
+        let secrets = ["s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".to_string()];
+        let header = signed(
+            "t=1763800000,v1=48da9e2b2731e4992273ecac0da52df01defd2920d64870a7a804a395723389d",
+        );
+        assert!(verify_signature(&header, body, &secrets, 1_763_800_000).unwrap());
+        assert!(verify_signature(&header, b"{}", &secrets, 1_763_800_000).is_err());
+    }
+
     fn signed(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(SIGNATURE_HEADER, HeaderValue::from_str(value).unwrap());
