@@ -58,8 +58,19 @@ impl Report {
         self.stats.events_accepted as f64 / self.seconds
     }
 
+    /// Whether `/metrics` was compared with the ground truth and matched it. A run that was
+    /// not verified has not passed, whatever the reason: nothing was shown to be right.
     pub fn passed(&self) -> bool {
-        self.differences.as_ref().is_none_or(Vec::is_empty)
+        self.differences.as_ref().is_some_and(Vec::is_empty)
+    }
+
+    /// The outcome of the verification in a few words, for people and scripts alike.
+    pub fn verdict(&self) -> String {
+        match &self.differences {
+            None => "not verified".into(),
+            Some(d) if d.is_empty() => "/metrics equals the ground truth".into(),
+            Some(d) => format!("{} differences from the ground truth", d.len()),
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -90,7 +101,8 @@ impl Report {
             "generator_cpu_seconds": self.generator_cpu_seconds,
             "freshness_ms": self.freshness.as_ref().map(quantiles),
             "freshness_missed": self.freshness_missed,
-            "verified": self.differences.as_ref().map(Vec::is_empty),
+            "verified": self.passed(),
+            "figures": self.verdict(),
             "differences": self.differences,
             "notes": self.notes,
         })
@@ -161,19 +173,67 @@ impl Report {
                 }
             );
         }
-        match &self.differences {
-            None => t.push_str("figures: not verified\n"),
-            Some(d) if d.is_empty() => t.push_str("figures: /metrics equals the ground truth\n"),
-            Some(d) => {
-                let _ = writeln!(t, "figures: {} differences from the ground truth", d.len());
-                for line in d {
-                    let _ = writeln!(t, "  {line}");
-                }
-            }
+        let _ = writeln!(t, "figures: {}", self.verdict());
+        for line in self.differences.iter().flatten() {
+            let _ = writeln!(t, "  {line}");
         }
         for note in &self.notes {
             let _ = writeln!(t, "note: {note}");
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(differences: Option<Vec<String>>) -> Report {
+        Report {
+            mode: "shoppers".into(),
+            seconds: 1.0,
+            sessions: 0,
+            stats: Stats::default(),
+            server: None,
+            generator_cpu_seconds: 0.0,
+            freshness: None,
+            freshness_missed: 0,
+            differences,
+            notes: Vec::new(),
+            truth: crate::truth::Figures::default(),
+            ledger: None,
+        }
+    }
+
+    #[test]
+    fn a_run_not_verified_does_not_pass_and_says_so() {
+        let r = report(None);
+        assert!(!r.passed());
+        assert!(
+            r.to_text().contains("figures: not verified\n"),
+            "{}",
+            r.to_text()
+        );
+        let json = r.to_json();
+        assert_eq!(json["verified"], false);
+        assert_eq!(json["figures"], "not verified");
+    }
+
+    #[test]
+    fn only_a_verification_without_differences_passes() {
+        let exact = report(Some(Vec::new()));
+        assert!(exact.passed());
+        assert_eq!(exact.to_json()["verified"], true);
+        let differs = report(Some(vec!["orders: actual 2, expected 1".into()]));
+        assert!(!differs.passed());
+        assert_eq!(
+            differs.to_json()["figures"],
+            "1 differences from the ground truth"
+        );
+        assert!(
+            differs
+                .to_text()
+                .contains("  orders: actual 2, expected 1\n")
+        );
     }
 }

@@ -177,10 +177,12 @@ pub async fn execute(options: Options, workload: Workload) -> anyhow::Result<Rep
     }
 
     let mut notes = Vec::new();
-    let differences = if options.verify {
-        Some(verify(&options, &http, &before, &sent, &site, &mut notes).await?)
-    } else {
-        None
+    let differences = match unverifiable(options.verify, &sent.stats) {
+        Some(why) => {
+            notes.push(why.to_string());
+            None
+        }
+        None => Some(verify(&options, &http, &before, &sent, &site, &mut notes).await?),
     };
     Ok(Report {
         mode: mode.to_string(),
@@ -198,6 +200,19 @@ pub async fn execute(options: Options, workload: Workload) -> anyhow::Result<Rep
     })
 }
 
+/// Why the figures cannot be verified, when they cannot: verification was not asked for, or
+/// nothing was acknowledged. With nothing acknowledged the truth is all zeros, which an idle or
+/// misconfigured server matches: a run whose every batch was refused would pass unchecked.
+fn unverifiable(verify: bool, stats: &Stats) -> Option<&'static str> {
+    if !verify {
+        Some("figures not verified: verification was not asked for (--no-verify)")
+    } else if stats.events_accepted == 0 {
+        Some("figures not verified: no event was acknowledged, so there is nothing to check")
+    } else {
+        None
+    }
+}
+
 /// Scrapes until the figures since `before` equal the ground truth or `settle` passes; the
 /// differences left.
 async fn verify(
@@ -208,43 +223,71 @@ async fn verify(
     site: &str,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut expected = sent.truth.clone();
     let deadline = Instant::now() + options.settle;
     let base = before.figures(site);
-    let bots_before = before.sum(
-        "touchstream_events_filtered_total",
-        &[("site", site), ("reason", "bot")],
-    );
+    let bots_before = filtered_bots(before, site);
     loop {
         let now = scrape(http, &options.metrics).await?;
         let actual = now.figures(site).since(&base);
-        // A 5xx over Kafka may come after some of the batch's events were delivered: the retry
-        // then adds duplicates the generator cannot know of. Funnel figures stay exact.
-        let mut note = None;
-        if sent.stats.failures() > 0 && actual.duplicates > sent.truth.duplicates {
-            note = Some(format!(
-                "{} duplicates counted, {} sent as such; the rest come from retries after a 5xx",
-                actual.duplicates, sent.truth.duplicates
-            ));
-            expected.duplicates = actual.duplicates;
-        }
-        let mut differences = actual.differences(&expected);
-        let bots = now.sum(
-            "touchstream_events_filtered_total",
-            &[("site", site), ("reason", "bot")],
-        ) - bots_before;
-        if bots as u64 != sent.stats.bot_events {
-            differences.push(format!(
-                "bot events filtered: actual {bots}, expected {}",
-                sent.stats.bot_events
-            ));
-        }
+        let bots = (filtered_bots(&now, site) - bots_before) as u64;
+        let (differences, note) = compare(sent, &actual, bots);
         if differences.is_empty() || Instant::now() >= deadline {
             notes.extend(note);
             return Ok(differences);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Crawler events of `site` the collector filtered.
+fn filtered_bots(s: &crate::scrape::Scrape, site: &str) -> f64 {
+    s.sum(
+        "touchstream_events_filtered_total",
+        &[("site", site), ("reason", "bot")],
+    )
+}
+
+/// Every difference of `actual`, and of `bots` filtered, from what `sent` acknowledged, with a
+/// note when duplicates had a range. Every figure is exact but duplicates: an attempt that
+/// failed (a 5xx over Kafka after some deliveries, a lost answer) may have been taken in part
+/// or whole, and then each event its retry re-sent counts once more. So duplicates lie between
+/// the truth's and that plus the retried events; only the retries widen the range, never the
+/// server's own figure.
+fn compare(sent: &Sent, actual: &Figures, bots: u64) -> (Vec<String>, Option<String>) {
+    let low = sent.truth.duplicates;
+    let retried = sent.stats.retried_events;
+    let high = low + retried;
+    // Duplicates are checked below, against the range.
+    let expected = Figures {
+        duplicates: actual.duplicates,
+        ..sent.truth.clone()
+    };
+    let mut differences = actual.differences(&expected);
+    if !(low..=high).contains(&actual.duplicates) {
+        let range = if retried == 0 {
+            low.to_string()
+        } else {
+            format!("{low} to {high}")
+        };
+        differences.push(format!(
+            "duplicates: actual {}, expected {range}",
+            actual.duplicates
+        ));
+    }
+    if bots != sent.stats.bot_events {
+        differences.push(format!(
+            "bot events filtered: actual {bots}, expected {}",
+            sent.stats.bot_events
+        ));
+    }
+    let note = (retried > 0).then(|| {
+        format!(
+            "duplicates checked between {low} and {high}: {retried} events were re-sent after a \
+             failed attempt, which may have been taken; {} counted",
+            actual.duplicates
+        )
+    });
+    (differences, note)
 }
 
 async fn shoppers(
@@ -467,4 +510,105 @@ pub fn wire_event(e: &Event) -> serde_json::Value {
         v["props"] = props.into();
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a run acknowledged: one order and `duplicates` duplicates, after `retried` events
+    /// were re-sent following 503s.
+    fn sent(duplicates: u64, retried: u64) -> Sent {
+        let mut stats = Stats {
+            events_accepted: 10,
+            retried_events: retried,
+            ..Stats::default()
+        };
+        if retried > 0 {
+            stats.statuses.insert("503".into(), 1);
+        }
+        let truth = Figures {
+            orders: 1,
+            duplicates,
+            ..Figures::default()
+        };
+        Sent {
+            stats,
+            truth,
+            sessions: 1,
+            ledger: None,
+        }
+    }
+
+    /// The server's figures: the truth of `sent`, with `duplicates` duplicates.
+    fn counted(sent: &Sent, duplicates: u64) -> Figures {
+        Figures {
+            duplicates,
+            ..sent.truth.clone()
+        }
+    }
+
+    #[test]
+    fn duplicates_beyond_the_retried_events_fail() {
+        // 3 events re-sent can explain 3 duplicates at most, not 4.
+        let s = sent(2, 3);
+        let (differences, note) = compare(&s, &counted(&s, 6), 0);
+        assert_eq!(differences, ["duplicates: actual 6, expected 2 to 5"]);
+        assert!(note.unwrap().contains("between 2 and 5"));
+    }
+
+    #[test]
+    fn duplicates_within_the_retried_events_pass_with_a_note() {
+        let s = sent(2, 3);
+        for duplicates in [2, 4, 5] {
+            let (differences, note) = compare(&s, &counted(&s, duplicates), 0);
+            assert!(differences.is_empty(), "{duplicates}: {differences:?}");
+            assert!(note.is_some());
+        }
+    }
+
+    #[test]
+    fn fewer_duplicates_than_were_sent_fail_even_after_retries() {
+        let s = sent(2, 3);
+        let (differences, _) = compare(&s, &counted(&s, 1), 0);
+        assert_eq!(differences, ["duplicates: actual 1, expected 2 to 5"]);
+    }
+
+    #[test]
+    fn without_retries_duplicates_are_exact() {
+        // A failure that was not retried (a 4xx) re-sends nothing: no range.
+        let mut s = sent(2, 0);
+        s.stats.statuses.insert("400".into(), 1);
+        let (differences, note) = compare(&s, &counted(&s, 3), 0);
+        assert_eq!(differences, ["duplicates: actual 3, expected 2"]);
+        assert_eq!(note, None);
+    }
+
+    #[test]
+    fn retries_leave_every_other_figure_exact() {
+        let s = sent(2, 3);
+        let mut actual = counted(&s, 3);
+        actual.orders += 1;
+        let (differences, _) = compare(&s, &actual, 1);
+        assert_eq!(
+            differences,
+            [
+                "orders: actual 2, expected 1",
+                "bot events filtered: actual 1, expected 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_is_verified_only_when_asked_and_something_was_acknowledged() {
+        let mut stats = Stats::default();
+        assert!(
+            unverifiable(true, &stats)
+                .unwrap()
+                .contains("no event was acknowledged")
+        );
+        stats.events_accepted = 1;
+        assert_eq!(unverifiable(true, &stats), None);
+        assert!(unverifiable(false, &stats).unwrap().contains("--no-verify"));
+    }
 }

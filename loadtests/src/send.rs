@@ -68,6 +68,10 @@ pub struct Stats {
     pub bot_events: u64,
     /// Retries after 429, 5xx or a network error.
     pub retries: u64,
+    /// Events re-sent by those retries, once per retry. A failed attempt may still have been
+    /// taken in part (a 5xx over Kafka after some deliveries, a lost answer), so each can add
+    /// a duplicate the generator cannot see: the most duplicates retries can explain.
+    pub retried_events: u64,
 }
 
 impl Default for Stats {
@@ -80,6 +84,7 @@ impl Default for Stats {
             batches_accepted: 0,
             bot_events: 0,
             retries: 0,
+            retried_events: 0,
         }
     }
 }
@@ -95,6 +100,7 @@ impl Stats {
         self.batches_accepted += other.batches_accepted;
         self.bot_events += other.bot_events;
         self.retries += other.retries;
+        self.retried_events += other.retried_events;
     }
 
     /// Answers other than 2xx.
@@ -166,6 +172,7 @@ pub async fn send(
         }
         if matches!(status, 0 | 429 | 500..=599) {
             stats.retries += 1;
+            stats.retried_events += events.len() as u64;
             let jitter = 0.5 + fastrand::f64();
             tokio::time::sleep(backoff.mul_f64(jitter)).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -179,5 +186,65 @@ pub async fn send(
         stats.events_accepted += events.len() as u64;
         stats.batches_accepted += 1;
         return Ok(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// A server taking one request per connection and answering with `statuses` in turn; 0
+    /// closes the connection unanswered, as a lost answer. Its events URL.
+    fn answering(statuses: Vec<u16>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (status, stream) in statuses.into_iter().zip(listener.incoming()) {
+                let mut reader = BufReader::new(stream.unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    line.clear();
+                }
+                reader.read_exact(&mut vec![0; length]).unwrap();
+                if status != 0 {
+                    let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    reader.get_mut().write_all(head.as_bytes()).unwrap();
+                }
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn each_retry_counts_the_events_it_re_sends() {
+        let target = Target {
+            events_url: answering(vec![503, 0, 200]),
+            origin: "http://127.0.0.1".into(),
+            site: "demo".into(),
+            batch: 3,
+            retry_backoff: Duration::from_millis(1),
+        };
+        let events = [json!({"id": "1"}), json!({"id": "2"}), json!({"id": "3"})];
+        let mut stats = Stats::default();
+        let sent = send(
+            &client(1),
+            &target,
+            "test",
+            &events,
+            Instant::now(),
+            &mut stats,
+        )
+        .await;
+        assert!(sent.is_ok());
+        assert_eq!(stats.requests, 3);
+        assert_eq!((stats.retries, stats.retried_events), (2, 6));
+        assert_eq!(stats.events_accepted, 3);
     }
 }

@@ -1,16 +1,54 @@
-//! touchstream-load refuses bad input with a message and a non-zero exit, before sending.
+//! touchstream-load refuses bad input with a message and a non-zero exit, before sending, and
+//! exits non-zero from a run it could not verify unless told not to verify.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
 
-fn load(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_touchstream-load"))
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_touchstream-load"))
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn load(args: &[&str]) -> (i32, String) {
+    let out = run(args);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A stand-in server whose `/metrics` is empty and which refuses every batch (403, as for a
+/// wrong origin), one request per connection; its base URL.
+fn refusing() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut reader = BufReader::new(stream.unwrap());
+            let (mut request, mut line, mut length) = (String::new(), String::new(), 0);
+            reader.read_line(&mut request).unwrap();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            reader.read_exact(&mut vec![0; length]).unwrap();
+            let status = if request.contains("/metrics") {
+                200
+            } else {
+                403
+            };
+            let head =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            reader.get_mut().write_all(head.as_bytes()).unwrap();
+        }
+    });
+    url
 }
 
 #[test]
@@ -60,4 +98,38 @@ fn an_unreachable_server_is_an_error_not_a_result() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.starts_with("touchstream-load: "), "{stderr}");
+}
+
+#[test]
+fn a_run_with_nothing_acknowledged_is_not_verified_and_fails() {
+    // Every batch refused: the ground truth is all zeros, as is the empty /metrics. Equal, but
+    // nothing was checked.
+    let url = refusing();
+    let metrics = format!("{url}/metrics");
+    let args = [
+        "--url",
+        &url,
+        "--metrics",
+        &metrics,
+        "--probe-interval",
+        "0s",
+        "--settle",
+        "0s",
+        "--concurrency",
+        "1",
+        "shoppers",
+        "--sessions",
+        "3",
+    ];
+    let out = run(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("figures: not verified\n"), "{stdout}");
+    assert!(stdout.contains("no event was acknowledged"), "{stdout}");
+    // Asked not to verify, the run did what was asked; the report still says it was not.
+    let out = run(&[&["--no-verify"][..], &args].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("figures: not verified\n"), "{stdout}");
+    assert!(stdout.contains("--no-verify"), "{stdout}");
 }
