@@ -1,21 +1,23 @@
 //! touchstream: a real-time customer-journey monitor for online shops.
 //!
-//! The modules, lowest first; each imports only from those above it in this list:
-//! - [`config`]: the one typed configuration, loaded once.
+//! The modules, lowest first; each imports only from those above it in this list
+//! (`tests/layout.rs` checks it):
+//! - [`config`]: the one typed configuration, loaded once; [`shutdown`]: the signal a task
+//!   stops on.
 //! - [`event`]: the [`event::Event`] that travels from collector to engine, and the closed label
 //!   sets (channel, device, reject and filter reasons) everything else shares.
 //! - [`journey`]: the journey map compiled for the hot path, built once per process and shared
 //!   by the metrics and the engine.
 //! - [`metrics`]: every Prometheus metric, registered once, the `/metrics` exposition and the
 //!   replay report.
-//! - [`collector`]: `POST /v1/events`: access checks, decoding, validation, enrichment, the
-//!   error answers.
 //! - [`transport`]: what carries events from collector to engine: the sink and source traits,
 //!   the embedded queue, Kafka's producer and message codec, dead letters.
+//! - [`collector`]: `POST /v1/events`: access checks, decoding, validation, enrichment, the
+//!   error answers.
 //! - [`engine`]: open sessions, funnel stages, carts and orders with the contract's semantics,
 //!   and its two drivers: the memory queue and a Kafka consumer group.
 //! - [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`http`] (serving with connection limits),
-//!   [`replay`] (the engine over a recorded log), [`server`] (the processes) and [`shutdown`].
+//!   [`replay`] (the engine over a recorded log), then [`server`] (the processes).
 //!
 //! One event's path in `serve`: `collector` decodes it and hands it to `transport::MemorySink`;
 //! `engine::run` takes it from the queue and applies it; `metrics` holds the figures that
@@ -27,19 +29,21 @@
 mod label;
 
 pub mod config;
+pub mod shutdown;
+
 pub mod event;
 pub mod journey;
 pub mod metrics;
 
+pub mod transport;
+
 pub mod collector;
 pub mod engine;
-pub mod transport;
 
 pub mod admin;
 pub mod http;
 pub mod replay;
 pub mod server;
-pub mod shutdown;
 
 /// The server clock: milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

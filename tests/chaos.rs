@@ -3,7 +3,7 @@
 //!
 //! Three accounts are compared. The load generator's ledger lists every event it sent and every
 //! one acknowledged (a 2xx). Each engine's trail (`touchstream::trail`, see
-//! `src/transport/kafka/engine.rs`) lists every event it counted and every scrape it answered:
+//! `src/engine/kafka/trail.rs`) lists every event it counted and every scrape it answered:
 //! an engine's exported figures include the events logged before its last answered scrape. Over
 //! all engines, every acknowledged event must be counted exactly once, nothing that was never
 //! sent may be counted, and the figures scraped must equal the ground truth.

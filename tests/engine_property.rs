@@ -118,11 +118,11 @@ fn spec() -> impl Strategy<Value = Spec> {
     )
 }
 
-/// One session id's arrival sequence: its visits in order, each visit's events (some sent twice)
-/// shuffled among themselves.
-fn session(index: usize) -> impl Strategy<Value = Vec<Sent>> {
-    let visits = proptest::collection::vec(proptest::collection::vec(spec(), 1..10), 1..4);
-    (0..SITES.len(), visits).prop_flat_map(move |(site, visits)| {
+/// One session id's arrival sequence on `site`: its visits in order, each visit's events (some
+/// sent twice) shuffled among themselves.
+fn session(index: usize, site: usize) -> impl Strategy<Value = Vec<Sent>> {
+    let visits = proptest::collection::vec(proptest::collection::vec(spec(), 1..8), 1..4);
+    visits.prop_flat_map(move |visits| {
         let groups: Vec<_> = visits
             .into_iter()
             .enumerate()
@@ -151,8 +151,12 @@ fn session(index: usize) -> impl Strategy<Value = Vec<Sent>> {
 /// Sessions on both sites (the same session ids on both), interleaved in any order that keeps
 /// each session id's own sequence.
 fn workload() -> impl Strategy<Value = Vec<Sent>> {
-    (1..8usize)
-        .prop_flat_map(|n| (0..n).map(session).collect::<Vec<_>>())
+    (1..6usize)
+        .prop_flat_map(|n| {
+            (0..n)
+                .flat_map(|i| (0..SITES.len()).map(move |site| session(i, site)))
+                .collect::<Vec<_>>()
+        })
         .prop_flat_map(|sessions| {
             let total: usize = sessions.iter().map(Vec::len).sum();
             (
@@ -306,4 +310,41 @@ fn a_late_event_of_a_closed_visit_joins_the_open_one() {
     ]);
     assert_eq!(model.duplicates, 1);
     assert_eq!(engine.duplicates, 0);
+}
+
+/// The case fuzzing once found (fuzz/regressions/engine/split-session-with-repeated-id.bin): a
+/// duplicate, even one timed later, does not extend its session, so the same id exactly one
+/// timeout after the session's last new event opens a new session and counts again.
+#[test]
+fn a_duplicate_does_not_extend_its_session() {
+    let mut config = Config::default();
+    let timeout = 60_000;
+    config.journey.session_timeout = std::time::Duration::from_millis(timeout as u64);
+    let metrics = Arc::new(Metrics::new(&config));
+    let engine = Engine::new(&config, metrics.clone());
+    let at = |ts: i64| Sent {
+        site: 0,
+        visit: 0,
+        event: RefEvent {
+            session: "s7".into(),
+            id: "e199".into(),
+            kind: "view_item".into(),
+            ts: 51_139_000 + ts,
+            value: None,
+            currency: None,
+            order_id: None,
+        },
+        channel: Channel::Direct,
+        device: Device::Desktop,
+    };
+    let sent = [at(0), at(4_000), at(timeout)];
+    for s in &sent {
+        engine.apply(&to_event(s));
+    }
+    engine.close_all();
+    let report = Report::new(&config, &metrics).to_json();
+    let events: Vec<RefEvent> = sent.iter().map(|s| s.event.clone()).collect();
+    let model = reference(&events, timeout);
+    assert_eq!((model.reached[0], model.duplicates), (2, 1));
+    assert_figures_eq(&from_report_json(&report, "demo"), &model);
 }

@@ -332,6 +332,8 @@ async fn two_engines_split_the_partitions_and_sum_to_the_truth() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_walked_exactly(0..200, &[&a, &b]);
+    // Nothing was retried: a duplicate here is an event applied twice.
+    assert_eq!(duplicates(&a) + duplicates(&b), 0);
     two.stop().await;
     one.stop().await;
     collector.stop().await;
@@ -357,24 +359,25 @@ async fn a_broker_restart_under_load_gives_503s_then_counts_every_event_once() {
     let sender = {
         let collector = collector.clone();
         tokio::spawn(async move {
-            let mut refused = 0;
+            // Events of failed attempts (each may have been taken): the most duplicates there can be.
+            let mut resent = 0;
             for s in 1..120 {
                 let body = batch(walk(s));
                 if collector.post(&body).await != 200 {
-                    refused += 1;
-                    collector.post_until_accepted(&body).await;
+                    let failed = 1 + collector.post_until_accepted(&body).await;
+                    resent += failed * walk(s).len() as u64;
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            refused
+            resent
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart();
-    let refused = sender.await.unwrap();
-    assert!(refused > 0, "the outage should have refused some batches");
+    let resent = sender.await.unwrap();
+    assert!(resent > 0, "the outage should have refused some batches");
     let s = engine
         .wait_for("every event applied", |s| {
             s.sum("touchstream_engine_open_sessions", &[]) == 120.0
@@ -382,6 +385,11 @@ async fn a_broker_restart_under_load_gives_503s_then_counts_every_event_once() {
         })
         .await;
     assert_walked_exactly(0..120, &[&s]);
+    assert!(
+        duplicates(&s) <= resent,
+        "{} duplicates, {resent} events re-sent",
+        duplicates(&s)
+    );
     // Every session is open, one at each furthest stage in turn.
     for stage in common::reference::STAGES {
         let open = s.sum("touchstream_funnel_active_sessions", &[("stage", stage)]);

@@ -119,8 +119,10 @@ const drained = (page, what) =>
 
 /** Another visitor's page on `origin` (a context of its own) sends a marker, a `search`, and the
  * engine applies it. Whatever a page closed earlier sent as it unloaded (a beacon outlives the
- * page, and close() does not wait for it) left the browser before the marker did, so it has
- * arrived by then and the figures returned include it. */
+ * page, and close() does not wait for it) was sent before the marker; the two travel on
+ * different connections, so that order is not guaranteed on arrival, but the marker page's
+ * load, the snippet's start and the engine's apply give the beacon that much head start, and in
+ * every run here it had arrived. */
 async function marker(t, until, goto) {
   const { page } = await newPage(t);
   await goto(page);

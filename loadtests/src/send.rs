@@ -68,9 +68,10 @@ pub struct Stats {
     pub bot_events: u64,
     /// Retries after 429, 5xx or a network error.
     pub retries: u64,
-    /// Events re-sent by those retries, once per retry. A failed attempt may still have been
-    /// taken in part (a 5xx over Kafka after some deliveries, a lost answer), so each can add
-    /// a duplicate the generator cannot see: the most duplicates retries can explain.
+    /// Events re-sent by those retries, once per retry, after a 5xx or a lost answer (not a 429,
+    /// which takes nothing). Such a failed attempt may still have been taken in part (a 5xx over
+    /// Kafka after some deliveries), so each can add a duplicate the generator cannot see: the
+    /// most duplicates retries can explain.
     pub retried_events: u64,
 }
 
@@ -172,7 +173,11 @@ pub async fn send(
         }
         if matches!(status, 0 | 429 | 500..=599) {
             stats.retries += 1;
-            stats.retried_events += events.len() as u64;
+            // A failed attempt may have been taken (a 5xx over Kafka after some deliveries, a
+            // lost answer), so its retry may count as duplicates; a 429 takes nothing.
+            if status != 429 {
+                stats.retried_events += events.len() as u64;
+            }
             let jitter = 0.5 + fastrand::f64();
             tokio::time::sleep(backoff.mul_f64(jitter)).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -225,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn each_retry_counts_the_events_it_re_sends() {
         let target = Target {
-            events_url: answering(vec![503, 0, 200]),
+            events_url: answering(vec![429, 503, 0, 200]),
             origin: "http://127.0.0.1".into(),
             site: "demo".into(),
             batch: 3,
@@ -243,8 +248,10 @@ mod tests {
         )
         .await;
         assert!(sent.is_ok());
-        assert_eq!(stats.requests, 3);
-        assert_eq!((stats.retries, stats.retried_events), (2, 6));
+        assert_eq!(stats.requests, 4);
+        // The 429 is retried but took nothing: only the other two failed attempts may come back
+        // as duplicates.
+        assert_eq!((stats.retries, stats.retried_events), (3, 6));
         assert_eq!(stats.events_accepted, 3);
     }
 }

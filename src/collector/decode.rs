@@ -41,7 +41,8 @@ pub struct Decoded {
     pub events: Vec<Event>,
     /// `(index in the batch, why)` of every invalid event.
     pub rejected: Vec<(usize, Rejection)>,
-    /// Valid events kept out of the funnel, by [`FilterReason::index`].
+    /// Valid events kept out of the funnel, by [`FilterReason::index`] (the decoder never
+    /// counts `duplicate`: only the engine knows an id was seen).
     pub filtered: [u64; FilterReason::ALL.len()],
 }
 

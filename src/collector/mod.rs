@@ -286,7 +286,7 @@ impl CollectorState {
                 None
             },
         };
-        self.accept(site, &ctx, &batch).await
+        self.accept(site, now, &ctx, &batch).await
     }
 
     /// Decodes the batch's events and hands the good ones to the transport; the answer names
@@ -294,6 +294,7 @@ impl CollectorState {
     async fn accept(
         &self,
         site: usize,
+        received_at: i64,
         ctx: &BatchContext,
         batch: &WireBatch<'_>,
     ) -> Result<IngestResponse, ApiError> {
@@ -301,10 +302,6 @@ impl CollectorState {
         m.received(site).inc_by(batch.events.len() as u64);
         let decoded = decode_batch(&batch.events, ctx, &self.limits);
         let valid = decoded.valid();
-        let received_at = match ctx.clock {
-            Clock::Received { at, .. } => at,
-            Clock::Recorded => 0,
-        };
         let mut letters = Vec::with_capacity(decoded.rejected.len());
         let mut rejected = Vec::with_capacity(decoded.rejected.len());
         for (index, r) in decoded.rejected {

@@ -12,9 +12,10 @@
 //! at zero only when read), the same events in any order, duplicated or interleaved give the
 //! same figures. Channel and device are those of the first event received for the session.
 //!
-//! The layers: this module keeps the store (keys, opening, closing, eviction); [`rules`] says
-//! what an event does to its session; a [`Recorder`] turns that into counter writes, and
-//! [`record::Gauges`] keeps the gauges in step with the open sessions.
+//! The layers: this module keeps the store (keys, opening, closing, eviction, and with them
+//! the open-session gauge and the eviction counter, written whatever the recorder); [`rules`]
+//! says what an event does to its session; a [`Recorder`] turns that into counter writes, and
+//! [`record::Gauges`] keeps the funnel's gauges in step with the open sessions.
 
 pub mod kafka;
 mod memory;
@@ -23,7 +24,7 @@ mod rules;
 mod session;
 
 pub use memory::run;
-pub use record::{Counting, Recorder, Silent};
+pub(crate) use record::{Counting, Recorder, Silent};
 
 use crate::config::Config;
 use crate::event::Event;
@@ -106,7 +107,8 @@ impl Engine {
     }
 
     /// The compiled journey map.
-    pub fn journey(&self) -> &Journey {
+    #[cfg(test)]
+    fn journey(&self) -> &Journey {
         &self.journey
     }
 
@@ -116,7 +118,7 @@ impl Engine {
     }
 
     /// The recorder that counts into this engine's metrics.
-    pub fn counting(&self) -> Counting<'_> {
+    pub(crate) fn counting(&self) -> Counting<'_> {
         Counting(&self.metrics)
     }
 
@@ -127,6 +129,7 @@ impl Engine {
         }
     }
 
+    #[inline]
     fn session_key(&self, site: u16, session: &str) -> SessionKey {
         let mut h = SipHasher13x128::new_with_keys(self.keys[0], self.keys[1]);
         h.write_u16(site);
@@ -148,7 +151,7 @@ impl Engine {
     }
 
     /// Applies one event, reporting into `rec`.
-    pub fn apply_into(&self, ev: &Event, rec: &impl Recorder) -> Outcome {
+    pub(crate) fn apply_into(&self, ev: &Event, rec: &impl Recorder) -> Outcome {
         rec.applied();
         let Some(&site) = self.sites.get(&*ev.site) else {
             rec.unknown_site();
@@ -230,7 +233,7 @@ impl Engine {
     }
 
     /// [`Engine::sweep`], reporting into `rec`.
-    pub fn sweep_into(&self, now_ms: i64, rec: &impl Recorder) -> usize {
+    pub(crate) fn sweep_into(&self, now_ms: i64, rec: &impl Recorder) -> usize {
         let cutoff = now_ms.saturating_sub(self.journey.session_timeout_ms);
         self.close_where(|s| s.last_ms <= cutoff, rec)
     }

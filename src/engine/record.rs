@@ -2,7 +2,7 @@
 //! into counter writes. [`Counting`] writes them; [`Silent`] writes nothing, for rebuilding
 //! state from events whose counts were already exported. The gauges are not a recorder's
 //! business: they mirror the open sessions, so [`Gauges`] follows every change of state,
-//! counted or not.
+//! counted or not (as do the store's own open-session gauge and eviction counter).
 
 use super::rules::{Closed, Step};
 use super::session::Session;
@@ -27,18 +27,22 @@ pub trait Recorder {
 pub struct Counting<'a>(pub &'a Metrics);
 
 impl Recorder for Counting<'_> {
+    #[inline]
     fn applied(&self) {
         self.0.engine.applied.inc();
     }
 
+    #[inline]
     fn unknown_site(&self) {
         self.0.engine.unknown_site.inc();
     }
 
+    #[inline]
     fn duplicate(&self, site: usize) {
         self.0.ingest.filtered(site, FilterReason::Duplicate).inc();
     }
 
+    #[inline]
     fn step(&self, st: &Step) {
         let m = &self.0.funnel;
         for stage in st.reached.clone() {
@@ -56,6 +60,7 @@ impl Recorder for Counting<'_> {
         }
     }
 
+    #[inline]
     fn closed(&self, c: &Closed<'_>) {
         let m = &self.0.funnel;
         let s = c.session;
@@ -99,6 +104,7 @@ pub struct Gauges<'a> {
 impl Gauges<'_> {
     /// Takes the session's cart value out before a change (its value may change) and notes
     /// what the gauges show of it.
+    #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
         let cart_open = s.cart_open(self.cart_stage);
         if cart_open {
@@ -111,6 +117,8 @@ impl Gauges<'_> {
     }
 
     /// Puts the changed session back into the gauges.
+    // Always inlined, as `rules::advance` is: both sit on every event's path.
+    #[inline(always)]
     pub fn after(&self, s: &Session, was: Mirrored) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
@@ -132,6 +140,7 @@ impl Gauges<'_> {
     }
 
     /// Takes a leaving session out of every gauge.
+    #[inline]
     pub fn remove(&self, s: &Session) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
@@ -142,6 +151,7 @@ impl Gauges<'_> {
         }
     }
 
+    #[inline]
     fn cart_value(&self, s: &Session, sign: i64) {
         let site = usize::from(s.site);
         for (currency, micros) in s.cart_value() {

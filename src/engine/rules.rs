@@ -38,6 +38,8 @@ pub struct Order {
 
 /// Applies a new event to its session. `currency` is the event's currency label index and
 /// `order_id` the keyed hash of its order id, both resolved by the caller.
+// Always inlined into the engine's apply: as a call it cost 5 % of `engine/apply`.
+#[inline(always)]
 pub fn advance(
     j: &Journey,
     s: &mut Session,
@@ -110,6 +112,7 @@ pub struct Closed<'a> {
 }
 
 /// The figures of a closing session.
+#[inline]
 pub fn closing<'a>(j: &Journey, s: &'a Session) -> Closed<'a> {
     let furthest = s.furthest();
     Closed {

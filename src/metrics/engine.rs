@@ -23,11 +23,15 @@ pub struct EngineMetrics {
 
 impl EngineMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
-        let lag = r.add(
-            "touchstream_engine_event_lag_seconds",
-            "Seconds from the collector receiving an event to the engine applying it.",
-            latency_buckets(),
-        );
+        // A family with one empty label set, as it always was: its samples print with `{}`.
+        let lag = r
+            .histograms(
+                "touchstream_engine_event_lag_seconds",
+                "Seconds from the collector receiving an event to the engine applying it.",
+                latency_buckets,
+            )
+            .get_or_create(&Vec::new())
+            .clone();
         Self {
             lag,
             open_sessions: r.gauge(

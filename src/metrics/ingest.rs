@@ -2,7 +2,7 @@
 //! reason (the engine counts its duplicates into the same filtered series).
 
 use super::cells::{Registrar, series};
-use super::labels;
+use super::{CounterFamily, labels};
 use crate::event::{FilterReason, RejectReason};
 use prometheus_client::metrics::counter::Counter;
 
@@ -18,7 +18,7 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    pub(super) fn new(r: &mut Registrar, sites: &[String]) -> Self {
+    pub(super) fn new(r: &mut Registrar, sites: &[String], filtered: &CounterFamily) -> Self {
         let per_site: Vec<_> = sites.iter().map(|s| labels([("site", s)])).collect();
         let with_reason = |reasons: Vec<&'static str>| {
             sites
@@ -32,10 +32,7 @@ impl IngestMetrics {
         };
         Self {
             filtered: series(
-                &r.counters(
-                    "touchstream_events_filtered",
-                    "Accepted events kept out of the funnel, by reason.",
-                ),
+                filtered,
                 &with_reason(FilterReason::ALL.iter().map(|r| r.as_str()).collect()),
             ),
             received: series(

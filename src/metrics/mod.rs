@@ -6,8 +6,9 @@
 //! are known up front are created at zero at start-up and their handles kept in flat vectors;
 //! series from a closed but large set (touchpoint x phase, status x route) are created on first
 //! use in pre-sized cells. Either way the hot path is an index and an atomic add, never a label
-//! hash. The only families resolved by label on use are the rare ones: Kafka commits, delivery
-//! errors, parked partitions and per-partition lag, each written at most a few times a second.
+//! hash. The only families resolved by label on use are off the hot path, written on failures
+//! or on the clock: the transport's refused batches, Kafka delivery errors, commits, parked
+//! partitions and per-partition lag.
 
 mod cells;
 mod engine;
@@ -21,7 +22,8 @@ mod transport;
 pub use cells::SiteCurrencies;
 pub use engine::EngineMetrics;
 pub use funnel::FunnelMetrics;
-pub use http::{HttpMetrics, Route, track};
+pub(crate) use http::track;
+pub use http::{HttpMetrics, Route};
 pub use ingest::IngestMetrics;
 pub use report::{Report, SiteReport};
 pub use transport::{KafkaMetrics, TransportMetrics};
@@ -67,8 +69,14 @@ impl Metrics {
         let mut r = Registrar(&mut registry);
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
         let funnel = FunnelMetrics::new(&mut r, config, &journey);
+        // Registered here, between the funnel and the engine's own metrics, to keep the
+        // exposition's order: the collector's filters and the engine's duplicates share it.
+        let filtered = r.counters(
+            "touchstream_events_filtered",
+            "Accepted events kept out of the funnel, by reason.",
+        );
         let engine = EngineMetrics::new(&mut r);
-        let ingest = IngestMetrics::new(&mut r, &sites);
+        let ingest = IngestMetrics::new(&mut r, &sites, &filtered);
         let http = HttpMetrics::new(&mut r);
         let transport = TransportMetrics::new(&mut r);
         let kafka = KafkaMetrics::new(&mut r);

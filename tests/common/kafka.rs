@@ -233,13 +233,16 @@ impl Running {
         res.map(|r| r.status().as_u16()).unwrap_or(0)
     }
 
-    /// Posts a batch until it gets a 2xx, as a client honouring Retry-After would.
-    pub async fn post_until_accepted(&self, body: &serde_json::Value) {
+    /// Posts a batch until it gets a 2xx, as a client honouring Retry-After would; returns how
+    /// many attempts failed (each may have been taken in part: a 503 over Kafka can come after
+    /// some deliveries).
+    pub async fn post_until_accepted(&self, body: &serde_json::Value) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(120);
+        let mut failed = 0;
         loop {
             match self.post(body).await {
-                200 => return,
-                503 | 0 => {}
+                200 => return failed,
+                503 | 0 => failed += 1,
                 other => panic!("unexpected status {other}"),
             }
             assert!(Instant::now() < deadline, "batch never accepted");

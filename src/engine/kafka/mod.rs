@@ -12,8 +12,8 @@
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
 //! - **A new owner rebuilds before it counts.** On the first message of a newly assigned
 //!   partition (at the committed offset C), the engine re-reads the partition from
-//!   `kafka.rebuild_lookback` before C up to C into the [`Silent`] recorder (sessions and gauges
-//!   follow, counters do not), then counts from C on.
+//!   `kafka.rebuild_lookback` before C up to C into the [`Silent`](super::Silent) recorder
+//!   (sessions and gauges follow, counters do not), then counts from C on.
 //!
 //! On revoke, the engine commits what it has applied (it keeps running and its next scrape
 //! exports those counts) and releases the partition's sessions without counting them. On
@@ -196,7 +196,6 @@ impl KafkaEngine {
             self.rebuild(partition, offset, from).await;
         }
         let message = decode(&self.shared.metrics, m.payload());
-        let now = crate::now_ms();
         let mut state = self.shared.lock();
         let Some(part) = state.parts.get_mut(&partition) else {
             return;
@@ -211,7 +210,7 @@ impl KafkaEngine {
                 self.shared
                     .metrics
                     .engine
-                    .observe_lag(e.received_at_ms, now);
+                    .observe_lag(e.received_at_ms, crate::now_ms());
             }
             Some(tick) => apply(&part.engine, tick, &part.engine.counting()),
             None => {}

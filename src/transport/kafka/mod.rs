@@ -5,7 +5,8 @@
 mod codec;
 mod sink;
 
-pub use codec::{InMessage, OutMessage, key};
+pub use codec::InMessage;
+pub(crate) use codec::{OutMessage, key};
 pub use sink::KafkaSink;
 
 use crate::config::{Config, KafkaConfig};
@@ -16,7 +17,7 @@ use rdkafka::error::RDKafkaErrorCode;
 use std::time::Duration;
 
 /// Client settings shared by every client: brokers, then the pass-through properties.
-pub fn client_config(
+pub(crate) fn client_config(
     kafka: &KafkaConfig,
     extra: &std::collections::BTreeMap<String, String>,
 ) -> ClientConfig {
@@ -30,7 +31,7 @@ pub fn client_config(
 }
 
 /// Creates the events and dead-letter topics when missing (when `kafka.create_topics`).
-pub async fn create_topics(config: &Config) -> anyhow::Result<()> {
+pub(crate) async fn create_topics(config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
     if !k.create_topics {
         return Ok(());
