@@ -13,31 +13,36 @@ use std::sync::OnceLock;
 /// Registers metrics in one registry; each method returns the handle it registered.
 pub(super) struct Registrar<'a>(pub &'a mut Registry);
 
+/// A family's name and help text.
+pub(super) type Meta = (&'static str, &'static str);
+
 impl Registrar<'_> {
-    /// Registers `metric` under `name` and returns it (handles share the registered series).
-    pub fn add<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+    /// Registers `metric` and returns it (handles share the registered series).
+    pub fn add<M: Metric + Clone>(&mut self, (name, help): Meta, metric: M) -> M {
         self.0.register(name, help, metric.clone());
         metric
     }
-    pub fn counters(&mut self, name: &str, help: &str) -> CounterFamily {
-        self.add(name, help, CounterFamily::default())
+    /// A family of `M`, each series made by `M::default()`.
+    pub fn family<M: Default>(&mut self, meta: Meta) -> Family<Labels, M>
+    where
+        Family<Labels, M>: Metric + Clone,
+    {
+        self.add(meta, Family::default())
     }
-    pub fn gauges(&mut self, name: &str, help: &str) -> GaugeFamily {
-        self.add(name, help, GaugeFamily::default())
+    pub fn counters(&mut self, meta: Meta) -> CounterFamily {
+        self.family(meta)
     }
-    pub fn histograms(
-        &mut self,
-        name: &str,
-        help: &str,
-        buckets: fn() -> Histogram,
-    ) -> HistogramFamily {
-        self.add(name, help, Family::new_with_constructor(buckets))
+    pub fn gauges(&mut self, meta: Meta) -> GaugeFamily {
+        self.family(meta)
     }
-    pub fn counter(&mut self, name: &str, help: &str) -> Counter {
-        self.add(name, help, Counter::default())
+    pub fn histograms(&mut self, meta: Meta, buckets: fn() -> Histogram) -> HistogramFamily {
+        self.add(meta, Family::new_with_constructor(buckets))
     }
-    pub fn gauge(&mut self, name: &str, help: &str) -> Gauge {
-        self.add(name, help, Gauge::default())
+    pub fn counter(&mut self, meta: Meta) -> Counter {
+        self.add(meta, Counter::default())
+    }
+    pub fn gauge(&mut self, meta: Meta) -> Gauge {
+        self.add(meta, Gauge::default())
     }
 }
 

@@ -26,30 +26,32 @@ impl EngineMetrics {
         // A family with one empty label set, as it always was: its samples print with `{}`.
         let lag = r
             .histograms(
-                "touchstream_engine_event_lag_seconds",
-                "Seconds from the collector receiving an event to the engine applying it.",
+                (
+                    "touchstream_engine_event_lag_seconds",
+                    "Seconds from the collector receiving an event to the engine applying it.",
+                ),
                 latency_buckets,
             )
             .get_or_create(&Vec::new())
             .clone();
         Self {
             lag,
-            open_sessions: r.gauge(
+            open_sessions: r.gauge((
                 "touchstream_engine_open_sessions",
                 "Sessions held in memory.",
-            ),
-            evicted: r.counter(
+            )),
+            evicted: r.counter((
                 "touchstream_engine_sessions_evicted",
                 "Sessions closed early because the session store was full.",
-            ),
-            applied: r.counter(
+            )),
+            applied: r.counter((
                 "touchstream_engine_events_applied",
                 "Events applied by the engine, duplicates included.",
-            ),
-            unknown_site: r.counter(
+            )),
+            unknown_site: r.counter((
                 "touchstream_engine_events_unknown_site",
                 "Events for a site missing from this engine's configuration.",
-            ),
+            )),
         }
     }
 

@@ -17,6 +17,61 @@ use prometheus_client::metrics::histogram::Histogram;
 const CHANNELS: usize = Channel::ALL.len();
 const DEVICES: usize = Device::ALL.len();
 
+/// A family's name and help, in registration (and so exposition) order below.
+type Meta = (&'static str, &'static str);
+const REACHED: Meta = (
+    "touchstream_funnel_sessions",
+    "Sessions that reached each stage (counted when first reached).",
+);
+const DROPOFFS: Meta = (
+    "touchstream_funnel_dropoffs",
+    "Sessions that closed with this stage as their furthest.",
+);
+const ACTIVE: Meta = (
+    "touchstream_funnel_active_sessions",
+    "Open sessions by their furthest stage.",
+);
+const STAGE_SECONDS: Meta = (
+    "touchstream_stage_reached_seconds",
+    "Seconds from session start to reaching a stage.",
+);
+const ABANDONED: Meta = (
+    "touchstream_carts_abandoned",
+    "Sessions that reached the cart stage and closed without an order.",
+);
+const ABANDONED_VALUE: Meta = (
+    "touchstream_carts_abandoned_value",
+    "Value left in abandoned carts, in currency units.",
+);
+const OPEN: Meta = (
+    "touchstream_carts_open",
+    "Open sessions with a cart and no order.",
+);
+const OPEN_VALUE: Meta = (
+    "touchstream_carts_open_value",
+    "Value in open carts, in currency units.",
+);
+const ORDERS: Meta = (
+    "touchstream_orders",
+    "Orders (purchase events, once per order_id and session).",
+);
+const REVENUE: Meta = (
+    "touchstream_revenue",
+    "Revenue of orders, in currency units.",
+);
+const ORDER_VALUE: Meta = (
+    "touchstream_order_value",
+    "Value of each order, in currency units.",
+);
+const TOUCHPOINTS: Meta = (
+    "touchstream_touchpoints",
+    "Touchpoints by journey phase and type.",
+);
+const FRICTION: Meta = (
+    "touchstream_friction",
+    "Friction touchpoints by the stage where the session stood.",
+);
+
 /// Handles for every funnel metric.
 #[derive(Debug)]
 pub struct FunnelMetrics {
@@ -56,23 +111,22 @@ fn by_channel_device(prefixes: &[Labels]) -> Vec<Labels> {
     out
 }
 
-/// A series per site and currency: `[site][currency]`.
-fn per_currency<M: Clone, C: MetricConstructor<M>>(
-    family: &Family<Labels, M, C>,
-    sites: &[String],
-    currencies: &[SiteCurrencies],
-) -> Vec<Vec<M>> {
+/// Every site's label set for each of its currencies: `[site][currency]`.
+fn per_currency(sites: &[String], currencies: &[SiteCurrencies]) -> Vec<Vec<Labels>> {
     let sets = |(site, cur): (&String, &SiteCurrencies)| -> Vec<Labels> {
-        cur.codes
-            .iter()
+        (cur.codes.iter())
             .map(|c| labels([("site", site), ("currency", c)]))
             .collect()
     };
-    sites
-        .iter()
-        .zip(currencies)
-        .map(|sc| series(family, &sets(sc)))
-        .collect()
+    sites.iter().zip(currencies).map(sets).collect()
+}
+
+/// The series of `family` for each site's label sets: `[site][...]`.
+fn nested<M: Clone, C: MetricConstructor<M>>(
+    family: &Family<Labels, M, C>,
+    sets: &[Vec<Labels>],
+) -> Vec<Vec<M>> {
+    sets.iter().map(|s| series(family, s)).collect()
 }
 
 impl FunnelMetrics {
@@ -86,89 +140,26 @@ impl FunnelMetrics {
             })
             .collect();
         let site_only: Vec<Labels> = sites.iter().map(|s| labels([("site", s)])).collect();
-        let money = |r: &mut Registrar, name: &str, help: &str| {
-            let family = r.add(name, help, Family::<Labels, MoneyCounter>::default());
-            per_currency(&family, &sites, &currencies)
-        };
+        let (cd_stage, cd_site) = (
+            by_channel_device(&site_stage),
+            by_channel_device(&site_only),
+        );
+        let money = per_currency(&sites, &currencies);
         Self {
-            reached: series(
-                &r.counters(
-                    "touchstream_funnel_sessions",
-                    "Sessions that reached each stage (counted when first reached).",
-                ),
-                &by_channel_device(&site_stage),
-            ),
-            dropoffs: series(
-                &r.counters(
-                    "touchstream_funnel_dropoffs",
-                    "Sessions that closed with this stage as their furthest.",
-                ),
-                &by_channel_device(&site_stage),
-            ),
-            active: series(
-                &r.gauges(
-                    "touchstream_funnel_active_sessions",
-                    "Open sessions by their furthest stage.",
-                ),
-                &site_stage,
-            ),
+            reached: series(&r.counters(REACHED), &cd_stage),
+            dropoffs: series(&r.counters(DROPOFFS), &cd_stage),
+            active: series(&r.gauges(ACTIVE), &site_stage),
             stage_seconds: series(
-                &r.histograms(
-                    "touchstream_stage_reached_seconds",
-                    "Seconds from session start to reaching a stage.",
-                    stage_seconds_buckets,
-                ),
+                &r.histograms(STAGE_SECONDS, stage_seconds_buckets),
                 &site_stage,
             ),
-            carts_abandoned: series(
-                &r.counters(
-                    "touchstream_carts_abandoned",
-                    "Sessions that reached the cart stage and closed without an order.",
-                ),
-                &by_channel_device(&site_only),
-            ),
-            carts_abandoned_value: money(
-                r,
-                "touchstream_carts_abandoned_value",
-                "Value left in abandoned carts, in currency units.",
-            ),
-            carts_open: series(
-                &r.gauges(
-                    "touchstream_carts_open",
-                    "Open sessions with a cart and no order.",
-                ),
-                &site_only,
-            ),
-            carts_open_value: per_currency(
-                &r.add(
-                    "touchstream_carts_open_value",
-                    "Value in open carts, in currency units.",
-                    Family::<Labels, MoneyGauge>::default(),
-                ),
-                &sites,
-                &currencies,
-            ),
-            orders: series(
-                &r.counters(
-                    "touchstream_orders",
-                    "Orders (purchase events, once per order_id and session).",
-                ),
-                &by_channel_device(&site_only),
-            ),
-            revenue: money(
-                r,
-                "touchstream_revenue",
-                "Revenue of orders, in currency units.",
-            ),
-            order_value: per_currency(
-                &r.histograms(
-                    "touchstream_order_value",
-                    "Value of each order, in currency units.",
-                    order_value_buckets,
-                ),
-                &sites,
-                &currencies,
-            ),
+            carts_abandoned: series(&r.counters(ABANDONED), &cd_site),
+            carts_abandoned_value: nested(&r.family::<MoneyCounter>(ABANDONED_VALUE), &money),
+            carts_open: series(&r.gauges(OPEN), &site_only),
+            carts_open_value: nested(&r.family::<MoneyGauge>(OPEN_VALUE), &money),
+            orders: series(&r.counters(ORDERS), &cd_site),
+            revenue: nested(&r.family::<MoneyCounter>(REVENUE), &money),
+            order_value: nested(&r.histograms(ORDER_VALUE, order_value_buckets), &money),
             touchpoints: touchpoint_cells(r, &sites, journey),
             friction: friction_cells(r, &sites, journey),
             stages: journey.stages.len(),
@@ -182,10 +173,7 @@ impl FunnelMetrics {
 
 /// `touchstream_touchpoints_total{site, phase, touchpoint}`, created on first use.
 fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let family = r.counters(
-        "touchstream_touchpoints",
-        "Touchpoints by journey phase and type.",
-    );
+    let family = r.counters(TOUCHPOINTS);
     let (sites, phases, tps) = (
         sites.to_vec(),
         journey.phases.clone(),
@@ -205,10 +193,7 @@ fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> L
 
 /// `touchstream_friction_total{site, stage, kind}`, created on first use.
 fn friction_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let family = r.counters(
-        "touchstream_friction",
-        "Friction touchpoints by the stage where the session stood.",
-    );
+    let family = r.counters(FRICTION);
     let sites = sites.to_vec();
     let stages: Vec<String> = journey.stages.iter().map(|s| s.name.clone()).collect();
     let kinds = journey.friction.clone();

@@ -55,14 +55,16 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
-        let requests = r.counters(
+        let requests = r.counters((
             "touchstream_http_requests",
             "HTTP requests by route and status.",
-        );
+        ));
         let statuses = STATUSES.len();
         let durations = r.histograms(
-            "touchstream_http_request_duration_seconds",
-            "HTTP request duration by route.",
+            (
+                "touchstream_http_request_duration_seconds",
+                "HTTP request duration by route.",
+            ),
             latency_buckets,
         );
         Self {
@@ -78,14 +80,14 @@ impl HttpMetrics {
                 let l = labels([("route", Route::ALL[i].as_str())]);
                 durations.get_or_create(&l).clone()
             }),
-            connections_open: r.gauge(
+            connections_open: r.gauge((
                 "touchstream_http_connections_open",
                 "HTTP connections held now.",
-            ),
-            connections_refused: r.counter(
+            )),
+            connections_refused: r.counter((
                 "touchstream_http_connections_refused",
                 "HTTP connections closed at once because the listener was full.",
-            ),
+            )),
         }
     }
 

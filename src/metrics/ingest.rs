@@ -36,24 +36,24 @@ impl IngestMetrics {
                 &with_reason(FilterReason::ALL.iter().map(|r| r.as_str()).collect()),
             ),
             received: series(
-                &r.counters(
+                &r.counters((
                     "touchstream_events_received",
                     "Events in well-formed batches for a known site.",
-                ),
+                )),
                 &per_site,
             ),
             accepted: series(
-                &r.counters(
+                &r.counters((
                     "touchstream_events_accepted",
                     "Events accepted (in the transport, or filtered).",
-                ),
+                )),
                 &per_site,
             ),
             rejected: series(
-                &r.counters(
+                &r.counters((
                     "touchstream_events_rejected",
                     "Events not accepted, by reason.",
-                ),
+                )),
                 &with_reason(RejectReason::ALL.iter().map(|r| r.as_str()).collect()),
             ),
         }

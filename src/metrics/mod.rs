@@ -71,10 +71,10 @@ impl Metrics {
         let funnel = FunnelMetrics::new(&mut r, config, &journey);
         // Registered here, between the funnel and the engine's own metrics, to keep the
         // exposition's order: the collector's filters and the engine's duplicates share it.
-        let filtered = r.counters(
+        let filtered = r.counters((
             "touchstream_events_filtered",
             "Accepted events kept out of the funnel, by reason.",
-        );
+        ));
         let engine = EngineMetrics::new(&mut r);
         let ingest = IngestMetrics::new(&mut r, &sites, &filtered);
         let http = HttpMetrics::new(&mut r);

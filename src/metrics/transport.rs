@@ -20,21 +20,18 @@ pub struct TransportMetrics {
 impl TransportMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
         Self {
-            queued: r.add(
+            queued: r.gauge((
                 "touchstream_transport_queue_events",
                 "Events in the transport waiting for the engine.",
-                Gauge::default(),
-            ),
-            capacity: r.add(
+            )),
+            capacity: r.gauge((
                 "touchstream_transport_queue_capacity_events",
                 "Most events the transport queue holds.",
-                Gauge::default(),
-            ),
-            failures: r.add(
+            )),
+            failures: r.counters((
                 "touchstream_transport_send_failures",
                 "Batches the transport could not take, by reason.",
-                CounterFamily::default(),
-            ),
+            )),
         }
     }
 }
@@ -65,57 +62,36 @@ impl KafkaMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
         Self {
             produce_seconds: r.add(
-                "touchstream_kafka_produce_seconds",
-                "Seconds from producing a batch to its last delivery report.",
+                ("touchstream_kafka_produce_seconds",
+                "Seconds from producing a batch to its last delivery report."),
                 latency_buckets(),
             ),
-            delivery_errors: r.add(
-                "touchstream_kafka_delivery_errors",
-                "Kafka delivery errors by kind.",
-                CounterFamily::default(),
-            ),
-            producer_queue: r.add(
-                "touchstream_kafka_producer_queue_messages",
-                "Messages in the producer awaiting delivery.",
-                Gauge::default(),
-            ),
-            consumer_lag: r.add(
-                "touchstream_kafka_consumer_lag_messages",
-                "Messages between the engine's position and the partition end.",
-                GaugeFamily::default(),
-            ),
-            assigned_partitions: r.add(
-                "touchstream_kafka_assigned_partitions",
-                "Partitions this engine owns.",
-                Gauge::default(),
-            ),
+            delivery_errors: r.counters(("touchstream_kafka_delivery_errors",
+                "Kafka delivery errors by kind.")),
+            producer_queue: r.gauge(("touchstream_kafka_producer_queue_messages",
+                "Messages in the producer awaiting delivery.")),
+            consumer_lag: r.gauges(("touchstream_kafka_consumer_lag_messages",
+                "Messages between the engine's position and the partition end.")),
+            assigned_partitions: r.gauge(("touchstream_kafka_assigned_partitions",
+                "Partitions this engine owns.")),
             rebuild_seconds: r.add(
-                "touchstream_kafka_rebuild_seconds",
-                "Seconds to rebuild a newly assigned partition's open sessions.",
+                ("touchstream_kafka_rebuild_seconds",
+                "Seconds to rebuild a newly assigned partition's open sessions."),
                 latency_buckets(),
             ),
-            rebuild_messages: r.add(
-                "touchstream_kafka_rebuild_messages",
-                "Messages re-read to rebuild sessions.",
-                Counter::default(),
-            ),
-            commits: r.add(
-                "touchstream_kafka_commits",
-                "Offset commits by result.",
-                CounterFamily::default(),
-            ),
+            rebuild_messages: r.counter(("touchstream_kafka_rebuild_messages",
+                "Messages re-read to rebuild sessions.")),
+            commits: r.counters(("touchstream_kafka_commits",
+                "Offset commits by result.")),
             parked: r.add(
-                "touchstream_kafka_parked_partitions",
+                ("touchstream_kafka_parked_partitions",
                 "Partitions revoked before their offsets could be committed, by outcome: resumed \
                  where they stopped, or handed over to another engine (the events counted since \
-                 the last scrape are then counted twice).",
+                 the last scrape are then counted twice)."),
                 CounterFamily::default(),
             ),
-            unreadable: r.add(
-                "touchstream_kafka_messages_unreadable",
-                "Messages skipped because their schema is unknown.",
-                Counter::default(),
-            ),
+            unreadable: r.counter(("touchstream_kafka_messages_unreadable",
+                "Messages skipped because their schema is unknown.")),
         }
     }
 
