@@ -12,4 +12,6 @@ pub mod run;
 pub mod scrape;
 pub mod send;
 pub mod shopper;
+#[doc(hidden)]
+pub mod stand_in;
 pub mod truth;

@@ -197,34 +197,11 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
 
-    /// A server taking one request per connection and answering with `statuses` in turn; 0
-    /// closes the connection unanswered, as a lost answer. Its events URL.
+    /// A server answering with `statuses` in turn (0: a lost answer); its events URL.
     fn answering(statuses: Vec<u16>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            for (status, stream) in statuses.into_iter().zip(listener.incoming()) {
-                let mut reader = BufReader::new(stream.unwrap());
-                let mut length = 0;
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap() > 2 {
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    line.clear();
-                }
-                reader.read_exact(&mut vec![0; length]).unwrap();
-                if status != 0 {
-                    let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                    reader.get_mut().write_all(head.as_bytes()).unwrap();
-                }
-            }
-        });
-        url
+        let base = crate::stand_in::serve(move |_, n| statuses.get(n).copied().unwrap_or(503));
+        format!("{base}/v1/events")
     }
 
     #[tokio::test]

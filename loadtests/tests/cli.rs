@@ -1,8 +1,6 @@
 //! touchstream-load refuses bad input with a message and a non-zero exit, before sending, and
 //! exits non-zero from a run it could not verify unless told not to verify.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
@@ -21,34 +19,15 @@ fn load(args: &[&str]) -> (i32, String) {
 }
 
 /// A stand-in server whose `/metrics` is empty and which refuses every batch (403, as for a
-/// wrong origin), one request per connection; its base URL.
+/// wrong origin); its base URL.
 fn refusing() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut reader = BufReader::new(stream.unwrap());
-            let (mut request, mut line, mut length) = (String::new(), String::new(), 0);
-            reader.read_line(&mut request).unwrap();
-            while reader.read_line(&mut line).unwrap() > 2 {
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                line.clear();
-            }
-            reader.read_exact(&mut vec![0; length]).unwrap();
-            let status = if request.contains("/metrics") {
-                200
-            } else {
-                403
-            };
-            let head =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            reader.get_mut().write_all(head.as_bytes()).unwrap();
+    touchstream_load::stand_in::serve(|request, _| {
+        if request.contains("/metrics") {
+            200
+        } else {
+            403
         }
-    });
-    url
+    })
 }
 
 #[test]
