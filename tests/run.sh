@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, every test, and the benchmarks built.
+# The whole test suite, as CI runs it: formatting, lints, docs, every test, and the benchmarks built.
 # Installs what it needs, idempotently: rustfmt and clippy; the Kafka-protocol broker tansu that
 # the Kafka tests start on loopback (a one-time build of about 10 minutes); Debian's chromium and
 # the snippet's npm packages for its unit and browser tests; Debian's openssl (the README's signing
@@ -58,6 +58,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc (the docs' links resolve; module docs are part of the code)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p touchstream
 
 step "cargo test --workspace (touchstream and the load generator)"
 cargo test --workspace

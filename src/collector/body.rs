@@ -80,7 +80,7 @@ pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
 /// item); anything far deeper is an attack on the parser, refused before parsing.
 pub const MAX_DEPTH: usize = 32;
 
-/// Refuses a body whose arrays and objects nest deeper than [`MAX_DEPTH`] (strings skipped).
+/// Refuses a body whose arrays and objects nest deeper than `MAX_DEPTH` (strings skipped).
 pub fn check_depth(raw: &[u8]) -> Result<(), ApiError> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in raw {

@@ -1,5 +1,5 @@
 //! The funnel engine: open sessions in a bounded concurrent map, each event applied once, and
-//! every figure of the contract reported as it happens. Two drivers feed it: [`memory`] (the
+//! every figure of the contract reported as it happens. Two drivers feed it: `memory` (the
 //! embedded queue of `serve`) and [`kafka`] (a consumer group, one engine per partition).
 //!
 //! Semantics (CONTRACT.md section 2): a session is `(site, session)`; it closes once the clock
@@ -13,9 +13,9 @@
 //! same figures. Channel and device are those of the first event received for the session.
 //!
 //! The layers: this module keeps the store (keys, opening, closing, eviction, and with them
-//! the open-session gauge and the eviction counter, written whatever the recorder); [`rules`]
-//! says what an event does to its session; a [`Recorder`] turns that into counter writes, and
-//! [`record::Gauges`] keeps the funnel's gauges in step with the open sessions.
+//! the open-session gauge and the eviction counter, written whatever the recorder); `rules`
+//! says what an event does to its session; a `Recorder` turns that into counter writes, and
+//! `record::Gauges` keeps the funnel's gauges in step with the open sessions.
 
 pub mod kafka;
 mod memory;
@@ -128,8 +128,6 @@ impl Engine {
             cart_stage: self.journey.cart_stage,
         }
     }
-
-    #[inline]
     fn session_key(&self, site: u16, session: &str) -> SessionKey {
         let mut h = SipHasher13x128::new_with_keys(self.keys[0], self.keys[1]);
         h.write_u16(site);

@@ -3,12 +3,12 @@
 //! positions; series with open-ended combinations (touchpoint x phase, friction kind x stage)
 //! are created on first use, still from closed label sets.
 
-use super::cells::{LazyCells, Registrar, SiteCurrencies, series};
+use super::cells::{LazyCells, Meta, Registrar, SiteCurrencies, series};
 use super::money::{MoneyCounter, MoneyGauge};
 use super::{Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
 use crate::event::{Channel, Device};
-use crate::journey::Journey;
+use crate::journey::{Journey, Stage};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,8 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 const CHANNELS: usize = Channel::ALL.len();
 const DEVICES: usize = Device::ALL.len();
 
-/// A family's name and help, in registration (and so exposition) order below.
-type Meta = (&'static str, &'static str);
+// Each family's name and help, in registration (and so exposition) order.
 const REACHED: Meta = (
     "touchstream_funnel_sessions",
     "Sessions that reached each stage (counted when first reached).",
@@ -114,9 +113,8 @@ fn by_channel_device(prefixes: &[Labels]) -> Vec<Labels> {
 /// Every site's label set for each of its currencies: `[site][currency]`.
 fn per_currency(sites: &[String], currencies: &[SiteCurrencies]) -> Vec<Vec<Labels>> {
     let sets = |(site, cur): (&String, &SiteCurrencies)| -> Vec<Labels> {
-        (cur.codes.iter())
-            .map(|c| labels([("site", site), ("currency", c)]))
-            .collect()
+        let code = |c: &String| labels([("site", site), ("currency", c)]);
+        cur.codes.iter().map(code).collect()
     };
     sites.iter().zip(currencies).map(sets).collect()
 }
@@ -136,7 +134,8 @@ impl FunnelMetrics {
         let site_stage: Vec<Labels> = sites
             .iter()
             .flat_map(|s| {
-                (journey.stages.iter()).map(move |st| labels([("site", s), ("stage", &st.name)]))
+                let stage = move |st: &Stage| labels([("site", s), ("stage", &st.name)]);
+                journey.stages.iter().map(stage)
             })
             .collect();
         let site_only: Vec<Labels> = sites.iter().map(|s| labels([("site", s)])).collect();

@@ -1,6 +1,6 @@
 //! The transports' metrics: the embedded queue, and Kafka's producer and consumer.
 
-use super::cells::Registrar;
+use super::cells::{Meta, Registrar};
 use super::{CounterFamily, GaugeFamily, labels, latency_buckets};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -58,40 +58,56 @@ pub struct KafkaMetrics {
     pub unreadable: Counter,
 }
 
+const PARKED: Meta = (
+    "touchstream_kafka_parked_partitions",
+    "Partitions revoked before their offsets could be committed, by outcome: resumed where they \
+     stopped, or handed over to another engine (the events counted since the last scrape are \
+     then counted twice).",
+);
+
 impl KafkaMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
         Self {
             produce_seconds: r.add(
-                ("touchstream_kafka_produce_seconds",
-                "Seconds from producing a batch to its last delivery report."),
+                (
+                    "touchstream_kafka_produce_seconds",
+                    "Seconds from producing a batch to its last delivery report.",
+                ),
                 latency_buckets(),
             ),
-            delivery_errors: r.counters(("touchstream_kafka_delivery_errors",
-                "Kafka delivery errors by kind.")),
-            producer_queue: r.gauge(("touchstream_kafka_producer_queue_messages",
-                "Messages in the producer awaiting delivery.")),
-            consumer_lag: r.gauges(("touchstream_kafka_consumer_lag_messages",
-                "Messages between the engine's position and the partition end.")),
-            assigned_partitions: r.gauge(("touchstream_kafka_assigned_partitions",
-                "Partitions this engine owns.")),
+            delivery_errors: r.counters((
+                "touchstream_kafka_delivery_errors",
+                "Kafka delivery errors by kind.",
+            )),
+            producer_queue: r.gauge((
+                "touchstream_kafka_producer_queue_messages",
+                "Messages in the producer awaiting delivery.",
+            )),
+            consumer_lag: r.gauges((
+                "touchstream_kafka_consumer_lag_messages",
+                "Messages between the engine's position and the partition end.",
+            )),
+            assigned_partitions: r.gauge((
+                "touchstream_kafka_assigned_partitions",
+                "Partitions this engine owns.",
+            )),
             rebuild_seconds: r.add(
-                ("touchstream_kafka_rebuild_seconds",
-                "Seconds to rebuild a newly assigned partition's open sessions."),
+                (
+                    "touchstream_kafka_rebuild_seconds",
+                    "Seconds to rebuild a newly assigned partition's open sessions.",
+                ),
                 latency_buckets(),
             ),
-            rebuild_messages: r.counter(("touchstream_kafka_rebuild_messages",
-                "Messages re-read to rebuild sessions.")),
-            commits: r.counters(("touchstream_kafka_commits",
-                "Offset commits by result.")),
-            parked: r.add(
-                ("touchstream_kafka_parked_partitions",
-                "Partitions revoked before their offsets could be committed, by outcome: resumed \
-                 where they stopped, or handed over to another engine (the events counted since \
-                 the last scrape are then counted twice)."),
-                CounterFamily::default(),
-            ),
-            unreadable: r.counter(("touchstream_kafka_messages_unreadable",
-                "Messages skipped because their schema is unknown.")),
+            rebuild_messages: r.counter((
+                "touchstream_kafka_rebuild_messages",
+                "Messages re-read to rebuild sessions.",
+            )),
+            commits: r.counters(("touchstream_kafka_commits", "Offset commits by result.")),
+            parked: r.counters(PARKED),
+            unreadable: r.counter((
+                "touchstream_kafka_messages_unreadable",
+                "Messages skipped because their schema is unknown.",
+            )),
         }
     }
 

@@ -1,6 +1,7 @@
-//! The transport between collector and engine: a sink the collector writes batches to and a
-//! source the engine reads them from. Collector and engine code see only these traits, so the
-//! embedded queue and Kafka are interchangeable.
+//! The transport between collector and engine: a sink the collector writes batches to (the
+//! embedded queue or Kafka's producer: the collector sees only the trait), and the source the
+//! engine's memory driver reads. Kafka is read by the engine's own consumer (`engine::kafka`),
+//! which needs partitions and offsets that no source trait would hide.
 //!
 //! Contract of a sink: `send` returns `Ok` only once every event of the batch is held by the
 //! transport (for the memory queue: enqueued; for Kafka: acknowledged by the broker). Any error

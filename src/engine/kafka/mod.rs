@@ -12,7 +12,7 @@
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
 //! - **A new owner rebuilds before it counts.** On the first message of a newly assigned
 //!   partition (at the committed offset C), the engine re-reads the partition from
-//!   `kafka.rebuild_lookback` before C up to C into the [`Silent`](super::Silent) recorder
+//!   `kafka.rebuild_lookback` before C up to C into the `Silent` recorder
 //!   (sessions and gauges follow, counters do not), then counts from C on.
 //!
 //! On revoke, the engine commits what it has applied (it keeps running and its next scrape
@@ -31,9 +31,9 @@
 //! scrape include exactly the events logged before its line. The chaos tests (`tests/chaos.rs`)
 //! check acknowledged events against it id by id.
 //!
-//! The files, one concern each: [`rebalance`] (the consumer's callbacks), [`park`] (revoked
-//! partitions kept for their return), [`rebuild`] (a new owner's read-back), [`clock`] (ticks
-//! and lag), [`scrape`] (the commit at scrape time) and [`trail`] (the audit log).
+//! The files, one concern each: `rebalance` (the consumer's callbacks), `park` (revoked
+//! partitions kept for their return), `rebuild` (a new owner's read-back), `clock` (ticks and
+//! lag), `scrape` (the commit at scrape time) and `trail` (the audit log).
 
 mod clock;
 mod park;
