@@ -128,6 +128,7 @@ impl Engine {
             cart_stage: self.journey.cart_stage,
         }
     }
+    #[inline(always)]
     fn session_key(&self, site: u16, session: &str) -> SessionKey {
         let mut h = SipHasher13x128::new_with_keys(self.keys[0], self.keys[1]);
         h.write_u16(site);

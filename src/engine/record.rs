@@ -4,6 +4,9 @@
 //! business: they mirror the open sessions, so [`Gauges`] follows every change of state,
 //! counted or not (as do the store's own open-session gauge and eviction counter).
 
+// Every function here runs on every event; without `#[inline]` they are compiled as calls
+// into another codegen unit, which cost 5 % on `engine/apply` (loadtests/RESULTS.md).
+
 use super::rules::{Closed, Step};
 use super::session::Session;
 use crate::event::FilterReason;
@@ -27,15 +30,19 @@ pub trait Recorder {
 pub struct Counting<'a>(pub &'a Metrics);
 
 impl Recorder for Counting<'_> {
+    #[inline]
     fn applied(&self) {
         self.0.engine.applied.inc();
     }
+    #[inline]
     fn unknown_site(&self) {
         self.0.engine.unknown_site.inc();
     }
+    #[inline]
     fn duplicate(&self, site: usize) {
         self.0.ingest.filtered(site, FilterReason::Duplicate).inc();
     }
+    #[inline]
     fn step(&self, st: &Step) {
         let m = &self.0.funnel;
         for stage in st.reached.clone() {
@@ -52,6 +59,7 @@ impl Recorder for Counting<'_> {
             m.order_value(st.site, order.currency).observe(order.value);
         }
     }
+    #[inline]
     fn closed(&self, c: &Closed<'_>) {
         let m = &self.0.funnel;
         let s = c.session;
@@ -95,6 +103,7 @@ pub struct Gauges<'a> {
 impl Gauges<'_> {
     /// Takes the session's cart value out before a change (its value may change) and notes
     /// what the gauges show of it.
+    #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
         let cart_open = s.cart_open(self.cart_stage);
         if cart_open {
@@ -130,6 +139,7 @@ impl Gauges<'_> {
     }
 
     /// Takes a leaving session out of every gauge.
+    #[inline]
     pub fn remove(&self, s: &Session) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
@@ -139,6 +149,7 @@ impl Gauges<'_> {
             self.cart_value(s, -1);
         }
     }
+    #[inline]
     fn cart_value(&self, s: &Session, sign: i64) {
         let site = usize::from(s.site);
         for (currency, micros) in s.cart_value() {

@@ -112,6 +112,7 @@ pub struct Closed<'a> {
 }
 
 /// The figures of a closing session.
+#[inline]
 pub fn closing<'a>(j: &Journey, s: &'a Session) -> Closed<'a> {
     let furthest = s.furthest();
     Closed {

@@ -112,6 +112,7 @@ impl SiteCurrencies {
     }
 
     /// Index of `code` (case-insensitive), `other` when not configured, the default when absent.
+    #[inline]
     pub fn index(&self, code: Option<&str>) -> usize {
         match code {
             None => self.default,
