@@ -5,7 +5,7 @@
 
 use super::cells::{LazyCells, Meta, Registrar, SiteCurrencies, series};
 use super::money::{MoneyCounter, MoneyGauge};
-use super::{Labels, labels, order_value_buckets, stage_seconds_buckets};
+use super::{CounterFamily, Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
 use crate::event::{Channel, Device};
 use crate::journey::{Journey, Stage};
@@ -170,42 +170,46 @@ impl FunnelMetrics {
     }
 }
 
-/// `touchstream_touchpoints_total{site, phase, touchpoint}`, created on first use.
-fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let family = r.counters(TOUCHPOINTS);
-    let (sites, phases, tps) = (
-        sites.to_vec(),
-        journey.phases.clone(),
-        journey.touchpoints.clone(),
-    );
-    let (np, nt) = (phases.len(), tps.len());
-    LazyCells::new(sites.len() * np * nt, move |i| {
-        let (site, phase, tp) = (i / (np * nt), i / nt % np, i % nt);
+/// A label name and its closed set of values.
+type Dimension = (&'static str, Vec<String>);
+
+/// The series of `family` for every combination of three closed label sets, the first varying
+/// slowest, each created on first use.
+fn lazy_grid(family: CounterFamily, [a, b, c]: [Dimension; 3]) -> LazyCells<Counter> {
+    let (nb, nc) = (b.1.len(), c.1.len());
+    LazyCells::new(a.1.len() * nb * nc, move |i| {
         let l = labels([
-            ("site", &sites[site]),
-            ("phase", &phases[phase]),
-            ("touchpoint", &tps[tp]),
+            (a.0, &a.1[i / (nb * nc)]),
+            (b.0, &b.1[i / nc % nb]),
+            (c.0, &c.1[i % nc]),
         ]);
         family.get_or_create(&l).clone()
     })
 }
 
+/// `touchstream_touchpoints_total{site, phase, touchpoint}`, created on first use.
+fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
+    lazy_grid(
+        r.counters(TOUCHPOINTS),
+        [
+            ("site", sites.to_vec()),
+            ("phase", journey.phases.clone()),
+            ("touchpoint", journey.touchpoints.clone()),
+        ],
+    )
+}
+
 /// `touchstream_friction_total{site, stage, kind}`, created on first use.
 fn friction_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let family = r.counters(FRICTION);
-    let sites = sites.to_vec();
-    let stages: Vec<String> = journey.stages.iter().map(|s| s.name.clone()).collect();
-    let kinds = journey.friction.clone();
-    let (ns, nk) = (stages.len(), kinds.len());
-    LazyCells::new(sites.len() * ns * nk.max(1), move |i| {
-        let (site, stage, kind) = (i / (ns * nk), i / nk % ns, i % nk);
-        let l = labels([
-            ("site", &sites[site]),
-            ("stage", &stages[stage]),
-            ("kind", &kinds[kind]),
-        ]);
-        family.get_or_create(&l).clone()
-    })
+    let stages = journey.stages.iter().map(|s| s.name.clone()).collect();
+    lazy_grid(
+        r.counters(FRICTION),
+        [
+            ("site", sites.to_vec()),
+            ("stage", stages),
+            ("kind", journey.friction.clone()),
+        ],
+    )
 }
 
 impl FunnelMetrics {
