@@ -45,6 +45,7 @@ fn events(sessions: usize) -> Vec<Event> {
                 value: matches!(*kind, "add_to_cart" | "purchase").then_some(49.99),
                 currency: Some("USD".into()),
                 order_id: (*kind == "purchase").then(|| format!("o-{s}")),
+                origin: 0,
             });
         }
     }
@@ -105,6 +106,7 @@ fn decode(c: &mut Criterion) {
         },
         device: Device::Desktop,
         filter: None,
+        origin: 0,
     };
     for n in [20usize, 500] {
         let body = batch_json(n);

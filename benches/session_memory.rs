@@ -66,6 +66,7 @@ fn main() {
             value: None,
             currency: None,
             order_id: None,
+            origin: 0,
         };
         engine.apply(&e);
     }

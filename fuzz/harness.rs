@@ -33,6 +33,7 @@ pub fn decode(body: &[u8]) {
         },
         device: Device::Desktop,
         filter: None,
+        origin: 0,
     };
     let decoded = decode_batch(&batch.events, &ctx, &config.limits);
     assert_eq!(
@@ -219,6 +220,7 @@ fn run(config: &Config, metrics: &Arc<Metrics>, events: &[truth::Event]) {
             value: e.value,
             currency: e.currency.clone(),
             order_id: e.order_id.clone(),
+            origin: 0,
         });
     }
     engine.close_all();

@@ -24,6 +24,8 @@ pub struct AdminState {
     pub sink: Option<Arc<dyn EventSink>>,
     /// False from the moment shutdown begins.
     pub ready: AtomicBool,
+    /// The collector, whose set-up warnings `/readyz` shows (none in `engine`).
+    pub collector: std::sync::OnceLock<Arc<crate::collector::CollectorState>>,
 }
 
 /// The admin router.
@@ -59,5 +61,9 @@ async fn readyz(State(st): State<Arc<AdminState>>) -> impl IntoResponse {
         (false, _) => "shutting down",
         (true, false) => "transport not reachable",
     };
-    (status, Json(json!({"status": reason})))
+    let warnings = st.collector.get().map(|c| c.warnings()).unwrap_or_default();
+    (
+        status,
+        Json(json!({"status": reason, "warnings": warnings})),
+    )
 }

@@ -44,6 +44,15 @@ pub struct Event {
     /// Order id of a purchase, used to count an order once per session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// Keyed hash of the client's address (its /64 for IPv6), for the engine's new-session
+    /// rate per client when its store is under pressure; 0 when exempt (a trusted proxy without
+    /// a client address header, a signed server-side request). Never the address itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub origin: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 closed_label!(
@@ -93,11 +102,14 @@ closed_label!(
 closed_label!(
     /// Why an accepted event was kept out of the funnel (the `reason` label of
     /// `touchstream_events_filtered_total`): a bot's user agent or a missing consent (the
-    /// collector), or an id already seen in its session (the engine).
+    /// collector); an id already seen in its session, a session at its event limit, or a new
+    /// session over its client's rate while the store is under pressure (the engine).
     FilterReason {
         Bot => "bot",
         Duplicate => "duplicate",
         Consent => "consent",
+        SessionLimit => "session_limit",
+        SessionRate => "session_rate",
     }
 );
 

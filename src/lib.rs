@@ -29,6 +29,7 @@
 mod label;
 
 pub mod config;
+pub mod ratelimit;
 pub mod shutdown;
 
 pub mod event;

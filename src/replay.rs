@@ -155,6 +155,7 @@ impl Replayer<'_> {
             clock: Clock::Recorded,
             device: Device::Desktop,
             filter: None,
+            origin: 0,
         };
         let decoded = decode_batch(events, &ctx, &self.config.limits);
         for (i, r) in decoded.rejected {

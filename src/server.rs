@@ -74,6 +74,7 @@ fn admin_state(
         exposition,
         sink,
         ready: true.into(),
+        collector: Default::default(),
     })
 }
 
@@ -110,7 +111,7 @@ impl Process {
         let connections = ConnectionLimits::from(&config.limits);
         let router = admin::router(state.clone());
         let metrics = state.metrics.clone();
-        let admin = spawn_server("admin", admin, router, connections, metrics);
+        let admin = spawn_server("admin", admin, router, connections.clone(), metrics);
         Self {
             state,
             connections,
@@ -141,14 +142,13 @@ impl Process {
             self.state.metrics.clone(),
         ));
         reload_sites_on_hangup(state.clone(), config.source.clone());
+        let _ = self.state.collector.set(state.clone());
+        let limits = ConnectionLimits {
+            clients: Some(state.resolver().clone()),
+            ..self.connections.clone()
+        };
         let (router, metrics) = (collector::router(state), self.state.metrics.clone());
-        self.public = Some(spawn_server(
-            "public",
-            public,
-            router,
-            self.connections,
-            metrics,
-        ));
+        self.public = Some(spawn_server("public", public, router, limits, metrics));
         self
     }
 

@@ -222,9 +222,12 @@ async fn a_client_address_over_its_rate_gets_429_before_its_body_is_read() {
     c.limits.client_burst_requests = 10;
     c.limits.client_address_header = "x-forwarded-for".into();
     let h = Harness::new(&c);
+    // The connection comes from the proxy, a trusted address by default.
+    let proxy: std::net::SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let from = |ip: &str, id: &str| {
         post()
             .header("x-forwarded-for", format!("198.51.100.7, {ip}"))
+            .extension(axum::extract::ConnectInfo(proxy))
             .body(Body::from(batch("demo", id).to_string()))
             .unwrap()
     };

@@ -191,6 +191,7 @@ fn to_event(s: &Sent) -> Event {
         value: e.value,
         currency: e.currency.as_ref().map(|c| c.to_ascii_uppercase()),
         order_id: e.order_id.clone(),
+        origin: 0,
     }
 }
 

@@ -188,7 +188,9 @@ async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
     let mut c = config(Duration::from_secs(60));
-    c.limits.header_timeout = Duration::from_millis(500);
+    // Long enough for the held connections below to stay open while the test looks at them
+    // (an idle keep-alive connection closes after it too).
+    c.limits.header_timeout = Duration::from_secs(3);
     c.limits.max_connections = 8;
     let server = TestServer::start(c).await;
 

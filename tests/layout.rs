@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. A module may use `crate::X` only for X in a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["label", "shutdown", "config"],
+    &["label", "shutdown", "config", "ratelimit"],
     &["event"],
     &["journey"],
     &["metrics"],

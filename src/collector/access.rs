@@ -1,5 +1,4 @@
-//! Who may send: the sites by id or write key, signed server-side requests, and the client's
-//! address for rate limiting.
+//! Who may send: the sites by id or write key, and signed server-side requests.
 //!
 //! A signed request carries `Touchstream-Signature: t=UNIX_SECONDS,v1=HEX`, where HEX is the
 //! HMAC-SHA256, under one of the site's `signing_secrets`, of `t`, a dot, and the body exactly
@@ -12,7 +11,6 @@ use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub const SIGNATURE_HEADER: &str = "touchstream-signature";
@@ -136,27 +134,6 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The client's address: the last address in `header` (the one the operator's proxy added)
-/// when configured and present, else the connection's peer. A request that reaches the
-/// collector without the header (around the proxy) or with a garbled one is limited by its
-/// peer, so leaving the header out never escapes the limit.
-pub fn client_address(
-    headers: &HeaderMap,
-    header: &str,
-    peer: Option<SocketAddr>,
-) -> Option<IpAddr> {
-    let forwarded = if header.is_empty() {
-        None
-    } else {
-        headers
-            .get(header)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|last| last.trim().parse().ok())
-    };
-    forwarded.or(peer.map(|p| p.ip()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,32 +187,6 @@ mod tests {
                 1_000
             )
             .contains("does not match")
-        );
-    }
-
-    #[test]
-    fn the_client_address_comes_from_the_proxy_header_when_configured() {
-        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("6.6.6.6, 203.0.113.9"),
-        );
-        assert_eq!(client_address(&h, "", Some(peer)), Some(peer.ip()));
-        assert_eq!(
-            client_address(&h, "x-forwarded-for", Some(peer)),
-            Some("203.0.113.9".parse().unwrap())
-        );
-        // Without the header, or with a garbled one, the peer: leaving it out escapes nothing.
-        assert_eq!(
-            client_address(&HeaderMap::new(), "x-forwarded-for", Some(peer)),
-            Some(peer.ip())
-        );
-        let mut garbled = HeaderMap::new();
-        garbled.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
-        assert_eq!(
-            client_address(&garbled, "x-forwarded-for", Some(peer)),
-            Some(peer.ip())
         );
     }
 

@@ -1,13 +1,18 @@
 //! Reading a request body safely: content type and encoding checked first, the body read with
 //! a cap, and gzip inflated with the same cap, so neither a large upload nor a gzip bomb can
-//! make the collector hold more than `max_body_bytes`.
+//! make the collector hold more than `max_body_bytes`. However the body is framed (one chunk
+//! or a million one-byte chunks), it is copied into one buffer as it arrives, and every byte
+//! of buffer is first taken from a budget shared by all requests (`max_inflight_body_bytes`):
+//! when it is spent, the request gets 503 with `Retry-After` instead of more memory.
 
 use super::ApiError;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use std::io::Read;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,24 +55,103 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::TooLarge(format!("the request body is larger than {limit} bytes"))
 }
 
-/// Reads at most `limit` bytes of body.
-pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Err(_) => Err(ApiError::Malformed(
-            "the request body could not be read".into(),
-        )),
+/// Body bytes held by all requests at once: each request takes what its buffers hold and
+/// gives it back when its [`Held`] drops.
+#[derive(Debug, Clone)]
+pub struct Budget(Arc<Semaphore>);
+
+/// Bytes of a [`Budget`] one request holds.
+#[derive(Debug, Default)]
+pub struct Held(Option<OwnedSemaphorePermit>);
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// Adds `bytes` to what `held` holds, or 503 when the budget is spent.
+    pub fn take(&self, held: &mut Held, bytes: usize) -> Result<(), ApiError> {
+        let n = u32::try_from(bytes).map_err(|_| ApiError::Unavailable)?;
+        let more = (self.0.clone())
+            .try_acquire_many_owned(n)
+            .map_err(|_| ApiError::Unavailable)?;
+        match &mut held.0 {
+            Some(p) => p.merge(more),
+            None => held.0 = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Bytes not held by any request.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
     }
 }
 
-/// Inflates a gzip body, refusing anything that inflates past `limit` bytes.
-pub fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
-    let mut out = Vec::with_capacity((compressed.len() * 4).min(limit));
+/// Reads at most `limit` bytes of body into one buffer, its room taken from `budget` first:
+/// all of `hint` (the `Content-Length`, capped at `limit`) at once when the sender gave it,
+/// else doubling from a small start.
+pub async fn read(
+    body: Body,
+    limit: usize,
+    hint: Option<usize>,
+    budget: &Budget,
+    held: &mut Held,
+) -> Result<Bytes, ApiError> {
+    let mut room = hint.map_or(16 * 1024, |h| h.min(limit)).min(limit);
+    budget.take(held, room)?;
+    let mut buf = BytesMut::with_capacity(room);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::Malformed("the request body could not be read".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let need = buf.len() + data.len();
+        if need > limit {
+            return Err(too_large(limit));
+        }
+        if need > room {
+            let grown = need.max(room * 2).min(limit);
+            budget.take(held, grown - room)?;
+            buf.reserve(grown - buf.len());
+            room = grown;
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Inflates a gzip body, refusing anything that inflates past `limit` bytes. The inflated
+/// bytes count against `budget` too, taken as the output grows.
+pub fn gunzip(
+    compressed: &[u8],
+    limit: usize,
+    budget: &Budget,
+    held: &mut Held,
+) -> Result<Bytes, ApiError> {
+    let mut room = (compressed.len() * 4).clamp(1024, limit + 1);
+    budget.take(held, room)?;
+    let mut out = Vec::with_capacity(room);
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|_| ApiError::Malformed("the body is not valid gzip".into()))?;
+    let mut block = [0u8; 16 * 1024];
+    loop {
+        let n = decoder
+            .read(&mut block)
+            .map_err(|_| ApiError::Malformed("the body is not valid gzip".into()))?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > room {
+            let grown = (out.len() + n).max(room * 2).min(limit + 1);
+            budget.take(held, grown - room)?;
+            out.reserve_exact(grown - out.len());
+            room = grown;
+        }
+        out.extend_from_slice(&block[..n]);
+    }
     if out.len() > limit {
         return Err(ApiError::TooLarge(format!(
             "the request body inflates to more than {limit} bytes"
@@ -132,13 +216,63 @@ mod tests {
         enc.write_all(&vec![b' '; 50 * 1024 * 1024]).unwrap();
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 100 * 1024);
+        let budget = Budget::new(1 << 20);
         assert!(matches!(
-            gunzip(&bomb, 512 * 1024),
+            gunzip(&bomb, 512 * 1024, &budget, &mut Held::default()),
             Err(ApiError::TooLarge(_))
         ));
         assert!(matches!(
-            gunzip(b"not gzip", 1024),
+            gunzip(b"not gzip", 1024, &budget, &mut Held::default()),
             Err(ApiError::Malformed(_))
         ));
+        assert_eq!(budget.available(), 1 << 20, "given back");
+    }
+
+    /// A body sent as `chunks` frames of `size` bytes.
+    struct Chunks(usize, usize);
+
+    impl axum::body::HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 -= 1;
+            let frame = hyper::body::Frame::data(Bytes::from(vec![b' '; self.1]));
+            std::task::Poll::Ready(Some(Ok(frame)))
+        }
+    }
+
+    fn chunked(chunks: usize, size: usize) -> Body {
+        Body::new(Chunks(chunks, size))
+    }
+
+    #[tokio::test]
+    async fn one_byte_chunks_land_in_one_buffer_within_the_budget() {
+        let budget = Budget::new(1 << 20);
+        let mut held = Held::default();
+        let body = read(chunked(500_000, 1), 512 * 1024, None, &budget, &mut held)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 500_000);
+        // The buffer grew by doubling from 16 KiB: what it holds is what the budget lent.
+        assert_eq!((1 << 20) - budget.available(), 512 * 1024);
+        drop(held);
+        assert_eq!(budget.available(), 1 << 20);
+        // A spent budget gives 503 (Retry-After), whatever the framing.
+        let small = Budget::new(100_000);
+        let mut held = Held::default();
+        let err = read(chunked(200_000, 1), 512 * 1024, None, &small, &mut held).await;
+        assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
+        let err = read(chunked(1, 10), 512 * 1024, Some(200_000), &small, &mut held).await;
+        assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
+        // Over the cap: 413.
+        let mut held = Held::default();
+        let err = read(chunked(600, 1_000), 512 * 1024, None, &budget, &mut held).await;
+        assert!(matches!(err, Err(ApiError::TooLarge(_))));
     }
 }

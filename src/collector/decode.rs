@@ -32,6 +32,8 @@ pub struct BatchContext {
     /// Why every event of the batch is kept out of the funnel, when one reason covers the whole
     /// request (a bot's user agent, a Global Privacy Control header).
     pub filter: Option<FilterReason>,
+    /// The sender, for the engine's new-session rate: [`Event::origin`].
+    pub origin: u64,
 }
 
 /// A decoded batch.
@@ -97,5 +99,6 @@ fn enrich(ctx: &BatchContext, v: ValidEvent<'_>) -> Event {
         value: v.value,
         currency: v.currency,
         order_id: v.order_id.map(pseudonymise),
+        origin: ctx.origin,
     }
 }

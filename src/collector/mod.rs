@@ -12,15 +12,16 @@
 mod access;
 mod assets;
 mod body;
+mod client;
 mod decode;
 mod enrich;
 mod error;
 mod mask;
-mod ratelimit;
 mod wire;
 
 pub use access::{SIGNATURE_HEADER, sign};
 pub use body::check_depth;
+pub use client::{Client, Resolver, UNCONFIGURED_PROXY};
 pub use decode::{BatchContext, Clock, Decoded, decode_batch};
 pub use mask::{mask_json, pseudonymise};
 pub use wire::{Rejection, WireBatch};
@@ -28,6 +29,7 @@ pub use wire::{Rejection, WireBatch};
 use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
 use crate::event::{FilterReason, RejectReason};
 use crate::metrics::{Metrics, track};
+use crate::ratelimit::Limiter;
 use crate::transport::{DeadLetter, EventSink};
 use access::{Named, Sites};
 use axum::body::Body;
@@ -37,7 +39,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router, middleware};
 use error::ApiError;
-use ratelimit::Limiter;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -52,6 +53,8 @@ pub struct CollectorState {
     metrics: Arc<Metrics>,
     clients: Limiter,
     site_rates: Limiter,
+    resolver: Arc<Resolver>,
+    bodies: body::Budget,
 }
 
 impl CollectorState {
@@ -74,7 +77,23 @@ impl CollectorState {
                 // Room for every site in any shard: a site's bucket is never forgotten.
                 config.sites.len() * 64,
             ),
+            resolver: Arc::new(Resolver::new(l)),
+            bodies: body::Budget::new(l.max_inflight_body_bytes),
         }
+    }
+
+    /// How clients are told apart, shared with the listener's connection limits.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// What `/readyz` should tell an operator about this collector's set-up.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut w = Vec::new();
+        if self.resolver.saw_unconfigured_proxy() {
+            w.push(UNCONFIGURED_PROXY);
+        }
+        w
     }
 
     fn sites(&self) -> Arc<Sites> {
@@ -142,8 +161,9 @@ async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Resp
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let sites = st.sites();
     let mut site = None;
-    let result = match st.check_client(&headers, peer) {
-        Ok(()) => st.ingest(&sites, &headers, origin, body, &mut site).await,
+    let client = st.resolver.resolve(&headers, peer);
+    let result = match st.check_client(client) {
+        Ok(()) => (st.ingest(&sites, &headers, origin, body, client, &mut site)).await,
         Err(e) => Err(e),
     };
     let mut response = match result {
@@ -204,16 +224,12 @@ fn truncate(s: &str) -> String {
 
 impl CollectorState {
     /// The client address's rate limit, before anything else is read.
-    fn check_client(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
-        if !self.clients.is_enabled() {
-            return Ok(());
-        }
-        let Some(ip) = access::client_address(headers, &self.limits.client_address_header, peer)
-        else {
+    fn check_client(&self, client: Option<Client>) -> Result<(), ApiError> {
+        let Some(client) = client.filter(|_| self.clients.is_enabled()) else {
             return Ok(());
         };
         self.clients
-            .check(ip, 1.0, Instant::now())
+            .check(client.key, 1.0, Instant::now())
             .map_err(ApiError::rate_limited)
     }
 
@@ -223,15 +239,22 @@ impl CollectorState {
         headers: &HeaderMap,
         origin: Option<&str>,
         body: Body,
+        client: Option<Client>,
         site_out: &mut Option<usize>,
     ) -> Result<IngestResponse, ApiError> {
         let limit = self.limits.max_body_bytes;
         let encoding = body::check_headers(headers)?;
-        let sent = tokio::time::timeout(self.limits.request_timeout, body::read(body, limit))
+        let hint = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        // The bytes this request holds, given back to the shared budget when it ends.
+        let mut held = body::Held::default();
+        let reading = body::read(body, limit, hint, &self.bodies, &mut held);
+        let sent = tokio::time::timeout(self.limits.request_timeout, reading)
             .await
             .map_err(|_| ApiError::Timeout(self.limits.request_timeout.as_secs()))??;
         let raw = match encoding {
-            body::Encoding::Gzip => body::gunzip(&sent, limit)?,
+            body::Encoding::Gzip => body::gunzip(&sent, limit, &self.bodies, &mut held)?,
             body::Encoding::Identity => sent.clone(),
         };
         body::check_depth(&raw)?;
@@ -284,6 +307,12 @@ impl CollectorState {
                 Some(FilterReason::Consent)
             } else {
                 None
+            },
+            // Signed senders (order systems) open many sessions from one address by design.
+            origin: if signed {
+                0
+            } else {
+                self.resolver.origin(client)
             },
         };
         self.accept(site, now, &ctx, &batch).await

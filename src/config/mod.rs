@@ -164,9 +164,23 @@ pub struct LimitsConfig {
     pub client_burst_requests: u64,
     /// Client addresses tracked at most; the least recently seen are forgotten first.
     pub max_clients: usize,
-    /// Header holding the client's address behind a reverse proxy (its last address, the one
-    /// your proxy added), such as `x-forwarded-for`. Empty: the connection's peer address.
+    /// Header holding the client's address behind a reverse proxy, such as
+    /// `x-forwarded-for`: read only from `trusted_proxies`, all its lines as one list, the
+    /// client being `trusted_proxy_hops` places from its right. Empty: the peer address.
     pub client_address_header: String,
+    /// Peers whose `client_address_header` is believed; a client whose own address is one of
+    /// them (a proxy without the header) is exempt from the per-client connection share and
+    /// new-session rate. CIDR blocks.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Proxies in front of the collector, each appending to `client_address_header`.
+    pub trusted_proxy_hops: usize,
+    /// IPv6 clients are limited per prefix of this length (a host holds a whole /64).
+    pub client_ipv6_prefix: u8,
+    /// Connections one client address may hold once its listener is over half full (trusted
+    /// proxies exempt); beyond it, new ones are closed at once.
+    pub max_client_connections: usize,
+    /// Request body bytes held at once across all requests; beyond it, 503 with `Retry-After`.
+    pub max_inflight_body_bytes: usize,
     /// Time allowed for a request's headers to arrive; a slower client is disconnected.
     #[serde(with = "duration")]
     pub header_timeout: Duration,
@@ -194,6 +208,21 @@ impl Default for LimitsConfig {
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 32 * 1024,
             max_connections: 10_000,
+            trusted_proxies: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "fc00::/7",
+            ]
+            .iter()
+            .map(|n| n.parse().expect("a valid CIDR block"))
+            .collect(),
+            trusted_proxy_hops: 1,
+            client_ipv6_prefix: 64,
+            max_client_connections: 256,
+            max_inflight_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -202,12 +231,21 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Most open sessions kept in memory. When full, the longest-idle sessions are closed
-    /// early (counted as if timed out, and in `touchstream_engine_sessions_evicted_total`).
+    /// Most open sessions kept in memory. When full, the longest-idle 1 % is closed early,
+    /// single-event sessions first; they count in `touchstream_engine_sessions_evicted_total`
+    /// and `touchstream_carts_evicted_total`, never as drop-offs or abandoned carts.
     pub max_open_sessions: usize,
     /// How often idle sessions are looked for and closed.
     #[serde(with = "duration")]
     pub sweep_interval: Duration,
+    /// Most events one session takes; later new events of it are filtered (`session_limit`).
+    pub max_session_events: u32,
+    /// New sessions a second one client address may open while the store is more than half
+    /// full, over its burst; beyond it, events that would open one are filtered
+    /// (`session_rate`). Trusted proxies and signed requests are exempt. 0: no limit.
+    pub client_sessions_per_second: u64,
+    /// New sessions a client address may open at once above its rate, under pressure.
+    pub client_burst_sessions: u64,
 }
 
 impl Default for EngineConfig {
@@ -215,6 +253,9 @@ impl Default for EngineConfig {
         Self {
             max_open_sessions: 2_000_000,
             sweep_interval: Duration::from_secs(1),
+            max_session_events: 5_000,
+            client_sessions_per_second: 5,
+            client_burst_sessions: 100,
         }
     }
 }

@@ -59,11 +59,29 @@ impl Config {
             ("limits.max_batch_events", l.max_batch_events),
             ("limits.max_event_bytes", l.max_event_bytes),
             ("engine.max_open_sessions", self.engine.max_open_sessions),
+            (
+                "engine.max_session_events",
+                self.engine.max_session_events as usize,
+            ),
             ("limits.max_connections", l.max_connections),
+            ("limits.trusted_proxy_hops", l.trusted_proxy_hops),
+            ("limits.max_client_connections", l.max_client_connections),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
             }
+        }
+        if l.client_ipv6_prefix > 128 {
+            return Err(ConfigError::invalid(
+                "limits.client_ipv6_prefix",
+                "must be a prefix length of at most 128 (64 is one host's block)",
+            ));
+        }
+        if l.max_inflight_body_bytes < l.max_body_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_inflight_body_bytes",
+                "must be at least limits.max_body_bytes, or no large batch could ever pass",
+            ));
         }
         if l.max_header_bytes < 8192 {
             return Err(ConfigError::invalid(

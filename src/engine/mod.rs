@@ -27,9 +27,10 @@ pub use memory::run;
 pub(crate) use record::{Counting, Recorder, Silent};
 
 use crate::config::Config;
-use crate::event::Event;
+use crate::event::{Event, FilterReason};
 use crate::journey::Journey;
 use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use record::Gauges;
@@ -45,7 +46,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
-    Duplicate,
+    /// Kept out of the funnel: `duplicate`, `session_limit` or `session_rate`.
+    Filtered(FilterReason),
     UnknownSite,
 }
 
@@ -54,7 +56,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
+            Outcome::Filtered(reason) => reason.as_str(),
             Outcome::UnknownSite => "unknown_site",
         }
     }
@@ -78,6 +80,9 @@ pub struct Engine {
     /// Open sessions, shared by every engine of a process (one per Kafka partition).
     open: Arc<AtomicUsize>,
     max_open: usize,
+    max_session_events: u32,
+    /// New sessions per client (`Event::origin`), checked while the store is over half full.
+    new_sessions: Limiter,
     keys: [u64; 4],
     metrics: Arc<Metrics>,
 }
@@ -101,6 +106,13 @@ impl Engine {
             sessions: DashMap::with_hasher(Prehashed::default()),
             open,
             max_open: config.engine.max_open_sessions,
+            max_session_events: config.engine.max_session_events,
+            new_sessions: Limiter::new(
+                config.engine.client_sessions_per_second as f64,
+                config.engine.client_burst_sessions as f64,
+                // Room for the clients of a full store's flood; least recently seen go first.
+                100_000,
+            ),
             keys: [0u8, 1, 2, 3].map(|i| random.hash_one(i)),
             metrics,
         }
@@ -157,8 +169,13 @@ impl Engine {
             return Outcome::UnknownSite;
         };
         let key = self.session_key(site, &ev.session);
-        if self.open.load(Ordering::Relaxed) >= self.max_open && !self.sessions.contains_key(&key) {
-            self.evict(rec);
+        let open = self.open.load(Ordering::Relaxed);
+        if open > self.max_open / 2 && !self.may_open(key, ev) {
+            rec.filtered(usize::from(site), FilterReason::SessionRate);
+            return Outcome::Filtered(FilterReason::SessionRate);
+        }
+        if open >= self.max_open && !self.sessions.contains_key(&key) {
+            self.evict();
         }
         let timeout = self.journey.session_timeout_ms;
         let fresh = || Session::new(site, ev.event_time_ms, ev.channel, ev.device);
@@ -179,12 +196,42 @@ impl Engine {
         self.update(entry.value_mut(), ev, rec)
     }
 
+    /// Under pressure, whether `ev` may open a session (or continue one): a client past its
+    /// new-session rate may only add to sessions it already has open.
+    #[cold]
+    fn may_open(&self, key: SessionKey, ev: &Event) -> bool {
+        if ev.origin == 0 || !self.new_sessions.is_enabled() {
+            return true;
+        }
+        let timeout = self.journey.session_timeout_ms;
+        let continues = self
+            .sessions
+            .get(&key)
+            .is_some_and(|s| ev.event_time_ms < s.last_ms.saturating_add(timeout));
+        continues
+            || (self.new_sessions)
+                .check(ev.origin, 1.0, std::time::Instant::now())
+                .is_ok()
+    }
+
     fn update(&self, s: &mut Session, ev: &Event, rec: &impl Recorder) -> Outcome {
         let site = usize::from(s.site);
-        if !s.ids.insert(self.id_hash(0, &ev.id)) {
-            rec.duplicate(site);
-            return Outcome::Duplicate;
+        if s.events >= self.max_session_events {
+            // Checked before the id is remembered, so the set stays within the limit; a
+            // retry of an event the session took is then filtered as over the limit too.
+            let reason = if s.ids.contains(self.id_hash(0, &ev.id)) {
+                FilterReason::Duplicate
+            } else {
+                FilterReason::SessionLimit
+            };
+            rec.filtered(site, reason);
+            return Outcome::Filtered(reason);
         }
+        if !s.ids.insert(self.id_hash(0, &ev.id)) {
+            rec.filtered(site, FilterReason::Duplicate);
+            return Outcome::Filtered(FilterReason::Duplicate);
+        }
+        s.events += 1;
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
         let gauges = self.gauges();
@@ -256,21 +303,38 @@ impl Engine {
         closed
     }
 
-    /// Makes room when the store is full: closes the longest-idle 1 % of sessions.
-    fn evict(&self, rec: &impl Recorder) {
-        let mut last: Vec<i64> = self.sessions.iter().map(|e| e.last_ms).collect();
-        if last.is_empty() {
+    /// Makes room when the store is full: forgets 1 % of the sessions, those with a single
+    /// event first (what a flood of new sessions creates), then the longest idle. They are not
+    /// drop-offs or abandoned carts (a flood must not fire the funnel alerts): they count in
+    /// the eviction counters only.
+    #[cold]
+    fn evict(&self) {
+        let rank = |s: &Session| (s.events > 1, s.last_ms);
+        let mut ranks: Vec<(bool, i64)> = self.sessions.iter().map(|e| rank(&e)).collect();
+        if ranks.is_empty() {
             return;
         }
-        let n = (last.len() / 100).max(1).min(last.len()) - 1;
-        let (_, cutoff, _) = last.select_nth_unstable(n);
+        let n = (ranks.len() / 100).max(1).min(ranks.len()) - 1;
+        let (_, cutoff, _) = ranks.select_nth_unstable(n);
         let cutoff = *cutoff;
-        let closed = self.close_where(|s| s.last_ms <= cutoff, rec);
-        self.metrics.engine.evicted.inc_by(closed as u64);
+        let (mut evicted, mut carts) = (0, 0);
+        let cart_stage = self.journey.cart_stage;
+        self.sessions.retain(|_, s| {
+            if rank(s) > cutoff {
+                return true;
+            }
+            evicted += 1;
+            carts += u64::from(s.cart_open(cart_stage));
+            self.forget(s);
+            false
+        });
+        self.metrics.engine.evicted.inc_by(evicted);
+        self.metrics.engine.carts_evicted.inc_by(carts);
         tracing::warn!(
-            closed,
+            evicted,
+            carts,
             max = self.max_open,
-            "session store full: closed the longest-idle sessions early"
+            "session store full: forgot sessions early, single-event ones first"
         );
     }
 }

@@ -18,8 +18,9 @@ pub trait Recorder {
     fn applied(&self);
     /// An event named a site this engine does not have.
     fn unknown_site(&self);
-    /// An event whose id its session had already seen.
-    fn duplicate(&self, site: usize);
+    /// An event kept out of the funnel: an id its session had already seen, a session at its
+    /// event limit, a new session over its client's rate.
+    fn filtered(&self, site: usize, reason: FilterReason);
     /// A new event's effect on its session.
     fn step(&self, step: &Step);
     /// A session closed.
@@ -39,8 +40,8 @@ impl Recorder for Counting<'_> {
         self.0.engine.unknown_site.inc();
     }
     #[inline]
-    fn duplicate(&self, site: usize) {
-        self.0.ingest.filtered(site, FilterReason::Duplicate).inc();
+    fn filtered(&self, site: usize, reason: FilterReason) {
+        self.0.ingest.filtered(site, reason).inc();
     }
     #[inline]
     fn step(&self, st: &Step) {
@@ -82,7 +83,7 @@ pub struct Silent;
 impl Recorder for Silent {
     fn applied(&self) {}
     fn unknown_site(&self) {}
-    fn duplicate(&self, _: usize) {}
+    fn filtered(&self, _: usize, _: FilterReason) {}
     fn step(&self, _: &Step) {}
     fn closed(&self, _: &Closed<'_>) {}
 }

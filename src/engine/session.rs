@@ -39,6 +39,14 @@ pub enum IdSet {
 }
 
 impl IdSet {
+    /// Whether `id` is present.
+    pub fn contains(&self, id: u64) -> bool {
+        match self {
+            IdSet::Small(v) => v.binary_search(&id).is_ok(),
+            IdSet::Large(set) => set.contains(&id),
+        }
+    }
+
     /// Adds `id`; false when it was already present.
     pub fn insert(&mut self, id: u64) -> bool {
         match self {
@@ -66,10 +74,12 @@ pub struct Session {
     /// Earliest and latest event time seen, ms.
     pub first_ms: i64,
     pub last_ms: i64,
-    /// Hashes of the event ids applied, for dedup.
+    /// Hashes of the event ids applied (for dedup) and of the order ids counted (hashed in
+    /// another domain, so the two never meet): one set, looked up in constant time, and no
+    /// larger than `events` plus the orders among them.
     pub ids: IdSet,
-    /// Hashes of the order ids counted.
-    pub orders: ThinVec<u64>,
+    /// Events applied (duplicates left out): capped by `engine.max_session_events`.
+    pub events: u32,
     /// Net cart value per currency index, in micro-units (adds less removes; may go negative,
     /// read through [`Session::cart_value`] which never goes below zero).
     pub cart: ThinVec<(u16, i64)>,
@@ -90,7 +100,7 @@ impl Session {
             first_ms: time_ms,
             last_ms: time_ms,
             ids: IdSet::Small(ThinVec::new()),
-            orders: ThinVec::new(),
+            events: 0,
             cart: ThinVec::new(),
             site,
             reached: 0,
@@ -123,13 +133,9 @@ impl Session {
         self.cart.iter().map(|&(c, v)| (usize::from(c), v.max(0)))
     }
 
-    /// Records an order id; false when it was already counted.
+    /// Records an order id's hash; false when it was already counted.
     pub fn insert_order(&mut self, id: u64) -> bool {
-        if self.orders.contains(&id) {
-            return false;
-        }
-        self.orders.push(id);
-        true
+        self.ids.insert(id)
     }
 }
 

@@ -15,6 +15,9 @@ pub struct EngineMetrics {
     pub open_sessions: Gauge,
     /// `touchstream_engine_sessions_evicted_total`.
     pub evicted: Counter,
+    /// `touchstream_engine_carts_evicted_total`: open carts among them, never counted as
+    /// abandoned.
+    pub carts_evicted: Counter,
     /// `touchstream_engine_events_applied_total`.
     pub applied: Counter,
     /// `touchstream_engine_events_unknown_site_total`: events for a site this engine lacks.
@@ -42,7 +45,11 @@ impl EngineMetrics {
             )),
             evicted: r.counter((
                 "touchstream_engine_sessions_evicted",
-                "Sessions closed early because the session store was full.",
+                "Sessions closed early because the session store was full (not drop-offs).",
+            )),
+            carts_evicted: r.counter((
+                "touchstream_engine_carts_evicted",
+                "Open carts of evicted sessions (not counted as abandoned).",
             )),
             applied: r.counter((
                 "touchstream_engine_events_applied",

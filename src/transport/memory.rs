@@ -128,6 +128,7 @@ mod tests {
                 value: None,
                 currency: None,
                 order_id: None,
+                origin: 0,
             })
             .collect()
     }

@@ -59,6 +59,7 @@ mod tests {
             value: Some(1.5),
             currency: Some("EUR".into()),
             order_id: None,
+            origin: 0,
         };
         let json = serde_json::to_string(&OutMessage::Event(&e)).unwrap();
         assert!(

@@ -1,4 +1,5 @@
-//! Token buckets keyed by site or client address, in a bounded map.
+//! Token buckets keyed by site, client address or the hash of one, in a bounded map: the
+//! collector limits requests and site rates with them, the engine new sessions per client.
 //!
 //! A bucket holds up to `burst` tokens and refills at `rate` a second; a request takes its cost
 //! in tokens or is refused with the time until it could pass. The map holds at most `capacity`
@@ -89,12 +90,13 @@ impl Limiter {
     }
 
     /// Buckets held now.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("a limiter shard is never poisoned").len())
+            .sum()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
