@@ -13,6 +13,7 @@ mod access;
 mod assets;
 mod body;
 mod decode;
+mod diagnose;
 mod enrich;
 mod error;
 mod mask;
@@ -22,7 +23,7 @@ mod wire;
 pub use access::{SIGNATURE_HEADER, sign};
 pub use body::check_depth;
 pub use decode::{BatchContext, Clock, Decoded, decode_batch};
-pub use mask::{mask_json, pseudonymise};
+pub use mask::{mask, mask_json, pseudonymise};
 pub use wire::{Rejection, WireBatch};
 
 use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
@@ -197,9 +198,10 @@ async fn preflight(
         .into_response())
 }
 
-/// Client text quoted back in an error message, cut to a readable length.
+/// Client text quoted back in an error message: personal data masked, then cut to a readable
+/// length (masked first, so the cut cannot leave part of a number unmasked).
 fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+    mask::mask(s).chars().take(64).collect()
 }
 
 impl CollectorState {
