@@ -2,9 +2,10 @@
 //! kept inputs (fuzz/regressions/) on every test run.
 
 use arbitrary::Arbitrary;
+use std::borrow::Cow;
 use std::sync::Arc;
 use touchstream::collector::{
-    BatchContext, Clock, WireBatch, check_depth, decode_batch, mask_json,
+    BatchContext, Clock, WireBatch, check_depth, decode_batch, mask, mask_json,
 };
 use touchstream::config::Config;
 use touchstream::engine::Engine;
@@ -14,7 +15,9 @@ use touchstream_load::truth;
 
 /// A request body through the collector's decoding: depth check, batch parse, each event
 /// decoded and validated, good ones enriched, bad ones masked for the dead-letter topic. Never
-/// panics; masking keeps JSON valid; an accepted event's fields are within their limits.
+/// panics; masking keeps JSON valid; an accepted event's fields are within their limits; no
+/// personal data passes: not in an accepted event's text, not in a rejection's message, and
+/// not in a dead letter (masking it again finds nothing more).
 pub fn decode(body: &[u8]) {
     if check_depth(body).is_err() {
         return;
@@ -44,13 +47,23 @@ pub fn decode(body: &[u8]) {
         assert!(!event.id.is_empty() && event.id.chars().count() <= 64);
         assert!(!event.session.is_empty() && event.session.chars().count() <= 64);
         assert!(event.event_time_ms <= received_at);
+        let texts = [&event.id, &event.kind, &event.session];
+        for text in texts.into_iter().chain(event.order_id.as_ref()) {
+            assert!(matches!(mask(text), Cow::Borrowed(_)), "forwarded: {text}");
+        }
     }
-    for (index, _) in &decoded.rejected {
+    for (index, rejection) in &decoded.rejected {
+        let message = &rejection.message;
+        assert!(matches!(mask(message), Cow::Borrowed(_)), "{message}");
         // Valid JSON in, valid JSON out (syntax: numbers need not fit an f64).
         let masked = mask_json(batch.events[*index].get());
         assert!(
             serde_json::from_str::<Box<serde_json::value::RawValue>>(&masked).is_ok(),
             "masking broke JSON: {masked}"
+        );
+        assert!(
+            matches!(mask_json(&masked), Cow::Borrowed(_)),
+            "masking left personal data: {masked}"
         );
     }
 }

@@ -5,7 +5,7 @@
 //! does; the clock is the largest event time seen, and every session closes at the end of the
 //! log. A bad line stops the replay with its line number, unless `skip_invalid` is set.
 
-use crate::collector::{BatchContext, Clock, WireBatch, decode_batch};
+use crate::collector::{BatchContext, Clock, WireBatch, decode_batch, mask};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::event::Device;
@@ -103,7 +103,10 @@ pub fn replay(
 }
 
 impl Replayer<'_> {
+    /// Stops the replay at `line`, or records it as skipped; either way the message reaches a
+    /// terminal or a log, so personal data it quotes (serde quotes values) is masked.
     fn fail(&mut self, line: usize, message: String) -> Result<(), ReplayError> {
+        let message = mask(&message).into_owned();
         if self.options.skip_invalid {
             self.skipped.push((line, message));
             Ok(())
@@ -117,7 +120,7 @@ impl Replayer<'_> {
             Ok(b) => self.batch(1, &b.site, &b.events),
             Err(e) => Err(ReplayError::Line {
                 line: e.line(),
-                message: format!("not a batch or JSON Lines: {e}"),
+                message: mask(&format!("not a batch or JSON Lines: {e}")).into_owned(),
             }),
         }
     }

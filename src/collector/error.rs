@@ -1,7 +1,9 @@
 //! Whole-request failures of the public API, each mapped to one status and a JSON body
 //! `{"error": code, "message": text}` that tells the sender what to change. Messages describe
-//! the client's input, never internal state.
+//! the client's input, never internal state; client text they quote (a site name, an origin,
+//! serde's account of a malformed body) has its personal data masked on the way out.
 
+use super::mask::mask;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -72,7 +74,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let mut response = (
             status,
-            axum::Json(json!({"error": code, "message": self.to_string()})),
+            axum::Json(json!({"error": code, "message": mask(&self.to_string())})),
         )
             .into_response();
         let headers = response.headers_mut();

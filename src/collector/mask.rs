@@ -1,15 +1,20 @@
 //! Masking personal data before anything leaves the collector: e-mail addresses (also
-//! percent-encoded, as in URLs) become `[email]`, and card-like numbers (13 to 19 digits
-//! starting with 2 to 6, with single spaces or dashes between them, standing alone rather than
-//! inside a word or a hex string, passing the Luhn check) become `[card]`.
+//! percent-encoded, as in URLs) become `[email]`, card-like numbers `[card]` and phone numbers
+//! `[phone]` ([`spans`] has the exact rules).
 //!
-//! Identifiers an event carries into the transport (id, session, order id) are replaced whole
-//! by a pseudonym when they hold personal data ([`pseudonymise`]): masking part of an
-//! identifier could make two of them equal, merging sessions or dropping events as duplicates.
-//! The raw text of rejected events sent to the dead-letter topic is masked with [`mask_json`],
-//! and stays valid JSON.
+//! Text is masked as it is meant, never as it is spelled: a JSON string is decoded first, so an
+//! address written `ann\u0040shop.io` is found like `ann@shop.io`. Identifiers an event carries
+//! into the transport (id, session, order id) are replaced whole by a pseudonym when they hold
+//! personal data ([`pseudonymise`]): masking part of an identifier could make two of them
+//! equal, merging sessions or dropping events as duplicates. The raw text of rejected events
+//! sent to the dead-letter topic is masked with [`mask_json`], and stays valid JSON.
+//!
+//! Text without personal data costs a few passes over its bytes and no allocation.
+
+mod spans;
 
 use sha2::{Digest, Sha256};
+use spans::Span;
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -18,7 +23,7 @@ use std::fmt::Write;
 /// different ones, so sessions, dedup and orders keep working. It is not a secret: whoever
 /// guesses the address or number can compute the pseudonym and confirm the guess.
 pub fn pseudonymise(id: String) -> String {
-    if matches!(mask(&id), Cow::Borrowed(_)) {
+    if !holds_personal_data(&id) {
         return id;
     }
     let digest = Sha256::digest(id.as_bytes());
@@ -30,206 +35,162 @@ pub fn pseudonymise(id: String) -> String {
     out
 }
 
-/// `text` with e-mail addresses and card numbers masked; borrowed when there is nothing to mask.
+/// Whether `text` holds an e-mail address, a card number or a phone number.
+pub fn holds_personal_data(text: &str) -> bool {
+    !find(text.as_bytes()).is_empty()
+}
+
+/// `text` with e-mail addresses, card and phone numbers masked; borrowed when there is nothing
+/// to mask.
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let b = text.as_bytes();
-    // Cheap test first, in one pass: most strings have neither an `@` (plain or `%40`) nor
-    // 13 digits.
+    let mut out = Rewrite::new(text);
+    for (start, end, label) in find(text.as_bytes()) {
+        // Of two overlapping finds, the first (the longer, at one start) wins.
+        if start >= out.done {
+            out.replace(start, end, label);
+        }
+    }
+    out.finish()
+}
+
+/// Every span of personal data in `b`, in order; empty, and not allocated, for most text.
+fn find(b: &[u8]) -> Vec<Span> {
+    // One cheap pass first: most text has no `@` (plain or `%40`) and fewer than 8 digits.
     let (mut digits, mut at) = (0, false);
     for (i, c) in b.iter().enumerate() {
         digits += usize::from(c.is_ascii_digit());
         at |= *c == b'@' || (*c == b'%' && b[i + 1..].starts_with(b"40"));
     }
-    if digits < 13 && !at {
-        return Cow::Borrowed(text);
+    let mut found = Vec::new();
+    if at {
+        spans::emails(b, &mut found);
     }
-    let mut spans = email_spans(b);
     if digits >= 13 {
-        spans.extend(card_spans(b));
+        spans::cards(b, &mut found);
     }
-    if spans.is_empty() {
-        return Cow::Borrowed(text);
+    if digits >= 8 {
+        spans::phones(b, &mut found);
     }
-    spans.sort_unstable();
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for (start, end, label) in spans {
-        if start < at {
-            continue;
-        }
-        out.push_str(&text[at..start]);
-        out.push_str(label);
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    Cow::Owned(out)
+    found.sort_unstable_by_key(|&(start, end, _)| (start, std::cmp::Reverse(end)));
+    found
 }
 
-/// `json` (valid JSON text) with personal data masked inside its strings, and card-like numbers
-/// replaced by the string `"[card]"`, so the result stays valid JSON.
+/// `json` (valid JSON text) with personal data masked inside its strings (keys too, decoded
+/// first), and card numbers written as numbers replaced by the string `"[card]"`, so the result
+/// stays valid JSON. A string that cannot be decoded (a lone UTF-16 surrogate) cannot be read
+/// for personal data either, and becomes `"[unreadable]"`.
 pub fn mask_json(json: &str) -> Cow<'_, str> {
-    if matches!(mask(json), Cow::Borrowed(_)) {
-        return Cow::Borrowed(json);
-    }
     let b = json.as_bytes();
-    let mut out = String::with_capacity(json.len());
+    let mut out = Rewrite::new(json);
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'"' {
-            // A string literal, up to the next unescaped quote: masked as the text it stands
-            // for (escapes decoded), and written back as a JSON string.
+        let end = if b[i] == b'"' {
+            // A string literal, up to the next unescaped quote.
             let mut end = i + 1;
             while end < b.len() && b[end] != b'"' {
                 end += if b[end] == b'\\' { 2 } else { 1 };
             }
             let end = (end + 1).min(b.len());
-            let literal = &json[i..end];
-            match serde_json::from_str::<String>(literal) {
-                Ok(text) => match mask(&text) {
-                    Cow::Owned(masked) => out.push_str(
-                        &serde_json::to_string(&masked).expect("a string always serialises"),
-                    ),
-                    Cow::Borrowed(_) => out.push_str(literal),
-                },
-                Err(_) => out.push_str(literal),
+            if let Some(masked) = mask_literal(&json[i..end]) {
+                out.replace(i, end, &masked);
             }
-            i = end;
+            end
         } else if is_number_byte(b[i]) {
-            // A whole number token; only a plain integer can be a card number.
             let end = i + b[i..].iter().take_while(|c| is_number_byte(**c)).count();
-            let number = &json[i..end];
-            let integer = number.bytes().all(|c| c.is_ascii_digit());
-            if integer && matches!(mask(number), Cow::Owned(_)) {
-                out.push_str("\"[card]\"");
-            } else {
-                out.push_str(number);
+            if number_is_card(&json[i..end]) {
+                out.replace(i, end, "\"[card]\"");
             }
-            i = end;
+            end
         } else {
-            let end = i + b[i..]
+            i + b[i..]
                 .iter()
                 .take_while(|c| **c != b'"' && !is_number_byte(**c))
-                .count();
-            out.push_str(&json[i..end]);
-            i = end;
-        }
+                .count()
+        };
+        i = end;
     }
-    Cow::Owned(out)
+    out.finish()
+}
+
+/// A JSON string literal (quotes included) masked as the text it stands for and written back
+/// as a literal; `None` when it holds no personal data.
+fn mask_literal(literal: &str) -> Option<String> {
+    let inner = literal
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or(literal);
+    if !inner.contains('\\') {
+        // No escapes: the bytes are the text, and masks add no character JSON must escape.
+        return match mask(inner) {
+            Cow::Owned(masked) => Some(format!("\"{masked}\"")),
+            Cow::Borrowed(_) => None,
+        };
+    }
+    match serde_json::from_str::<String>(literal) {
+        Ok(text) => match mask(&text) {
+            Cow::Owned(masked) => {
+                Some(serde_json::to_string(&masked).expect("a string always serialises"))
+            }
+            Cow::Borrowed(_) => None,
+        },
+        Err(_) => Some("\"[unreadable]\"".into()),
+    }
 }
 
 fn is_number_byte(c: u8) -> bool {
     c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
-fn is_local(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
+/// Whether a JSON number token is a card number: written as an integer (`4111111111111111`,
+/// `-4111111111111111`) or as a float whose value is one (`4.111111111111111e15`).
+fn number_is_card(token: &str) -> bool {
+    let integer = token.strip_prefix('-').unwrap_or(token);
+    if integer.bytes().all(|c| c.is_ascii_digit()) {
+        return integer.len() >= 13 && holds_personal_data(integer);
+    }
+    match token.parse::<f64>() {
+        Ok(v) if v.fract() == 0.0 && (1e12..1e19).contains(&v.abs()) => {
+            holds_personal_data(&format!("{:.0}", v.abs()))
+        }
+        _ => false,
+    }
 }
 
-fn is_domain(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-')
+/// `text` with some byte ranges replaced, left to right; allocated at the first replacement.
+struct Rewrite<'a> {
+    text: &'a str,
+    /// Where the text not yet copied starts.
+    done: usize,
+    out: Option<String>,
 }
 
-/// (start, end, "[email]") of every address: local part, `@` or `%40`, a dotted domain whose
-/// last label has at least two letters.
-fn email_spans(b: &[u8]) -> Vec<(usize, usize, &'static str)> {
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let at_len = if b[i] == b'@' {
-            1
-        } else if b[i..].starts_with(b"%40") {
-            3
-        } else {
-            i += 1;
-            continue;
-        };
-        let mut start = i;
-        while start > 0 && is_local(b[start - 1]) {
-            start -= 1;
-        }
-        // `%40` follows a local part that may itself hold percent escapes; skip none.
-        let mut end = i + at_len;
-        while end < b.len() && is_domain(b[end]) {
-            end += 1;
-        }
-        while end > i + at_len && matches!(b[end - 1], b'.' | b'-') {
-            end -= 1;
-        }
-        let domain = &b[i + at_len..end];
-        let tld = domain.rsplit(|c| *c == b'.').next().unwrap_or_default();
-        let dotted = domain.contains(&b'.');
-        if start < i && dotted && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) {
-            spans.push((start, end, "[email]"));
-            i = end;
-        } else {
-            i += at_len;
+impl<'a> Rewrite<'a> {
+    fn new(text: &'a str) -> Self {
+        Rewrite {
+            text,
+            done: 0,
+            out: None,
         }
     }
-    spans
-}
 
-/// (start, end, "[card]") of every run of 13 to 19 digits (single spaces or dashes allowed
-/// between digits), not touching a letter, digit or `_` on either side, that looks like a card
-/// number and passes the Luhn check. The boundary keeps digit runs inside hex ids and UUIDs
-/// (`4d4111…1111a`) as they are.
-fn card_spans(b: &[u8]) -> Vec<(usize, usize, &'static str)> {
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() || (i > 0 && b[i - 1].is_ascii_digit()) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut digits = Vec::new();
-        let mut end = i;
-        while end < b.len() {
-            if b[end].is_ascii_digit() {
-                digits.push(b[end] - b'0');
-                end += 1;
-            } else if matches!(b[end], b' ' | b'-')
-                && end + 1 < b.len()
-                && b[end + 1].is_ascii_digit()
-                && end > start
-                && b[end - 1].is_ascii_digit()
-            {
-                end += 1;
-            } else {
-                break;
-            }
-        }
-        // Card numbers start with 2 to 6 (Mastercard, Amex, Visa, Discover...); millisecond
-        // timestamps, also 13 digits, start with 1.
-        let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
-        let touching = (start > 0 && word(&b[start - 1])) || b.get(end).is_some_and(word);
-        if !touching
-            && (13..=19).contains(&digits.len())
-            && (2..=6).contains(&digits[0])
-            && luhn(&digits)
-        {
-            spans.push((start, end, "[card]"));
-        }
-        i = end.max(i + 1);
+    fn replace(&mut self, start: usize, end: usize, with: &str) {
+        let out = self
+            .out
+            .get_or_insert_with(|| String::with_capacity(self.text.len()));
+        out.push_str(&self.text[self.done..start]);
+        out.push_str(with);
+        self.done = end;
     }
-    spans
-}
 
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
+    fn finish(self) -> Cow<'a, str> {
+        match self.out {
+            None => Cow::Borrowed(self.text),
+            Some(mut out) => {
+                out.push_str(&self.text[self.done..]);
+                Cow::Owned(out)
             }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -287,11 +248,13 @@ mod tests {
 
     #[test]
     fn card_numbers_as_json_numbers_become_strings() {
-        let raw = r#"[4111111111111111, 1763800000000, {"n": 5500000000000004}, -3.2333069372474485e258]"#;
+        let raw = r#"[4111111111111111, 1763800000000, {"n": 5500000000000004}, -3.2333069372474485e258,
+                      4.111111111111111e15, -4111111111111111, 4111111111111111.0, 4111111111111112]"#;
         let v: serde_json::Value = serde_json::from_str(&mask_json(raw)).unwrap();
         assert_eq!(
             v,
-            serde_json::json!(["[card]", 1763800000000i64, {"n": "[card]"}, -3.2333069372474485e258])
+            serde_json::json!(["[card]", 1763800000000i64, {"n": "[card]"}, -3.2333069372474485e258,
+                               "[card]", "[card]", "[card]", 4111111111111112i64])
         );
         assert!(matches!(mask_json(r#"{"a":1}"#), Cow::Borrowed(_)));
     }
@@ -303,6 +266,54 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&mask_json(raw)).unwrap();
         assert_eq!(v["u"], "?e=ann\n[email]");
         assert_eq!(v["v"], "[email]");
+    }
+
+    #[test]
+    fn phone_numbers_are_masked_and_look_alikes_kept() {
+        for (text, masked) in [
+            ("call +48 601 234 567 now", "call [phone] now"),
+            ("+48601234567", "[phone]"),
+            ("tel=%2B48601234567&x=1", "tel=[phone]&x=1"),
+            ("+1 (555) 123-4567", "[phone]"),
+            ("(555) 123-4567", "[phone]"),
+            ("601 234 567", "[phone]"),
+            ("020 7946 0958.", "[phone]."),
+        ] {
+            assert_eq!(mask(text), masked, "{text}");
+        }
+        // Dates, times, timestamps, bare numbers, prices, versions and ids stay.
+        for text in [
+            "2024-11-22 10:30:00",
+            "1763800000000",
+            "601234567",
+            "1 234 567,89 PLN",
+            "v1.2.3+4",
+            "1e+308",
+            "size+12345678",
+            "c2265d34-2d41-1111-1111-111111cff56b",
+            "A-1001",
+        ] {
+            assert_eq!(mask(text), text);
+        }
+    }
+
+    #[test]
+    fn json_escapes_are_decoded_before_masking() {
+        // `\u0040` is `@` and `\u0034` is `4`: neither may hide an address or a card number.
+        let raw = r#"{"props":{"e":"ann\u0040shop.io","c":"\u0034111111111111111","t":"\n4111111111111111","p":"\u002b48601234567"}}"#;
+        let masked = mask_json(raw);
+        let v: serde_json::Value = serde_json::from_str(&masked).unwrap();
+        assert_eq!(
+            v["props"],
+            serde_json::json!({"e": "[email]", "c": "[card]", "t": "\n[card]", "p": "[phone]"})
+        );
+        // Keys are strings too; a lone surrogate cannot be read, so it does not pass.
+        let raw = r#"{"ann\u0040shop.io":1,"x":"\ud800 ann@shop.io"}"#;
+        let v: serde_json::Value = serde_json::from_str(&mask_json(raw)).unwrap();
+        assert_eq!(v, serde_json::json!({"[email]": 1, "x": "[unreadable]"}));
+        // Escapes without personal data are kept as sent.
+        let raw = r#"{"a":"line\nbreak \u00e9"}"#;
+        assert!(matches!(mask_json(raw), Cow::Borrowed(_)));
     }
 
     #[test]

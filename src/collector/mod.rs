@@ -14,6 +14,7 @@ mod assets;
 mod body;
 mod client;
 mod decode;
+mod diagnose;
 mod enrich;
 mod error;
 mod mask;
@@ -23,7 +24,7 @@ pub use access::{SIGNATURE_HEADER, sign};
 pub use body::check_depth;
 pub use client::{Client, Resolver, UNCONFIGURED_PROXY};
 pub use decode::{BatchContext, Clock, Decoded, decode_batch};
-pub use mask::{mask_json, pseudonymise};
+pub use mask::{mask, mask_json, pseudonymise};
 pub use wire::{Rejection, WireBatch};
 
 use crate::config::{Config, LimitsConfig, SiteConfig, SnippetConfig};
@@ -217,9 +218,10 @@ async fn preflight(
         .into_response())
 }
 
-/// Client text quoted back in an error message, cut to a readable length.
+/// Client text quoted back in an error message: personal data masked, then cut to a readable
+/// length (masked first, so the cut cannot leave part of a number unmasked).
 fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+    mask::mask(s).chars().take(64).collect()
 }
 
 impl CollectorState {

@@ -5,6 +5,8 @@
 //! Every field is optional at the serde level; required fields are checked afterwards so that
 //! a missing field and a wrong one get distinct, actionable reasons.
 
+use super::diagnose::diagnose;
+use super::mask::{holds_personal_data, mask};
 use crate::event::RejectReason;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -81,17 +83,24 @@ pub struct Item {
     pub quantity: Option<f64>,
 }
 
-/// A rejected event's reason and a message a person can act on.
+/// A rejected event's reason and a message a person can act on. The message names the field at
+/// fault and what it must be; it goes to the client, the dead-letter topic and replay's output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub reason: RejectReason,
     pub message: String,
 }
 
-fn reject(reason: RejectReason, message: impl Into<String>) -> Rejection {
-    Rejection {
-        reason,
-        message: message.into(),
+impl Rejection {
+    /// A rejection. Messages quote no client value; should one ever do, its personal data is
+    /// masked here, where every message is made.
+    pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = match mask(&message) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(masked) => masked,
+        };
+        Rejection { reason, message }
     }
 }
 
@@ -124,7 +133,7 @@ pub fn decode_event<'a>(
 ) -> Result<ValidEvent<'a>, Rejection> {
     let text = raw.get();
     if text.len() > max_event_bytes {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::EventTooLarge,
             format!(
                 "event is {} bytes; the limit is {max_event_bytes}",
@@ -133,7 +142,7 @@ pub fn decode_event<'a>(
         ));
     }
     if !text.starts_with('{') {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::NotAnObject,
             "each event must be a JSON object",
         ));
@@ -146,28 +155,8 @@ pub fn decode_event<'a>(
     validate(ev, max_items)
 }
 
-/// The reason and message for an event that does not deserialise, naming the field at fault.
-fn diagnose(text: &str) -> Rejection {
-    let mut de = serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, WireEvent>(&mut de) {
-        Ok(_) => reject(RejectReason::InvalidField, "the event could not be read"),
-        Err(e) => {
-            let path = e.path().to_string();
-            let reason = match path.split(['.', '[']).next().unwrap_or("") {
-                "id" => RejectReason::InvalidId,
-                "type" => RejectReason::InvalidType,
-                "ts" => RejectReason::InvalidTs,
-                "session" => RejectReason::InvalidSession,
-                "props" => RejectReason::InvalidProps,
-                _ => RejectReason::InvalidField,
-            };
-            reject(reason, format!("{path}: {}", e.inner()))
-        }
-    }
-}
-
 fn required<T>(v: Option<T>, field: &str) -> Result<T, Rejection> {
-    v.ok_or_else(|| reject(RejectReason::MissingField, format!("`{field}` is required")))
+    v.ok_or_else(|| Rejection::new(RejectReason::MissingField, format!("`{field}` is required")))
 }
 
 /// `[a-z0-9_]{1,64}`, or a Segment-style name: a letter, then letters, digits, spaces, `_.-`.
@@ -181,11 +170,24 @@ pub fn valid_type(t: &str) -> bool {
     !t.is_empty() && t.len() <= 64 && (snake || segment)
 }
 
+/// Whether a type carries what no touchpoint name needs: personal data, or a run of nine or
+/// more digits (how card and phone numbers get in, whatever their checksum or spacing).
+fn carries_data(t: &str) -> bool {
+    let mut run = 0;
+    for b in t.bytes() {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= 9 {
+            return true;
+        }
+    }
+    holds_personal_data(t)
+}
+
 fn amount(v: f64, field: &str) -> Result<f64, Rejection> {
     if v.is_finite() && (0.0..=MAX_AMOUNT).contains(&v) {
         Ok(v)
     } else {
-        Err(reject(
+        Err(Rejection::new(
             RejectReason::InvalidProps,
             format!("{field} must be a number from 0 to {MAX_AMOUNT:e}"),
         ))
@@ -195,34 +197,40 @@ fn amount(v: f64, field: &str) -> Result<f64, Rejection> {
 fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejection> {
     let id = required(ev.id, "id")?;
     if id.is_empty() || id.chars().count() > 64 {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::InvalidId,
             "`id` must be 1 to 64 characters",
         ));
     }
     let kind = required(ev.kind, "type")?;
     if !valid_type(&kind) {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::InvalidType,
             "`type` must match [a-z0-9_]{1,64} or be a Segment-style name such as `Product Added`",
         ));
     }
+    if carries_data(&kind) {
+        return Err(Rejection::new(
+            RejectReason::InvalidType,
+            "`type` holds a long number or personal data; it must name the touchpoint, such as `add_to_cart`",
+        ));
+    }
     let ts = required(ev.ts, "ts")?;
     if !(0..=MAX_TS).contains(&ts) {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::InvalidTs,
             "`ts` must be milliseconds since the epoch",
         ));
     }
     let session = required(ev.session, "session")?;
     if session.is_empty() || session.chars().count() > 64 {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::InvalidSession,
             "`session` must be 1 to 64 characters",
         ));
     }
     if ev.visitor.as_ref().is_some_and(|v| v.chars().count() > 64) {
-        return Err(reject(
+        return Err(Rejection::new(
             RejectReason::InvalidField,
             "`visitor` must be at most 64 characters",
         ));
@@ -232,7 +240,7 @@ fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejec
         value = p.value.map(|v| amount(v, "props.value")).transpose()?;
         if let Some(items) = p.items {
             if items.len() > max_items {
-                return Err(reject(
+                return Err(Rejection::new(
                     RejectReason::TooManyItems,
                     format!(
                         "props.items has {} entries; the limit is {max_items}",
@@ -258,7 +266,7 @@ fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejec
         }
         if let Some(c) = p.currency {
             if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return Err(reject(
+                return Err(Rejection::new(
                     RejectReason::InvalidProps,
                     "props.currency must be a three-letter ISO 4217 code",
                 ));
@@ -267,7 +275,7 @@ fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejec
         }
         order_id = match p.order_id {
             Some(OrderId::Text(s)) if s.is_empty() || s.chars().count() > 64 => {
-                return Err(reject(
+                return Err(Rejection::new(
                     RejectReason::InvalidProps,
                     "props.order_id must be 1 to 64 characters",
                 ));
@@ -293,102 +301,4 @@ fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejec
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decode(json: &str) -> Result<ValidEvent<'static>, Rejection> {
-        // Leaked: a few bytes per test, so the event may borrow from its body.
-        let raw: &'static RawValue =
-            Box::leak(serde_json::from_str::<Box<RawValue>>(json).unwrap());
-        decode_event(raw, 32 * 1024, 200)
-    }
-
-    fn reason(json: &str) -> RejectReason {
-        decode(json).unwrap_err().reason
-    }
-
-    const OK: &str = r#"{"id":"e1","type":"add_to_cart","ts":1763800000000,"session":"s1"}"#;
-
-    #[test]
-    fn accepts_minimal_and_full_events() {
-        let e = decode(OK).unwrap();
-        assert_eq!(
-            (e.id.as_str(), e.kind.as_str(), e.session.as_str()),
-            ("e1", "add_to_cart", "s1")
-        );
-        let e = decode(
-            r#"{"id":"e1","type":"Product Added","ts":1,"session":"s","extra":[1],
-               "props":{"currency":"pln","order_id":1001,"items":[{"id":"a","price":10.5,"quantity":2},{"price":1}],"color":"red"}}"#,
-        )
-        .unwrap();
-        assert_eq!(e.value, Some(22.0));
-        assert_eq!(e.currency.as_deref(), Some("PLN"));
-        assert_eq!(e.order_id.as_deref(), Some("1001"));
-    }
-
-    #[test]
-    fn each_problem_has_its_reason() {
-        assert_eq!(reason("[1]"), RejectReason::NotAnObject);
-        assert_eq!(
-            reason(r#"{"type":"x","ts":1,"session":"s"}"#),
-            RejectReason::MissingField
-        );
-        assert_eq!(
-            reason(r#"{"id":7,"type":"x","ts":1,"session":"s"}"#),
-            RejectReason::InvalidId
-        );
-        let long = "x".repeat(65);
-        assert_eq!(
-            reason(&format!(
-                r#"{{"id":"{long}","type":"x","ts":1,"session":"s"}}"#
-            )),
-            RejectReason::InvalidId
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"DROP TABLE;","ts":1,"session":"s"}"#),
-            RejectReason::InvalidType
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":"now","session":"s"}"#),
-            RejectReason::InvalidTs
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":-5,"session":"s"}"#),
-            RejectReason::InvalidTs
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1.5,"session":"s"}"#),
-            RejectReason::InvalidTs
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1,"session":""}"#),
-            RejectReason::InvalidSession
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"value":-1}}"#),
-            RejectReason::InvalidProps
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"value":"9"}}"#),
-            RejectReason::InvalidProps
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","props":{"currency":"dollars"}}"#),
-            RejectReason::InvalidProps
-        );
-        assert_eq!(
-            reason(r#"{"id":"e","type":"x","ts":1,"session":"s","url":5}"#),
-            RejectReason::InvalidField
-        );
-        let items = vec![r#"{"price":1}"#; 201].join(",");
-        let json = format!(
-            r#"{{"id":"e","type":"x","ts":1,"session":"s","props":{{"items":[{items}]}}}}"#
-        );
-        assert_eq!(reason(&json), RejectReason::TooManyItems);
-        let raw: Box<RawValue> = serde_json::from_str(OK).unwrap();
-        assert_eq!(
-            decode_event(&raw, 10, 200).unwrap_err().reason,
-            RejectReason::EventTooLarge
-        );
-    }
-}
+mod tests;
