@@ -8,6 +8,7 @@
 mod journey;
 mod kafka;
 mod load;
+mod redact;
 mod validate;
 
 pub use journey::{JourneyConfig, StageConfig};
