@@ -39,6 +39,11 @@ fn check_config_prints_the_resolved_configuration() {
         "{out}"
     );
     assert!(out.contains("name = \"checkout\""), "{out}");
+    // Its own sites: no demo site, and no demo shop unless asked for.
+    assert!(
+        !out.contains("id = \"demo\"") && out.contains("demo = false"),
+        "{out}"
+    );
 }
 
 #[test]
