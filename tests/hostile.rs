@@ -190,8 +190,9 @@ fn priced(id: &str, kind: &str, session: &str, value: f64) -> Value {
 }
 
 /// Ten orders of the largest accepted value (1e12) used to wrap revenue, kept in an `i64` of
-/// micro-units, to a negative figure. Over the socket: revenue is exact up to 1e13, then stops
-/// at its documented ceiling, and never goes down; open carts of that value are exact.
+/// micro-units, to a negative figure, and nineteen then froze it at the top of a `u64`. Over the
+/// socket: 25 such orders in one session, most in one request, give exactly 2.5e13, and the
+/// figure never goes down on the way; open carts of that value are exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_values_never_wrap_or_shrink_a_money_figure() {
     let server = TestServer::start(config(Duration::from_secs(3600))).await;
@@ -206,27 +207,28 @@ async fn the_largest_values_never_wrap_or_shrink_a_money_figure() {
         .await
         .unwrap();
     assert_eq!(answer["rejected"][0]["reason"], "invalid_props", "{answer}");
+    let order = |i: u64| priced(&format!("A-{i}"), "purchase", "rich", 1e12);
     let revenue = |s: &common::prom::Scrape| s.sum("touchstream_revenue_total", &[]);
+    // Five one request at a time, read after each: exact, and never lower than before.
     let mut last = 0.0;
-    for i in 1..=20u64 {
-        let order = priced(&format!("A-{i}"), "purchase", "rich", 1e12);
-        assert_eq!(post(vec![order]).await.status(), 200);
+    for i in 1..=5 {
+        assert_eq!(post(vec![order(i)]).await.status(), 200);
         let now = revenue(&server.wait_applied(i).await);
         assert!(now >= last, "revenue went from {last} to {now}");
-        if i == 10 {
-            assert_eq!(now, 1e13);
-        }
+        assert_eq!(now, i as f64 * 1e12);
         last = now;
     }
-    // u64::MAX micro-units: the ceiling README's metric reference names.
-    assert_eq!(last, 18_446_744_073_709.55);
+    // Twenty more in one request: 2.5e13 in all, past 2^64 - 1 micro-units (1.8e13 units),
+    // where revenue once stopped for good.
+    assert_eq!(post((6..=25).map(order).collect()).await.status(), 200);
+    assert_eq!(revenue(&server.wait_applied(25).await), 2.5e13);
     let carts = (0..10)
         .map(|i| priced(&format!("c{i}"), "add_to_cart", &format!("cart-{i}"), 1e12))
         .collect();
     assert_eq!(post(carts).await.status(), 200);
-    let s = server.wait_applied(30).await;
+    let s = server.wait_applied(35).await;
     assert_eq!(s.sum("touchstream_carts_open_value", &[]), 1e13);
-    assert_eq!(revenue(&s), last);
+    assert_eq!(revenue(&s), 2.5e13);
     server.stop().await;
 }
 

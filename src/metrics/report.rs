@@ -35,7 +35,7 @@ fn money(codes: &[String], counters: impl Fn(usize) -> MoneyCounter) -> Vec<(Str
         .enumerate()
         .map(|(i, c)| (c.clone(), counters(i).micros()))
         .filter(|(_, v)| *v != 0)
-        .map(|(c, v)| (c, from_micros(v.into())))
+        .map(|(c, v)| (c, from_micros(v)))
         .collect()
 }
 
