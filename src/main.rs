@@ -41,7 +41,7 @@ enum Command {
         #[arg(long)]
         skip_invalid: bool,
     },
-    /// Validate a configuration file and print the resolved configuration.
+    /// Validate a configuration file and print the resolved configuration, secrets hidden.
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             skip_invalid,
         } => load(cli.config.as_deref()).and_then(|c| run_replay(&c, &file, json, skip_invalid)),
         Command::CheckConfig { file } => load(Some(&file)).and_then(|c| {
-            let text = toml::to_string_pretty(&c).map_err(|e| e.to_string())?;
+            let text = toml::to_string_pretty(&c.redacted()).map_err(|e| e.to_string())?;
             print!("{text}");
             Ok(())
         }),

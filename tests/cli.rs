@@ -39,6 +39,30 @@ fn check_config_prints_the_resolved_configuration() {
         "{out}"
     );
     assert!(out.contains("name = \"checkout\""), "{out}");
+    // Its own sites: no demo site, and no demo shop unless asked for.
+    assert!(
+        !out.contains("id = \"demo\"") && out.contains("demo = false"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_hides_signing_secrets_and_kafka_credentials() {
+    let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+    let cfg = file(&format!(
+        "[[sites]]\nid = \"shop\"\nkeys = [\"pk_live_0123456789\"]\nsigning_secrets = [\"{secret}\"]\n\
+         [kafka.producer]\n\"sasl.username\" = \"touchstream\"\n\"sasl.password\" = \"hunter2-producer\"\n\
+         [kafka.consumer]\n\"ssl.key.password\" = \"hunter2-consumer\"\n"
+    ));
+    let (ok, out, err) = run(touchstream().arg("check-config").arg(cfg.path()));
+    assert!(ok, "{err}");
+    for hidden in [secret, "hunter2-producer", "hunter2-consumer"] {
+        assert!(!out.contains(hidden), "{hidden} printed:\n{out}");
+    }
+    assert_eq!(out.matches("\"(redacted)\"").count(), 3, "{out}");
+    // Write keys are public; other properties are settings, not secrets.
+    assert!(out.contains("pk_live_0123456789"), "{out}");
+    assert!(out.contains("\"sasl.username\" = \"touchstream\""), "{out}");
 }
 
 #[test]

@@ -183,6 +183,55 @@ async fn a_million_random_labels_add_no_series() {
     server.stop().await;
 }
 
+/// An event of `value` in USD, with its own id, in session `session`.
+fn priced(id: &str, kind: &str, session: &str, value: f64) -> Value {
+    json!({"id": id, "type": kind, "ts": touchstream::now_ms(), "session": session,
+           "props": {"value": value, "currency": "USD", "order_id": id}})
+}
+
+/// Ten orders of the largest accepted value (1e12) used to wrap revenue, kept in an `i64` of
+/// micro-units, to a negative figure, and nineteen then froze it at the top of a `u64`. Over the
+/// socket: 25 such orders in one session, most in one request, give exactly 2.5e13, and the
+/// figure never goes down on the way; open carts of that value are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_values_never_wrap_or_shrink_a_money_figure() {
+    let server = TestServer::start(config(Duration::from_secs(3600))).await;
+    let post = |events: Vec<Value>| {
+        let (server, batch) = (&server, json!({"site": "demo", "events": events}));
+        async move { server.post(&batch).await }
+    };
+    // The largest accepted value is 1e12; a cent more is refused.
+    let answer: Value = post(vec![priced("over", "purchase", "rich", 1e12 + 0.01)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["rejected"][0]["reason"], "invalid_props", "{answer}");
+    let order = |i: u64| priced(&format!("A-{i}"), "purchase", "rich", 1e12);
+    let revenue = |s: &common::prom::Scrape| s.sum("touchstream_revenue_total", &[]);
+    // Five one request at a time, read after each: exact, and never lower than before.
+    let mut last = 0.0;
+    for i in 1..=5 {
+        assert_eq!(post(vec![order(i)]).await.status(), 200);
+        let now = revenue(&server.wait_applied(i).await);
+        assert!(now >= last, "revenue went from {last} to {now}");
+        assert_eq!(now, i as f64 * 1e12);
+        last = now;
+    }
+    // Twenty more in one request: 2.5e13 in all, past 2^64 - 1 micro-units (1.8e13 units),
+    // where revenue once stopped for good.
+    assert_eq!(post((6..=25).map(order).collect()).await.status(), 200);
+    assert_eq!(revenue(&server.wait_applied(25).await), 2.5e13);
+    let carts = (0..10)
+        .map(|i| priced(&format!("c{i}"), "add_to_cart", &format!("cart-{i}"), 1e12))
+        .collect();
+    assert_eq!(post(carts).await.status(), 200);
+    let s = server.wait_applied(35).await;
+    assert_eq!(s.sum("touchstream_carts_open_value", &[]), 1e13);
+    assert_eq!(revenue(&s), 2.5e13);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

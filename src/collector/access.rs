@@ -84,7 +84,8 @@ pub fn verify_signature(
     let (Some(t), Some(mac)) = (t, v1) else {
         return Err(bad("expected `t=UNIX_SECONDS,v1=HEX_HMAC_SHA256`"));
     };
-    if (now_secs - t).abs() > SIGNATURE_TOLERANCE_SECS {
+    // `abs_diff`: any `t` a client sends, `i64::MIN` included, gives a distance, not an overflow.
+    if now_secs.abs_diff(t) > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
         return Err(bad(
             "the signature's time is more than 5 minutes from the collector's clock",
         ));
@@ -188,6 +189,22 @@ mod tests {
             )
             .contains("does not match")
         );
+    }
+
+    #[test]
+    fn signature_times_at_the_ends_of_i64_are_refused_without_overflow() {
+        let body = b"{}";
+        let secrets = [SECRET.to_string()];
+        let ends = [
+            (i64::MIN, 1_763_800_000),
+            (i64::MAX, 1_763_800_000),
+            (i64::MAX, -1),
+        ];
+        for (t, now) in ends {
+            let header = signed(&sign(SECRET, t, body));
+            let err = verify_signature(&header, body, &secrets, now).unwrap_err();
+            assert!(err.to_string().contains("5 minutes"), "t={t}: {err}");
+        }
     }
 
     #[test]

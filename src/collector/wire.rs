@@ -106,7 +106,8 @@ impl Rejection {
 
 /// Largest accepted `ts`: year 3000, to catch seconds-or-microseconds mix-ups.
 const MAX_TS: i64 = 32_503_680_000_000;
-/// Largest accepted money amount (keeps micro-unit sums far from overflow).
+/// Largest accepted money amount: 1e18 micro-units, so one fits an `i64`; the sums of many
+/// saturate or stay exact (see `metrics::money`).
 const MAX_AMOUNT: f64 = 1e12;
 
 /// A decoded, checked event with the fields the engine needs.

@@ -67,6 +67,7 @@ pub fn load_str(
             message: e.to_string(),
         })?;
     apply_env(&mut table, env)?;
+    demo_shop_off_with_own_sites(&mut table);
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         ConfigError::invalid(
@@ -80,6 +81,22 @@ pub fn load_str(
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// A configuration that gives its own sites is not the quick start: it has no `demo` site
+/// (its `sites` replace it), so the demo shop, whose pages post to `demo`, is off too unless
+/// `snippet.demo` is set.
+fn demo_shop_off_with_own_sites(table: &mut Table) {
+    if !table.contains_key("sites") {
+        return;
+    }
+    let snippet = table
+        .entry("snippet")
+        .or_insert_with(|| Value::Table(Table::new()));
+    // Anything but a table is left for deserialising to report.
+    if let Value::Table(snippet) = snippet {
+        snippet.entry("demo").or_insert(Value::Boolean(false));
+    }
 }
 
 /// Sets every `TOUCHSTREAM_*` variable into `table`, typed like the key's default value.
@@ -204,8 +221,25 @@ mod tests {
     fn defaults_without_file() {
         let c = load(None, env(&[])).unwrap();
         assert_eq!(c.sites[0].id, "demo");
+        assert!(c.snippet.demo);
         assert_eq!(c.journey.stages.len(), 5);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn own_sites_replace_the_demo_site_and_turn_the_demo_shop_off() {
+        let shop = "[[sites]]\nid = \"shop\"\n";
+        let c = load_str(shop, "t.toml", env(&[])).unwrap();
+        let ids: Vec<&str> = c.sites.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!((ids, c.snippet.demo), (vec!["shop"], false));
+        // Asked for, in the file or the environment, the demo shop stays on.
+        let asked = format!("{shop}[snippet]\ndemo = true\n");
+        assert!(load_str(&asked, "t.toml", env(&[])).unwrap().snippet.demo);
+        let by_env = env(&[("TOUCHSTREAM_SNIPPET_DEMO", "true")]);
+        assert!(load_str(shop, "t.toml", by_env).unwrap().snippet.demo);
+        // Without sites of its own a file keeps the quick start's demo site and shop.
+        let c = load_str("[snippet]\npath = \"/a.js\"\n", "t.toml", env(&[])).unwrap();
+        assert_eq!((c.sites[0].id.as_str(), c.snippet.demo), ("demo", true));
     }
 
     #[test]

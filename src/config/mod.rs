@@ -8,6 +8,7 @@
 mod journey;
 mod kafka;
 mod load;
+mod redact;
 mod validate;
 
 pub use journey::{JourneyConfig, StageConfig};
@@ -26,7 +27,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin listener: `/metrics`, `/healthz`, `/readyz`. Env: `TOUCHSTREAM_ADMIN_LISTEN`.
     pub admin_listen: SocketAddr,
-    /// Sites allowed to send events. Replaces the default `demo` site when given.
+    /// Sites allowed to send events. Replaces the default `demo` site when given (and then
+    /// `snippet.demo` defaults to off).
     pub sites: Vec<SiteConfig>,
     /// The journey map: funnel stages, touchpoints and session timeout.
     pub journey: JourneyConfig,
@@ -290,7 +292,8 @@ pub struct SnippetConfig {
     /// How long browsers and CDNs may cache the snippet.
     #[serde(with = "duration")]
     pub max_age: Duration,
-    /// Serve the demo shop at `/demo` (its pages post to the `demo` site).
+    /// Serve the demo shop at `/demo` (its pages post to the `demo` site). On by default only
+    /// when the configuration gives no `sites` of its own (see `load`).
     pub demo: bool,
 }
 

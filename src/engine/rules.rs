@@ -32,7 +32,7 @@ pub struct Step {
 pub struct Order {
     pub currency: usize,
     pub micros: i64,
-    /// The value as sent, for the order value histogram.
+    /// The value as sent (never below zero), for the order value histogram.
     pub value: f64,
 }
 
@@ -85,7 +85,8 @@ pub fn advance(
         order = first_time.then(|| Order {
             currency,
             micros,
-            value: ev.value.unwrap_or(0.0),
+            // The collector refuses negative values; another writer of the topic might not.
+            value: ev.value.unwrap_or(0.0).max(0.0),
         });
     }
     Step {

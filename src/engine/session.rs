@@ -120,7 +120,8 @@ impl Session {
         usize::from(self.reached) > cart_stage && !self.ordered
     }
 
-    /// Adds `micros` (negative to remove) to the cart's value in `currency`.
+    /// Adds `micros` (negative to remove) to the cart's value in `currency`, saturating at the
+    /// ends of `i64` rather than wrapping.
     pub fn add_to_cart(&mut self, currency: u16, micros: i64) {
         match self.cart.iter_mut().find(|(c, _)| *c == currency) {
             Some((_, v)) => *v = v.saturating_add(micros),

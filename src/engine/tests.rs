@@ -184,6 +184,54 @@ fn orders_count_once_per_order_id_and_close_the_cart() {
     assert_eq!(r.carts_abandoned, 0);
 }
 
+/// The collector's largest value, 1e12 units, in micro-units.
+const LARGEST: i128 = 1_000_000_000_000_000_000;
+
+#[test]
+fn the_largest_values_never_wrap_shrink_or_turn_money_negative() {
+    let f = Fixture::new();
+    let (m, pln) = (&f.metrics.funnel, 2);
+    let add = |s: &str, id: &str| f.apply_value(s, id, "add_to_cart", 1e12, Some("PLN"), None);
+    // Ten carts of the largest value: 1e13 units in all, past one i64 of micro-units.
+    for s in 0..10 {
+        add(&format!("c{s}"), "1");
+    }
+    assert_eq!(m.carts_open_value(0, pln).micros(), 10 * LARGEST);
+    // One cart filled twenty times over stops at i64::MAX micro-units.
+    for i in 0..20 {
+        add("big", &i.to_string());
+    }
+    let open = 10 * LARGEST + i128::from(i64::MAX);
+    assert_eq!(m.carts_open_value(0, pln).micros(), open);
+    // Twenty-five orders of the largest value in one session: revenue is exact all the way,
+    // past u64::MAX micro-units (where it once stopped, after the nineteenth).
+    let revenue = || i128::try_from(m.revenue(0, pln).micros()).unwrap();
+    for i in 1..=25 {
+        let order = format!("A-{i}");
+        f.apply_value("buyer", &order, "purchase", 1e12, Some("PLN"), Some(&order));
+        assert_eq!(revenue(), i * LARGEST);
+    }
+    assert!(revenue() > i128::from(u64::MAX));
+    // Exposed in currency units; the order value histogram sums in floating point, which
+    // cannot wrap either.
+    let text = f.metrics.encode();
+    for name in ["touchstream_revenue_total", "touchstream_order_value_sum"] {
+        let line = format!("{name}{{site=\"demo\",currency=\"PLN\"}} 25000000000000.0\n");
+        assert!(text.contains(&line), "{line} not in {text}");
+    }
+    // A negative value (the collector refuses it; another writer of the topic might not)
+    // counts as zero: the order value histogram's sum does not go down.
+    f.apply_value("buyer", "neg", "purchase", -5.0, Some("EUR"), Some("A-neg"));
+    let sum = "touchstream_order_value_sum{site=\"demo\",currency=\"EUR\"} 0.0";
+    assert!(f.metrics.encode().contains(sum), "{}", f.metrics.encode());
+    f.engine.close_all();
+    assert_eq!(m.carts_open_value(0, pln).micros(), 0);
+    // 11 abandoned carts worth more than u64::MAX micro-units, counted exactly.
+    let abandoned = m.carts_abandoned_value(0, pln).micros();
+    assert_eq!(i128::try_from(abandoned).unwrap(), open);
+    assert!(abandoned > u128::from(u64::MAX));
+}
+
 #[test]
 fn a_gap_of_the_session_timeout_starts_a_new_session() {
     let f = Fixture::new();
