@@ -459,3 +459,88 @@ async fn a_partition_revoked_before_its_commit_resumes_where_it_stopped() {
     stop.fire();
     task.await.unwrap().unwrap();
 }
+
+/// The funnel figures an engine reports after applying `events` and closing every session.
+fn figures(
+    config: &Config,
+    events: &[touchstream::event::Event],
+) -> touchstream::metrics::SiteReport {
+    let metrics = Arc::new(Metrics::new(config));
+    let engine = touchstream::engine::Engine::new(config, metrics.clone());
+    for e in events {
+        engine.apply(e);
+    }
+    engine.close_all();
+    let mut report = touchstream::metrics::Report::new(config, &metrics);
+    let (_, mut site) = report.sites.remove(0);
+    // Only the duplicates may differ: the retry's copies of what was delivered.
+    site.duplicates = 0;
+    site
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_after_part_of_a_batch_was_delivered_and_its_retry_count_as_one_clean_delivery() {
+    let s = setup();
+    // Sixteen shoppers' carts and one rejected event; the partition 0 has no leader, so the
+    // events keyed to it cannot be delivered while the others are.
+    let mut events: Vec<Value> = (0..16)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "type": "add_to_cart", "ts": 1_763_800_000_000i64,
+                        "session": format!("s{i}"), "props": {"value": 5}})
+        })
+        .collect();
+    events.push(json!({"id": "bad", "type": "page_view", "session": "s0"}));
+    let body = json!({"site": "demo", "events": events});
+    s.cluster
+        .partition_leader(&s.config.kafka.topic, 0, None)
+        .unwrap();
+    let (status, retry, _) = post(&s.app, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.as_deref(), Some("1"));
+    // The leader is back; the client retries the same batch.
+    s.cluster
+        .partition_leader(&s.config.kafka.topic, 0, Some(1))
+        .unwrap();
+    let (status, _, answer) = post(&s.app, &body).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (StatusCode::OK, Some(16))
+    );
+    let config = s.config.clone();
+    let (delivered, letters) = tokio::task::spawn_blocking(move || {
+        (
+            read_all(&config, &config.kafka.topic, 4, 32),
+            read_all(&config, &config.kafka.dead_letter_topic, 1, 2),
+        )
+    })
+    .await
+    .unwrap();
+    let delivered: Vec<touchstream::event::Event> = delivered
+        .iter()
+        .filter_map(|(_, payload)| match serde_json::from_slice(payload) {
+            Ok(InMessage::Event(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    // Part of the first attempt was delivered: some events are there twice, some once.
+    let twice = (0..16)
+        .filter(|i| delivered.iter().filter(|e| e.id == format!("e{i}")).count() == 2)
+        .count();
+    assert!((1..16).contains(&twice), "{twice} of 16 delivered twice");
+    assert_eq!(delivered.len(), 16 + twice);
+    // The figures equal those of one clean delivery.
+    let once: Vec<_> = (0..16)
+        .map(|i| {
+            delivered
+                .iter()
+                .find(|e| e.id == format!("e{i}"))
+                .unwrap()
+                .clone()
+        })
+        .collect();
+    assert_eq!(figures(&s.config, &delivered), figures(&s.config, &once));
+    // The rejected event's letter was written once: the first attempt wrote none.
+    assert_eq!(letters.len(), 1, "{} dead letters", letters.len());
+    let letter: DeadLetter = serde_json::from_slice(&letters[0].1).unwrap();
+    assert_eq!(letter.id.len(), 32);
+}

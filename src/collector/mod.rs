@@ -337,24 +337,28 @@ impl CollectorState {
         let mut rejected = Vec::with_capacity(decoded.rejected.len());
         for (index, r) in decoded.rejected {
             m.rejected(site, r.reason).inc();
-            letters.push(DeadLetter {
-                site: ctx.site.to_string(),
-                reason: r.reason.as_str().to_string(),
-                message: r.message.clone(),
-                event: masked_raw(batch.events[index]),
-                received_at_ms: received_at,
-            });
+            letters.push(DeadLetter::new(
+                &ctx.site,
+                r.reason.as_str(),
+                r.message.clone(),
+                masked_raw(batch.events[index]),
+                received_at,
+            ));
             rejected.push(RejectedEvent {
                 index,
                 reason: r.reason.as_str(),
                 message: r.message,
             });
         }
-        let (sent, kept) = tokio::join!(
-            self.sink.send(decoded.events),
-            self.sink.dead_letter(letters)
-        );
-        if let Err(e) = sent.and(kept) {
+        // Events first, letters only once every event is delivered: a 503 for the events leaves
+        // no letter behind, and a retry writes each once. A 503 for the letters (the events
+        // delivered) makes the retry's events duplicates, which change no figure, and its
+        // letters repeats with the same `id`.
+        let mut sent = self.sink.send(decoded.events).await;
+        if sent.is_ok() && !letters.is_empty() {
+            sent = self.sink.dead_letter(letters).await;
+        }
+        if let Err(e) = sent {
             tracing::warn!(error = %e, site = %ctx.site, "transport refused a batch; answering 503");
             m.rejected(site, RejectReason::Unavailable).inc_by(valid);
             return Err(ApiError::Unavailable);

@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 /// A rejected event on its way to the dead-letter topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// 128 bits of SHA-256 of the site and the masked event, in hex: the same when a batch is
+    /// retried, so a reader can drop a letter written twice (a 503 after the letters were
+    /// written: see [`DeadLetter::new`]).
+    #[serde(default)]
+    pub id: String,
     pub site: String,
     /// The rejection's reason label (`RejectReason`).
     pub reason: String,
@@ -26,6 +31,33 @@ pub struct DeadLetter {
     /// The event as sent, with personal data masked in place.
     pub event: Box<serde_json::value::RawValue>,
     pub received_at_ms: i64,
+}
+
+impl DeadLetter {
+    /// The letter of `event` (already masked), rejected for `reason`.
+    pub fn new(
+        site: &str,
+        reason: &str,
+        message: String,
+        event: Box<serde_json::value::RawValue>,
+        received_at_ms: i64,
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(site)
+            .chain_update([0])
+            .chain_update(event.get())
+            .finalize();
+        let id = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        DeadLetter {
+            id,
+            site: site.to_string(),
+            reason: reason.to_string(),
+            message,
+            event,
+            received_at_ms,
+        }
+    }
 }
 
 /// Why a sink could not take a batch.
