@@ -62,13 +62,17 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc (the docs' links resolve; module docs are part of the code)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps -p touchstream
 
+# Wherever cargo builds (CARGO_TARGET_DIR may move it), as cargo itself reports.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+
+step "cargo build --release (tests/abuse.rs attacks the binary a shop runs)"
+cargo build --release --quiet --bin touchstream
+
 step "cargo test --workspace (touchstream and the load generator)"
-cargo test --workspace
+TEST_TOUCHSTREAM_BIN="$target_dir/release/touchstream" cargo test --workspace
 
 step "snippet tests (node --test: size budget, build freshness, unit, real browser)"
 cargo build --quiet
-# Wherever cargo builds (CARGO_TARGET_DIR may move it), as cargo itself reports.
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 (cd js-snippet && TEST_TOUCHSTREAM_BIN="$target_dir/debug/touchstream" npm test --silent)
 
 step "cargo bench --no-run (benchmarks compile; figures live in loadtests/RESULTS.md)"
