@@ -2,17 +2,16 @@
 //! a cap, and gzip inflated with the same cap, so neither a large upload nor a gzip bomb can
 //! make the collector hold more than `max_body_bytes`. However the body is framed (one chunk
 //! or a million one-byte chunks), it is copied into one buffer as it arrives, and every byte
-//! of buffer is first taken from a budget shared by all requests (`max_inflight_body_bytes`):
-//! when it is spent, the request gets 503 with `Retry-After` instead of more memory.
+//! of buffer is first taken from a budget shared by all requests (see `budget`): when it is
+//! spent, the request gets 503 with `Retry-After` instead of more memory.
 
 use super::ApiError;
+use super::budget::Held;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::io::Read;
-use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,52 +54,22 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::TooLarge(format!("the request body is larger than {limit} bytes"))
 }
 
-/// Body bytes held by all requests at once: each request takes what its buffers hold and
-/// gives it back when its [`Held`] drops.
-#[derive(Debug, Clone)]
-pub struct Budget(Arc<Semaphore>);
+/// Room taken for a body before any of it arrives.
+const FIRST_ROOM: usize = 16 * 1024;
 
-/// Bytes of a [`Budget`] one request holds.
-#[derive(Debug, Default)]
-pub struct Held(Option<OwnedSemaphorePermit>);
-
-impl Budget {
-    pub fn new(bytes: usize) -> Self {
-        Budget(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
-    }
-
-    /// Adds `bytes` to what `held` holds, or 503 when the budget is spent.
-    pub fn take(&self, held: &mut Held, bytes: usize) -> Result<(), ApiError> {
-        let n = u32::try_from(bytes).map_err(|_| ApiError::Unavailable)?;
-        let more = (self.0.clone())
-            .try_acquire_many_owned(n)
-            .map_err(|_| ApiError::Unavailable)?;
-        match &mut held.0 {
-            Some(p) => p.merge(more),
-            None => held.0 = Some(more),
-        }
-        Ok(())
-    }
-
-    /// Bytes not held by any request.
-    #[cfg(test)]
-    pub fn available(&self) -> usize {
-        self.0.available_permits()
-    }
-}
-
-/// Reads at most `limit` bytes of body into one buffer, its room taken from `budget` first:
-/// all of `hint` (the `Content-Length`, capped at `limit`) at once when the sender gave it,
-/// else doubling from a small start.
+/// Reads at most `limit` bytes of body into one buffer, its room taken from the request's
+/// budget first: a small start, doubling as bytes arrive (up to `hint`, the `Content-Length`,
+/// when the sender gave one), so a client that announces a large body and trickles it holds
+/// only about what it sent.
 pub async fn read(
     body: Body,
     limit: usize,
     hint: Option<usize>,
-    budget: &Budget,
     held: &mut Held,
 ) -> Result<Bytes, ApiError> {
-    let mut room = hint.map_or(16 * 1024, |h| h.min(limit)).min(limit);
-    budget.take(held, room)?;
+    let most = hint.unwrap_or(limit).min(limit);
+    let mut room = most.min(FIRST_ROOM);
+    held.take(room)?;
     let mut buf = BytesMut::with_capacity(room);
     let mut body = body;
     while let Some(frame) = body.frame().await {
@@ -114,8 +83,8 @@ pub async fn read(
             return Err(too_large(limit));
         }
         if need > room {
-            let grown = need.max(room * 2).min(limit);
-            budget.take(held, grown - room)?;
+            let grown = need.max((room * 2).min(most)).min(limit);
+            held.take(grown - room)?;
             buf.reserve(grown - buf.len());
             room = grown;
         }
@@ -126,14 +95,9 @@ pub async fn read(
 
 /// Inflates a gzip body, refusing anything that inflates past `limit` bytes. The inflated
 /// bytes count against `budget` too, taken as the output grows.
-pub fn gunzip(
-    compressed: &[u8],
-    limit: usize,
-    budget: &Budget,
-    held: &mut Held,
-) -> Result<Bytes, ApiError> {
+pub fn gunzip(compressed: &[u8], limit: usize, held: &mut Held) -> Result<Bytes, ApiError> {
     let mut room = (compressed.len() * 4).clamp(1024, limit + 1);
-    budget.take(held, room)?;
+    held.take(room)?;
     let mut out = Vec::with_capacity(room);
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
     let mut block = [0u8; 16 * 1024];
@@ -146,7 +110,7 @@ pub fn gunzip(
         }
         if out.len() + n > room {
             let grown = (out.len() + n).max(room * 2).min(limit + 1);
-            budget.take(held, grown - room)?;
+            held.take(grown - room)?;
             out.reserve_exact(grown - out.len());
             room = grown;
         }
@@ -207,6 +171,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::collector::budget::Budget;
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
 
@@ -218,14 +183,14 @@ mod tests {
         assert!(bomb.len() < 100 * 1024);
         let budget = Budget::new(1 << 20);
         assert!(matches!(
-            gunzip(&bomb, 512 * 1024, &budget, &mut Held::default()),
+            gunzip(&bomb, 512 * 1024, &mut budget.hold(None)),
             Err(ApiError::TooLarge(_))
         ));
         assert!(matches!(
-            gunzip(b"not gzip", 1024, &budget, &mut Held::default()),
+            gunzip(b"not gzip", 1024, &mut budget.hold(None)),
             Err(ApiError::Malformed(_))
         ));
-        assert_eq!(budget.available(), 1 << 20, "given back");
+        assert_eq!(budget.used(), 0, "given back");
     }
 
     /// A body sent as `chunks` frames of `size` bytes.
@@ -254,25 +219,29 @@ mod tests {
     #[tokio::test]
     async fn one_byte_chunks_land_in_one_buffer_within_the_budget() {
         let budget = Budget::new(1 << 20);
-        let mut held = Held::default();
-        let body = read(chunked(500_000, 1), 512 * 1024, None, &budget, &mut held)
+        let mut held = budget.hold(None);
+        let body = read(chunked(500_000, 1), 512 * 1024, None, &mut held)
             .await
             .unwrap();
         assert_eq!(body.len(), 500_000);
         // The buffer grew by doubling from 16 KiB: what it holds is what the budget lent.
-        assert_eq!((1 << 20) - budget.available(), 512 * 1024);
+        assert_eq!(budget.used(), 512 * 1024);
         drop(held);
-        assert_eq!(budget.available(), 1 << 20);
+        assert_eq!(budget.used(), 0);
+        // An announced length is not taken before the bytes come: a trickle holds little.
+        let mut held = budget.hold(None);
+        let body = read(chunked(1, 10), 512 * 1024, Some(500_000), &mut held).await;
+        assert_eq!(body.unwrap().len(), 10);
+        assert_eq!(budget.used(), 16 * 1024);
+        drop(held);
         // A spent budget gives 503 (Retry-After), whatever the framing.
         let small = Budget::new(100_000);
-        let mut held = Held::default();
-        let err = read(chunked(200_000, 1), 512 * 1024, None, &small, &mut held).await;
-        assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
-        let err = read(chunked(1, 10), 512 * 1024, Some(200_000), &small, &mut held).await;
+        let mut held = small.hold(None);
+        let err = read(chunked(200_000, 1), 512 * 1024, None, &mut held).await;
         assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
         // Over the cap: 413.
-        let mut held = Held::default();
-        let err = read(chunked(600, 1_000), 512 * 1024, None, &budget, &mut held).await;
+        let mut held = budget.hold(None);
+        let err = read(chunked(600, 1_000), 512 * 1024, None, &mut held).await;
         assert!(matches!(err, Err(ApiError::TooLarge(_))));
     }
 }

@@ -12,6 +12,7 @@
 mod access;
 mod assets;
 mod body;
+mod budget;
 mod client;
 mod decode;
 mod diagnose;
@@ -55,7 +56,7 @@ pub struct CollectorState {
     clients: Limiter,
     site_rates: Limiter,
     resolver: Arc<Resolver>,
-    bodies: body::Budget,
+    bodies: budget::Budget,
 }
 
 impl CollectorState {
@@ -79,7 +80,7 @@ impl CollectorState {
                 config.sites.len() * 64,
             ),
             resolver: Arc::new(Resolver::new(l)),
-            bodies: body::Budget::new(l.max_inflight_body_bytes),
+            bodies: budget::Budget::new(l.max_inflight_body_bytes),
         }
     }
 
@@ -250,13 +251,13 @@ impl CollectorState {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         // The bytes this request holds, given back to the shared budget when it ends.
-        let mut held = body::Held::default();
-        let reading = body::read(body, limit, hint, &self.bodies, &mut held);
+        let mut held = self.bodies.hold(client);
+        let reading = body::read(body, limit, hint, &mut held);
         let sent = tokio::time::timeout(self.limits.request_timeout, reading)
             .await
             .map_err(|_| ApiError::Timeout(self.limits.request_timeout.as_secs()))??;
         let raw = match encoding {
-            body::Encoding::Gzip => body::gunzip(&sent, limit, &self.bodies, &mut held)?,
+            body::Encoding::Gzip => body::gunzip(&sent, limit, &mut held)?,
             body::Encoding::Identity => sent.clone(),
         };
         body::check_depth(&raw)?;
