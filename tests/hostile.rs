@@ -72,9 +72,7 @@ fn gzip_zeros(size: usize) -> Vec<u8> {
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    touchstream_load::procstat::status_bytes(&pid.to_string(), "VmHWM").unwrap() >> 10
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
