@@ -4,7 +4,8 @@
 //!   server, so it is off; browsers never use cleartext HTTP/2 and load balancers speak
 //!   HTTP/1.1 to their backends);
 //! - a request head must arrive within `header_timeout`, counted from the connection's start
-//!   or the previous answer, so an idle keep-alive connection closes after it too;
+//!   or the previous answer, so an idle keep-alive connection closes after it too (for a
+//!   trusted proxy, `proxy_idle_timeout`: a load balancer keeps its connections for longer);
 //! - an answer that cannot be written (a client that pipelines requests and never reads) fails
 //!   the connection after `header_timeout` without progress;
 //! - a listener holds at most `max_connections`, and once it is over half full one client
@@ -42,6 +43,10 @@ pub struct ConnectionLimits {
     /// Time allowed for a request's head to arrive (from the connection's start or the
     /// previous answer: also the keep-alive idle timeout), and for a stalled answer to move.
     pub header_timeout: Duration,
+    /// The same for connections from trusted proxies, which keep connections open between
+    /// requests for longer than a client should (above the load balancer's idle timeout, or
+    /// it sends a request into a connection being closed and answers 502).
+    pub proxy_idle_timeout: Duration,
     /// Largest request head (request line and headers), in bytes; beyond it, 431.
     pub max_header_bytes: usize,
     /// Connections held at once.
@@ -58,6 +63,7 @@ impl From<&crate::config::LimitsConfig> for ConnectionLimits {
     fn from(l: &crate::config::LimitsConfig) -> Self {
         ConnectionLimits {
             header_timeout: l.header_timeout,
+            proxy_idle_timeout: l.proxy_idle_timeout,
             max_header_bytes: l.max_header_bytes,
             max_connections: l.max_connections,
             max_client_connections: l.max_client_connections,
@@ -76,11 +82,17 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+    let builder = |timeout: Duration| {
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        b
+    };
+    let (clients, proxies) = (
+        builder(limits.header_timeout),
+        builder(limits.proxy_idle_timeout),
+    );
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let shares = Arc::new(Shares::default());
@@ -104,9 +116,9 @@ pub async fn serve(
             continue;
         };
         let pressed = permits.available_permits() < limits.max_connections / 2;
-        let share = match &limits.clients {
-            Some(clients) => {
-                let client = clients.peer(peer.ip());
+        let client = limits.clients.as_ref().map(|c| c.peer(peer.ip()));
+        let share = match client {
+            Some(client) => {
                 let most = (pressed && !client.exempt).then_some(limits.max_client_connections);
                 match shares.take(client.key, most) {
                     Some(share) => Some(share),
@@ -118,13 +130,17 @@ pub async fn serve(
             }
             None => None,
         };
+        let (builder, stall) = match client {
+            Some(c) if c.exempt => (&proxies, limits.proxy_idle_timeout),
+            _ => (&clients, limits.header_timeout),
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request)
         });
-        let io = TokioIo::new(Guarded::new(stream, limits.header_timeout));
+        let io = TokioIo::new(Guarded::new(stream, stall));
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         let metrics = metrics.clone();

@@ -239,6 +239,8 @@ async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
     // (an idle keep-alive connection closes after it too).
     c.limits.header_timeout = Duration::from_secs(3);
     c.limits.max_connections = 8;
+    // The slow client is an ordinary one, not a trusted proxy (which may idle for longer).
+    c.limits.trusted_proxies = vec![];
     let server = TestServer::start(c).await;
 
     // A slowloris client: half a request line, then nothing. It is disconnected.

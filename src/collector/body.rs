@@ -67,6 +67,9 @@ pub async fn read(
     hint: Option<usize>,
     held: &mut Held,
 ) -> Result<Bytes, ApiError> {
+    if hint.is_some_and(|h| h > limit) {
+        return Err(too_large(limit));
+    }
     let most = hint.unwrap_or(limit).min(limit);
     let mut room = most.min(FIRST_ROOM);
     held.take(room)?;
@@ -96,7 +99,7 @@ pub async fn read(
 /// Inflates a gzip body, refusing anything that inflates past `limit` bytes. The inflated
 /// bytes count against `budget` too, taken as the output grows.
 pub fn gunzip(compressed: &[u8], limit: usize, held: &mut Held) -> Result<Bytes, ApiError> {
-    let mut room = (compressed.len() * 4).clamp(1024, limit + 1);
+    let mut room = (compressed.len() * 4).max(1024).min(limit + 1);
     held.take(room)?;
     let mut out = Vec::with_capacity(room);
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);

@@ -7,13 +7,18 @@
 //! its own instead of extending the last one), and the client is the address
 //! `limits.trusted_proxy_hops` places from its right end: each trusted proxy appends the
 //! address it received the request from, so everything further left was written by the client
-//! and is ignored (nginx's `real_ip_recursive`, Envoy's `xff_num_trusted_hops`).
+//! and is ignored (as Envoy's `xff_num_trusted_hops`).
+//!
+//! `Forwarded` (RFC 7239) is read by its `for=` nodes. This counts from the right rather than
+//! skipping trusted entries as nginx's `real_ip_recursive` does: set the hops to the number of
+//! proxies every request passes.
 //!
 //! Limits are keyed by the address with IPv6 cut to its `/limits.client_ipv6_prefix` (a host
-//! holds a whole /64, so one address each would be free buckets). A client whose address is a
-//! trusted proxy (no header configured or none on the request) is exempt from the per-client
-//! connection share and new-session rate, since behind a load balancer every shopper arrives
-//! from a few addresses.
+//! holds a whole /64, so one address each would be free buckets). A directly connected trusted
+//! proxy whose request names no client (no header configured, or none on the request) is
+//! exempt from the per-client connection share and new-session rate, since behind a load
+//! balancer every shopper arrives from a few addresses; an address read from the header never
+//! is.
 
 use crate::config::LimitsConfig;
 use axum::http::HeaderMap;
@@ -81,24 +86,51 @@ impl Resolver {
     }
 
     /// The client of a request that arrived from `peer` (none in tests without a socket).
+    /// Only a directly connected trusted proxy is exempt; an address read from the header
+    /// never is, and a header the proxy filled but that names no address (a byte that is not
+    /// text, `unknown`, an obfuscated `Forwarded` node) puts the request in one shared
+    /// "unresolvable" bucket rather than the proxy's.
     pub fn resolve(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<Client> {
         let peer = peer?.ip();
+        let trusted = self.is_trusted(peer);
+        if !trusted {
+            return Some(self.peer(peer));
+        }
         if self.header.is_empty() {
             self.notice_forwarding(headers);
             return Some(self.peer(peer));
         }
-        let forwarded = self.is_trusted(peer).then(|| self.forwarded(headers));
-        Some(self.peer(forwarded.flatten().unwrap_or(peer)))
+        Some(match self.forwarded(headers) {
+            None => self.peer(peer),
+            Some(ip) => Client {
+                key: ip.map_or(UNRESOLVABLE, |ip| self.key(ip)),
+                exempt: false,
+            },
+        })
     }
 
-    /// The address `hops` places from the right of the header's lines read as one list.
-    fn forwarded(&self, headers: &HeaderMap) -> Option<IpAddr> {
-        let mut entries: Vec<&str> = Vec::new();
+    /// The entry `hops` places from the right of the header's lines read as one list (the
+    /// leftmost when there are fewer): `None` without the header, `Some(None)` when that entry
+    /// is no address.
+    fn forwarded(&self, headers: &HeaderMap) -> Option<Option<IpAddr>> {
+        let mut entries: Vec<&[u8]> = Vec::new();
         for line in headers.get_all(self.header.as_str()) {
-            entries.extend(line.to_str().ok()?.split(',').map(str::trim));
+            entries.extend(
+                line.as_bytes()
+                    .split(|b| *b == b',')
+                    .map(<[u8]>::trim_ascii),
+            );
         }
-        let at = entries.len().saturating_sub(self.hops);
-        parse_address(entries.get(at)?)
+        entries.retain(|e| !e.is_empty());
+        let chosen = entries.get(entries.len().saturating_sub(self.hops))?;
+        let text = std::str::from_utf8(chosen).ok();
+        Some(text.and_then(|t| {
+            if self.header == "forwarded" {
+                parse_address(forwarded_for(t)?)
+            } else {
+                parse_address(t)
+            }
+        }))
     }
 
     fn notice_forwarding(&self, headers: &HeaderMap) {
@@ -142,6 +174,19 @@ impl Resolver {
     }
 }
 
+/// The key of every request whose forwarded address cannot be read.
+const UNRESOLVABLE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+/// The `for=` node of one RFC 7239 `Forwarded` element (`for=192.0.2.60;proto=http`,
+/// `for="[2001:db8::1]:4711"`), unquoted.
+fn forwarded_for(element: &str) -> Option<&str> {
+    element.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("for")
+            .then(|| value.trim_matches('"'))
+    })
+}
+
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -150,10 +195,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:80`.
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]`,
+/// `[2001:db8::1]:80`.
 fn parse_address(s: &str) -> Option<IpAddr> {
     if let Ok(ip) = s.parse() {
         return Some(ip);
+    }
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse().ok();
     }
     s.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
@@ -198,9 +247,24 @@ mod tests {
             key(&r, &["6.6.6.6", "203.0.113.9"], PROXY),
             ip("203.0.113.9")
         );
-        // Without the header, or with a garbled one, the peer.
+        // Without the header, the proxy itself (exempt); with one naming no address, the one
+        // shared unresolvable bucket, never the proxy's.
         assert_eq!(key(&r, &[], PROXY), ip("10.0.0.1"));
-        assert_eq!(key(&r, &["unknown"], PROXY), ip("10.0.0.1"));
+        assert_eq!(key(&r, &["unknown"], PROXY), UNRESOLVABLE);
+        let mut odd = headers(&[]);
+        odd.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\x80\xff, 203.0.113.9").unwrap(),
+        );
+        let c = r.resolve(&odd, Some(PROXY.parse().unwrap())).unwrap();
+        assert_eq!((c.key, c.exempt), (ip("203.0.113.9"), false));
+        let mut odd = headers(&[]);
+        odd.append("x-forwarded-for", HeaderValue::from_bytes(b"\x80").unwrap());
+        let c = r.resolve(&odd, Some(PROXY.parse().unwrap())).unwrap();
+        assert_eq!((c.key, c.exempt), (UNRESOLVABLE, false));
+        // An address from the header is never exempt, even a private one.
+        let c = r.resolve(&headers(&["10.9.9.9"]), Some(PROXY.parse().unwrap()));
+        assert!(!c.unwrap().exempt);
         // A client reaching the collector directly cannot choose its address.
         assert_eq!(key(&r, &["203.0.113.9"], DIRECT), ip("198.51.100.7"));
         // Two proxies (CDN, then load balancer): the client is second from the right.
@@ -211,6 +275,25 @@ mod tests {
         );
         assert_eq!(key(&r, &["203.0.113.9"], PROXY), ip("203.0.113.9"));
         assert_eq!(key(&r, &["[2001:db8::1]:443"], PROXY), ip("2001:db8::"));
+    }
+
+    #[test]
+    fn forwarded_headers_are_read_by_their_for_nodes() {
+        let r = resolver("Forwarded", 1);
+        let mut h = HeaderMap::new();
+        h.append(
+            "forwarded",
+            HeaderValue::from_static("for=6.6.6.6, for=\"[2001:db8::1]:4711\";proto=https"),
+        );
+        let c = r.resolve(&h, Some(PROXY.parse().unwrap())).unwrap();
+        assert_eq!(c.key, r.key("2001:db8::1".parse().unwrap()));
+        let mut h = HeaderMap::new();
+        h.append(
+            "forwarded",
+            HeaderValue::from_static("for=_hidden;proto=http"),
+        );
+        let c = r.resolve(&h, Some(PROXY.parse().unwrap())).unwrap();
+        assert_eq!(c.key, UNRESOLVABLE);
     }
 
     #[test]
@@ -231,6 +314,9 @@ mod tests {
         let direct = r.resolve(&HeaderMap::new(), Some(DIRECT.parse().unwrap()));
         assert!(!direct.unwrap().exempt);
         assert_ne!(r.origin(direct), 0);
+        assert!(!r.saw_unconfigured_proxy());
+        // A client of its own cannot plant the warning; a proxy's request raises it.
+        r.resolve(&headers(&["203.0.113.9"]), Some(DIRECT.parse().unwrap()));
         assert!(!r.saw_unconfigured_proxy());
         r.resolve(&headers(&["203.0.113.9"]), Some(PROXY.parse().unwrap()));
         assert!(r.saw_unconfigured_proxy());

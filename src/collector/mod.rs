@@ -156,10 +156,7 @@ pub struct RejectedEvent {
 async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+    let peer = peer(&parts.extensions);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let sites = st.sites();
     let mut site = None;
@@ -185,10 +182,19 @@ async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Resp
     response
 }
 
+/// The connection's peer, which the listener puts on every request (none in router tests).
+fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+    extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+}
+
 async fn preflight(
     State(st): State<Arc<CollectorState>>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (parts, _) = request.into_parts();
+    let headers = parts.headers;
+    // Preflights are requests too: the same per-client rate.
+    st.check_client(st.resolver.resolve(&headers, peer(&parts.extensions)))?;
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok((StatusCode::NO_CONTENT, [(header::ALLOW, "POST, OPTIONS")]).into_response());
     };
@@ -219,10 +225,12 @@ async fn preflight(
         .into_response())
 }
 
-/// Client text quoted back in an error message: personal data masked, then cut to a readable
-/// length (masked first, so the cut cannot leave part of a number unmasked).
+/// Client text quoted back in an error message: cut to 256 characters, personal data masked,
+/// then cut to a readable length (masked before the last cut, so it cannot leave part of a
+/// number unmasked; cut before masking, so a huge value costs nothing).
 fn truncate(s: &str) -> String {
-    mask::mask(s).chars().take(64).collect()
+    let head: String = s.chars().take(256).collect();
+    mask::mask(&head).chars().take(64).collect()
 }
 
 impl CollectorState {
@@ -336,14 +344,18 @@ impl CollectorState {
         let valid = decoded.valid();
         let mut letters = Vec::with_capacity(decoded.rejected.len());
         let mut rejected = Vec::with_capacity(decoded.rejected.len());
+        let key = (!decoded.rejected.is_empty())
+            .then(|| DeadLetter::batch_key(&ctx.site, batch.events.iter().map(|e| e.get())));
         for (index, r) in decoded.rejected {
             m.rejected(site, r.reason).inc();
             letters.push(DeadLetter::new(
-                &ctx.site,
+                key.as_ref().expect("made when an event is rejected"),
+                index,
                 r.reason.as_str(),
                 r.message.clone(),
                 masked_raw(batch.events[index]),
                 received_at,
+                &ctx.site,
             ));
             rejected.push(RejectedEvent {
                 index,

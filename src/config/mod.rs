@@ -183,9 +183,15 @@ pub struct LimitsConfig {
     pub max_client_connections: usize,
     /// Request body bytes held at once across all requests; beyond it, 503 with `Retry-After`.
     pub max_inflight_body_bytes: usize,
-    /// Time allowed for a request's headers to arrive; a slower client is disconnected.
+    /// Time allowed for a request's head to arrive, from the connection's start or the
+    /// previous answer (so also the keep-alive idle timeout); a slower client is disconnected.
     #[serde(with = "duration")]
     pub header_timeout: Duration,
+    /// `header_timeout` for connections from `trusted_proxies`: keep it above the load
+    /// balancer's idle timeout (60 s on AWS ALB and nginx), or it may send a request into a
+    /// connection being closed and answer 502.
+    #[serde(with = "duration")]
+    pub proxy_idle_timeout: Duration,
     /// Largest request head (request line and headers) in bytes, at least 8192; beyond it, 431.
     pub max_header_bytes: usize,
     /// Connections each listener holds at once; beyond it, new ones are closed at once.
@@ -208,12 +214,14 @@ impl Default for LimitsConfig {
             max_clients: 100_000,
             client_address_header: String::new(),
             header_timeout: Duration::from_secs(10),
+            proxy_idle_timeout: Duration::from_secs(75),
             max_header_bytes: 32 * 1024,
             max_connections: 10_000,
             trusted_proxies: [
                 "127.0.0.0/8",
                 "::1/128",
                 "10.0.0.0/8",
+                "100.64.0.0/10",
                 "172.16.0.0/12",
                 "192.168.0.0/16",
                 "fc00::/7",
@@ -242,6 +250,10 @@ pub struct EngineConfig {
     pub sweep_interval: Duration,
     /// Most events one session takes; later new events of it are filtered (`session_limit`).
     pub max_session_events: u32,
+    /// Ids (event and order ids) all open sessions hold at most, beyond the 64 any session may
+    /// hold: past it, sessions holding 64 or more take no new event (`session_limit`). About
+    /// 18 bytes each.
+    pub max_stored_ids: usize,
     /// New sessions a second one client address may open while the store is more than half
     /// full, over its burst; beyond it, events that would open one are filtered
     /// (`session_rate`). Trusted proxies and signed requests are exempt. 0: no limit.
@@ -255,7 +267,8 @@ impl Default for EngineConfig {
         Self {
             max_open_sessions: 2_000_000,
             sweep_interval: Duration::from_secs(1),
-            max_session_events: 5_000,
+            max_session_events: 2_000,
+            max_stored_ids: 20_000_000,
             client_sessions_per_second: 5,
             client_burst_sessions: 100,
         }

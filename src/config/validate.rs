@@ -63,6 +63,7 @@ impl Config {
                 "engine.max_session_events",
                 self.engine.max_session_events as usize,
             ),
+            ("engine.max_stored_ids", self.engine.max_stored_ids),
             ("limits.max_connections", l.max_connections),
             ("limits.trusted_proxy_hops", l.trusted_proxy_hops),
             ("limits.max_client_connections", l.max_client_connections),
@@ -77,10 +78,18 @@ impl Config {
                 "must be a prefix length of at most 128 (64 is one host's block)",
             ));
         }
-        if l.max_inflight_body_bytes < l.max_body_bytes {
+        if l.max_inflight_body_bytes <= 2 * l.max_body_bytes {
             return Err(ConfigError::invalid(
                 "limits.max_inflight_body_bytes",
-                "must be at least limits.max_body_bytes, or no large batch could ever pass",
+                "must be more than twice limits.max_body_bytes (a gzip body and what it \
+                 inflates to), or no large batch could ever pass",
+            ));
+        }
+        if l.client_ipv6_prefix < 32 {
+            return Err(ConfigError::invalid(
+                "limits.client_ipv6_prefix",
+                "must be at least 32 (64 is one host's block; shorter puts whole networks in \
+                 one bucket)",
             ));
         }
         if l.max_header_bytes < 8192 {

@@ -17,12 +17,14 @@
 //! says what an event does to its session; a `Recorder` turns that into counter writes, and
 //! `record::Gauges` keeps the funnel's gauges in step with the open sessions.
 
+mod bounds;
 pub mod kafka;
 mod memory;
 mod record;
 mod rules;
 mod session;
 
+pub use bounds::Bounds;
 pub use memory::run;
 pub(crate) use record::{Counting, Recorder, Silent};
 
@@ -30,7 +32,6 @@ use crate::config::Config;
 use crate::event::{Event, FilterReason};
 use crate::journey::Journey;
 use crate::metrics::Metrics;
-use crate::ratelimit::Limiter;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use record::Gauges;
@@ -40,7 +41,6 @@ use siphasher::sip128::{Hasher128, SipHasher13 as SipHasher13x128};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +77,9 @@ pub struct Engine {
     journey: Arc<Journey>,
     sites: HashMap<String, u16>,
     sessions: DashMap<SessionKey, Session, Prehashed>,
-    /// Open sessions, shared by every engine of a process (one per Kafka partition).
-    open: Arc<AtomicUsize>,
-    max_open: usize,
-    max_session_events: u32,
-    /// New sessions per client (`Event::origin`), checked while the store is over half full.
-    new_sessions: Limiter,
+    /// Open sessions, ids held and new sessions per client, shared by every engine of a
+    /// process (one per Kafka partition).
+    bounds: Arc<Bounds>,
     keys: [u64; 4],
     metrics: Arc<Metrics>,
 }
@@ -91,12 +88,12 @@ impl Engine {
     /// An engine for `config` reporting into `metrics` (built for the same config: the engine
     /// applies events with the journey the metrics are laid out for).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
-        Self::with_open_count(config, metrics, Arc::default())
+        Self::with_bounds(config, metrics, Arc::new(Bounds::new(&config.engine)))
     }
 
-    /// An engine whose session bound `engine.max_open_sessions` is shared through `open` with
-    /// other engines (the partitions a Kafka consumer owns).
-    pub fn with_open_count(config: &Config, metrics: Arc<Metrics>, open: Arc<AtomicUsize>) -> Self {
+    /// An engine whose store bounds are shared through `bounds` with other engines (the
+    /// partitions a Kafka consumer owns).
+    pub fn with_bounds(config: &Config, metrics: Arc<Metrics>, bounds: Arc<Bounds>) -> Self {
         let random = RandomState::new();
         Self {
             journey: metrics.journey().clone(),
@@ -104,15 +101,7 @@ impl Engine {
                 .map(|(i, s)| (s.id.clone(), i as u16))
                 .collect(),
             sessions: DashMap::with_hasher(Prehashed::default()),
-            open,
-            max_open: config.engine.max_open_sessions,
-            max_session_events: config.engine.max_session_events,
-            new_sessions: Limiter::new(
-                config.engine.client_sessions_per_second as f64,
-                config.engine.client_burst_sessions as f64,
-                // Room for the clients of a full store's flood; least recently seen go first.
-                100_000,
-            ),
+            bounds,
             keys: [0u8, 1, 2, 3].map(|i| random.hash_one(i)),
             metrics,
         }
@@ -126,7 +115,7 @@ impl Engine {
 
     /// Sessions currently open.
     pub fn open_sessions(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.bounds.open()
     }
 
     /// The recorder that counts into this engine's metrics.
@@ -162,19 +151,19 @@ impl Engine {
     }
 
     /// Applies one event, reporting into `rec`.
-    pub(crate) fn apply_into(&self, ev: &Event, rec: &impl Recorder) -> Outcome {
+    pub(crate) fn apply_into<R: Recorder>(&self, ev: &Event, rec: &R) -> Outcome {
         rec.applied();
         let Some(&site) = self.sites.get(&*ev.site) else {
             rec.unknown_site();
             return Outcome::UnknownSite;
         };
         let key = self.session_key(site, &ev.session);
-        let open = self.open.load(Ordering::Relaxed);
-        if open > self.max_open / 2 && !self.may_open(key, ev) {
+        // A rebuild restores what was counted: it admits whatever the live run admitted.
+        if R::COUNTS && self.bounds.under_pressure() && !self.may_open(key, ev) {
             rec.filtered(usize::from(site), FilterReason::SessionRate);
             return Outcome::Filtered(FilterReason::SessionRate);
         }
-        if open >= self.max_open && !self.sessions.contains_key(&key) {
+        if self.bounds.full() && !self.sessions.contains_key(&key) {
             self.evict();
         }
         let timeout = self.journey.session_timeout_ms;
@@ -198,9 +187,8 @@ impl Engine {
 
     /// Under pressure, whether `ev` may open a session (or continue one): a client past its
     /// new-session rate may only add to sessions it already has open.
-    #[cold]
     fn may_open(&self, key: SessionKey, ev: &Event) -> bool {
-        if ev.origin == 0 || !self.new_sessions.is_enabled() {
+        if ev.origin == 0 {
             return true;
         }
         let timeout = self.journey.session_timeout_ms;
@@ -208,25 +196,23 @@ impl Engine {
             .sessions
             .get(&key)
             .is_some_and(|s| ev.event_time_ms < s.last_ms.saturating_add(timeout));
-        continues
-            || (self.new_sessions)
-                .check(ev.origin, 1.0, std::time::Instant::now())
-                .is_ok()
+        continues || self.bounds.may_open(ev.origin, ev.received_at_ms)
     }
 
     fn update(&self, s: &mut Session, ev: &Event, rec: &impl Recorder) -> Outcome {
         let site = usize::from(s.site);
-        if s.events >= self.max_session_events {
-            // Checked before the id is remembered, so the set stays within the limit; a
-            // retry of an event the session took is then filtered as over the limit too.
+        if let Some(limit) = self.bounds.refuses(s) {
+            // Checked before the id is remembered, so the set stays within its bound; a retry
+            // of an event the session took still counts as a duplicate.
             let reason = if s.ids.contains(self.id_hash(0, &ev.id)) {
                 FilterReason::Duplicate
             } else {
-                FilterReason::SessionLimit
+                limit
             };
             rec.filtered(site, reason);
             return Outcome::Filtered(reason);
         }
+        let held = s.ids.len();
         if !s.ids.insert(self.id_hash(0, &ev.id)) {
             rec.filtered(site, FilterReason::Duplicate);
             return Outcome::Filtered(FilterReason::Duplicate);
@@ -238,12 +224,13 @@ impl Engine {
         let was = gauges.before(s);
         let step = rules::advance(&self.journey, s, ev, currency, order_id);
         gauges.after(s, was);
+        self.bounds.stored(s.ids.len() - held);
         rec.step(&step);
         Outcome::Applied
     }
 
     fn opened(&self) {
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.bounds.opened();
         self.metrics.engine.open_sessions.inc();
     }
 
@@ -256,7 +243,7 @@ impl Engine {
     /// Takes a session out of the gauges and the open count.
     fn forget(&self, s: &Session) {
         self.gauges().remove(s);
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.bounds.closed(s.ids.len());
         self.metrics.engine.open_sessions.dec();
     }
 
@@ -303,14 +290,15 @@ impl Engine {
         closed
     }
 
-    /// Makes room when the store is full: forgets 1 % of the sessions, those with a single
-    /// event first (what a flood of new sessions creates), then the longest idle. They are not
-    /// drop-offs or abandoned carts (a flood must not fire the funnel alerts): they count in
-    /// the eviction counters only.
+    /// Makes room when the store is full: forgets 1 % of the sessions (more when they tie),
+    /// those without an open cart first, then those with a single event (what a flood of new
+    /// sessions creates), then the longest idle. They are not drop-offs or abandoned carts (a
+    /// flood must not fire the funnel alerts): they count in the eviction counters only.
     #[cold]
     fn evict(&self) {
-        let rank = |s: &Session| (s.events > 1, s.last_ms);
-        let mut ranks: Vec<(bool, i64)> = self.sessions.iter().map(|e| rank(&e)).collect();
+        let cart_stage = self.journey.cart_stage;
+        let rank = |s: &Session| (s.cart_open(cart_stage), s.events > 1, s.last_ms);
+        let mut ranks: Vec<_> = self.sessions.iter().map(|e| rank(&e)).collect();
         if ranks.is_empty() {
             return;
         }
@@ -318,7 +306,6 @@ impl Engine {
         let (_, cutoff, _) = ranks.select_nth_unstable(n);
         let cutoff = *cutoff;
         let (mut evicted, mut carts) = (0, 0);
-        let cart_stage = self.journey.cart_stage;
         self.sessions.retain(|_, s| {
             if rank(s) > cutoff {
                 return true;
@@ -333,7 +320,7 @@ impl Engine {
         tracing::warn!(
             evicted,
             carts,
-            max = self.max_open,
+            open = self.bounds.open(),
             "session store full: forgot sessions early, single-event ones first"
         );
     }

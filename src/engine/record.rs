@@ -14,6 +14,9 @@ use crate::metrics::Metrics;
 
 /// What the engine reports into.
 pub trait Recorder {
+    /// Whether this recorder counts a live run (the store's rates apply) rather than rebuild
+    /// what was already counted (which admits whatever the live run admitted).
+    const COUNTS: bool = true;
     /// An event reached the engine (duplicates and unknown sites included).
     fn applied(&self);
     /// An event named a site this engine does not have.
@@ -81,6 +84,7 @@ impl Recorder for Counting<'_> {
 pub struct Silent;
 
 impl Recorder for Silent {
+    const COUNTS: bool = false;
     fn applied(&self) {}
     fn unknown_site(&self) {}
     fn filtered(&self, _: usize, _: FilterReason) {}

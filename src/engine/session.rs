@@ -39,6 +39,14 @@ pub enum IdSet {
 }
 
 impl IdSet {
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        match self {
+            IdSet::Small(v) => v.len(),
+            IdSet::Large(set) => set.len(),
+        }
+    }
+
     /// Whether `id` is present.
     pub fn contains(&self, id: u64) -> bool {
         match self {

@@ -10,11 +10,11 @@
 //! wrap; a [`MoneyGauge`] keeps its amount in two halves, exact at any amount that open sessions
 //! can hold.
 
-use portable_atomic::AtomicU128;
+use portable_atomic::{AtomicI128, AtomicU128};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// Micro-units per currency unit.
 const MICROS: f64 = 1_000_000.0;
@@ -83,46 +83,22 @@ impl EncodeMetric for MoneyCounter {
     }
 }
 
-/// Bits of an amount's magnitude kept in [`MoneyGauge`]'s low half.
-const LOW_BITS: u32 = 32;
-
-/// A money amount that goes up and down (the sum of the open carts' values), kept exactly.
-///
-/// Each change is split by magnitude into its multiples of 2^32 micro-units and the rest, each
-/// added (or, for a negative change, subtracted) in its own atomic. Each half is then a sum of
-/// non-negative parts of the amounts held: below 2^31 times 2^32 while fewer than 2^31 amounts
-/// are held (far more open sessions than memory allows), so neither half overflows, the same
-/// amounts added and taken out again leave exactly zero, and the total is never negative.
+/// A money amount that goes up and down (the sum of the open carts' values), kept exactly in
+/// one 128-bit atomic of micro-units (lock-free where the CPU has a 16-byte compare-and-swap,
+/// as the counters): the same amounts added and taken out again leave exactly zero, and a
+/// scrape never sees half of a change.
 #[derive(Debug, Clone, Default)]
-pub struct MoneyGauge(Arc<Halves>);
-
-#[derive(Debug, Default)]
-struct Halves {
-    high: AtomicI64,
-    low: AtomicI64,
-}
+pub struct MoneyGauge(Arc<AtomicI128>);
 
 impl MoneyGauge {
     /// Adds `micros`, which may be negative.
     pub fn add(&self, micros: i64) {
-        let magnitude = micros.unsigned_abs();
-        let sign = if micros < 0 { -1 } else { 1 };
-        // Both parts fit in an `i64`: at most 2^31 and below 2^32.
-        let high = (magnitude >> LOW_BITS) as i64;
-        let low = (magnitude & ((1 << LOW_BITS) - 1)) as i64;
-        if high != 0 {
-            self.0.high.fetch_add(sign * high, Ordering::Relaxed);
-        }
-        if low != 0 {
-            self.0.low.fetch_add(sign * low, Ordering::Relaxed);
-        }
+        self.0.fetch_add(i128::from(micros), Ordering::Relaxed);
     }
 
     /// Current amount in micro-units, never below zero.
     pub fn micros(&self) -> i128 {
-        let high = i128::from(self.0.high.load(Ordering::Relaxed));
-        let low = i128::from(self.0.low.load(Ordering::Relaxed));
-        ((high << LOW_BITS) + low).max(0)
+        self.0.load(Ordering::Relaxed).max(0)
     }
 }
 

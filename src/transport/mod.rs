@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 /// A rejected event on its way to the dead-letter topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
-    /// 128 bits of SHA-256 of the site and the masked event, in hex: the same when a batch is
-    /// retried, so a reader can drop a letter written twice (a 503 after the letters were
-    /// written: see [`DeadLetter::new`]).
+    /// 128 bits of SHA-256 of the batch and the event's place in it, in hex: the same when a
+    /// batch is retried, so a reader can drop a letter written twice (a 503 after the letters
+    /// were written: see [`DeadLetter::new`]).
     #[serde(default)]
     pub id: String,
     pub site: String,
@@ -34,29 +34,43 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The letter of `event` (already masked), rejected for `reason`.
+    /// The letter of the `index`th event (already masked) of a batch, rejected for `reason`.
+    /// Its `id` is 128 bits of SHA-256 of `batch` (see [`DeadLetter::batch_key`]) and `index`:
+    /// the same on every retry of the batch, and another for the same event in another batch
+    /// or at another place in it.
     pub fn new(
-        site: &str,
+        batch: &[u8; 32],
+        index: usize,
         reason: &str,
         message: String,
         event: Box<serde_json::value::RawValue>,
         received_at_ms: i64,
+        site: &str,
     ) -> Self {
         use sha2::{Digest, Sha256};
         let digest = Sha256::new()
-            .chain_update(site)
-            .chain_update([0])
-            .chain_update(event.get())
+            .chain_update(batch)
+            .chain_update((index as u64).to_be_bytes())
             .finalize();
-        let id = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         DeadLetter {
-            id,
+            id: digest[..16].iter().map(|b| format!("{b:02x}")).collect(),
             site: site.to_string(),
             reason: reason.to_string(),
             message,
             event,
             received_at_ms,
         }
+    }
+
+    /// What identifies a batch across its retries: SHA-256 of its site and its events as sent.
+    pub fn batch_key<'a>(site: &str, events: impl Iterator<Item = &'a str>) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new().chain_update(site);
+        for e in events {
+            h.update([0]);
+            h.update(e);
+        }
+        h.finalize().into()
     }
 }
 

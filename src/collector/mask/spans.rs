@@ -17,8 +17,14 @@ fn is_domain(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-')
 }
 
+/// Longest local part and domain looked at (RFC 5321's limits). Without them a text of
+/// `%40%40…` would cost a scan back over the whole text at every `%40`: quadratic.
+const MAX_LOCAL: usize = 64;
+const MAX_DOMAIN: usize = 255;
+
 /// Every address: local part, `@` or `%40`, a dotted domain whose last label has at least two
-/// letters.
+/// letters. Linear in the text: each `@` looks at most `MAX_LOCAL` bytes back and `MAX_DOMAIN`
+/// ahead.
 pub fn emails(b: &[u8], out: &mut Vec<Span>) {
     let mut i = 0;
     while i < b.len() {
@@ -31,11 +37,11 @@ pub fn emails(b: &[u8], out: &mut Vec<Span>) {
             continue;
         };
         let mut start = i;
-        while start > 0 && is_local(b[start - 1]) {
+        while start > 0 && i - start < MAX_LOCAL && is_local(b[start - 1]) {
             start -= 1;
         }
         let mut end = i + at_len;
-        while end < b.len() && is_domain(b[end]) {
+        while end < b.len() && end - (i + at_len) < MAX_DOMAIN && is_domain(b[end]) {
             end += 1;
         }
         while end > i + at_len && matches!(b[end - 1], b'.' | b'-') {

@@ -54,7 +54,6 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use rebalance::Context;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -70,10 +69,10 @@ struct Part {
 impl Part {
     fn new(shared: &Shared) -> Self {
         Part {
-            engine: Engine::with_open_count(
+            engine: Engine::with_bounds(
                 &shared.config,
                 shared.metrics.clone(),
-                shared.open.clone(),
+                shared.bounds.clone(),
             ),
             next: None,
             committed: None,
@@ -97,7 +96,8 @@ struct Shared {
     state: Mutex<State>,
     config: Config,
     metrics: Arc<Metrics>,
-    open: Arc<AtomicUsize>,
+    /// The store's bounds, shared by the partitions' engines.
+    bounds: Arc<crate::engine::Bounds>,
 }
 
 impl Shared {
@@ -133,7 +133,7 @@ impl KafkaEngine {
             }),
             config: config.clone(),
             metrics,
-            open: Arc::default(),
+            bounds: Arc::new(crate::engine::Bounds::new(&config.engine)),
         });
         let mut c = client_config(k, &Default::default());
         c.set("group.id", &k.group_id)

@@ -44,7 +44,7 @@ fn a_full_store_forgets_single_event_sessions_first_and_counts_no_dropoff() {
 }
 
 #[test]
-fn a_session_takes_at_most_its_event_limit_in_constant_time() {
+fn a_session_takes_at_most_its_event_limit() {
     let f = with_engine(|e| e.max_session_events = 1_000);
     for i in 0..1_000 {
         let mut e = f.ev("s", &format!("e{i}"), "purchase", i);
@@ -105,4 +105,70 @@ fn under_pressure_a_client_opens_sessions_at_its_rate_only() {
             .get(),
         14
     );
+}
+
+#[test]
+fn past_the_stored_ids_bound_only_small_sessions_grow() {
+    let f = with_engine(|e| e.max_stored_ids = 100);
+    // One session grows past the bound's share...
+    for i in 0..100 {
+        assert_eq!(
+            f.apply("big", &format!("e{i}"), "page_view", i),
+            Outcome::Applied
+        );
+    }
+    assert_eq!(
+        f.apply("big", "e100", "page_view", 100),
+        Outcome::Filtered(FilterReason::SessionLimit)
+    );
+    // ...while a shopper's visit still takes its events.
+    for i in 0..10 {
+        assert_eq!(
+            f.apply("small", &format!("e{i}"), "page_view", i),
+            Outcome::Applied
+        );
+    }
+    // Once the big session closes, its ids are given back.
+    f.engine.sweep(200 * MIN);
+    assert_eq!(
+        f.apply("big", "again", "page_view", 300 * MIN),
+        Outcome::Applied
+    );
+}
+
+#[test]
+fn a_flood_of_two_event_sessions_is_forgotten_before_real_carts() {
+    let f = with_engine(|e| e.max_open_sessions = 100);
+    for i in 0..10 {
+        f.apply(&format!("shopper{i}"), "1", "page_view", i);
+        f.apply_value(&format!("shopper{i}"), "2", "add_to_cart", 5.0, None, None);
+    }
+    for i in 0..91 {
+        f.apply(&format!("flood{i}"), "1", "page_view", 100 + i);
+        f.apply(&format!("flood{i}"), "2", "view_item", 100 + i);
+    }
+    assert_eq!(f.metrics.engine.evicted.get(), 1);
+    assert_eq!(f.metrics.engine.carts_evicted.get(), 0);
+    assert_eq!(f.metrics.funnel.carts_open(0).get(), 10);
+}
+
+#[test]
+fn a_rebuild_admits_what_the_live_run_admitted() {
+    let f = with_engine(|e| {
+        e.max_open_sessions = 10;
+        e.client_sessions_per_second = 1;
+        e.client_burst_sessions = 1;
+    });
+    let from = |session: &str| {
+        let mut e = f.ev(session, "1", "page_view", 0);
+        e.origin = 7;
+        e
+    };
+    for i in 0..8 {
+        assert_eq!(
+            f.engine.apply_into(&from(&format!("s{i}")), &Silent),
+            Outcome::Applied
+        );
+    }
+    assert_eq!(f.engine.open_sessions(), 8);
 }
