@@ -120,9 +120,11 @@ pub async fn run(ctx: &Context, a: Args) -> anyhow::Result<Vec<Bound>> {
         let allowed = allowance(a.client_burst, a.client_rate, seconds);
         let buckets = f64::from(passed) / f64::from(a.client_burst);
         println!(
-            "{name}: from {from}, {what}: {passed} passed, {limited} got 429 in {seconds:.2} s; \
+            "{name}: from {from}, {what}: {passed} passed, {limited} got 429 in {:.1} ms; \
              buckets minted {buckets:.2} (burst {}, {} a second)",
-            a.client_burst, a.client_rate
+            seconds * 1000.0,
+            a.client_burst,
+            a.client_rate
         );
         bounds.push(Bound::new(
             name,

@@ -232,13 +232,20 @@ pub async fn idle(ctx: &Context, a: IdleArgs) -> anyhow::Result<Vec<Bound>> {
             times.last().copied().unwrap_or(f64::NAN)
         };
         let bytes: usize = mine.iter().map(|h| h.2).sum();
+        let later_text = if later.is_empty() {
+            "none later".to_string()
+        } else {
+            format!(
+                "{} closed by the server after min {:.0} ms, median {:.0} ms, max {:.0} ms",
+                later.len(),
+                at(0),
+                at(later.len() / 2),
+                at(later.len() - 1)
+            )
+        };
         println!(
-            "{name}: {} sockets; {at_once} closed at once (within 100 ms); {} closed by the server after min {:.0} ms, median {:.0} ms, max {:.0} ms; {open} still open after {:?}; {bytes} bytes received",
+            "{name}: {} sockets; {at_once} closed at once (within 100 ms); {later_text}; {open} still open after {:?}; {bytes} bytes received",
             mine.len(),
-            later.len(),
-            at(0),
-            at(later.len() / 2),
-            at(later.len().wrapping_sub(1)),
             wave.wait,
         );
         let from = if kind == Kind::IdleKeepAlive {

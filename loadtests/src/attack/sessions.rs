@@ -189,7 +189,7 @@ pub async fn run(ctx: &Context, a: Args) -> anyhow::Result<Vec<Bound>> {
         (a.addresses as u64 * per) as f64 / seconds
     );
     println!(
-        "after it: {refused} new sessions refused (session_rate), {evicted} sessions evicted ({carts_evicted} of them with a cart), \
+        "after it: {refused} events filtered as session_rate (new sessions refused), {evicted} sessions evicted ({carts_evicted} of them with a cart), \
          {open} open (store of {}), carts open {carts_open}, carts abandoned {abandoned}, drop-offs {dropoffs}",
         a.max_open_sessions
     );
