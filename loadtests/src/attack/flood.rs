@@ -5,13 +5,12 @@
 //! flood, how soon a probe's event shows on `/metrics` (from its POST), the events filtered as
 //! `session_limit`, the server's peak memory, and whether the shoppers' figures stay exact.
 
-use super::{Bound, Check, Context, histogram, mib, quantiles};
+use super::freshness::probe;
+use super::{Bound, Check, Context, mib, quantiles};
 use crate::probe::now_ms;
 use crate::run::{Options, Workload, execute};
 use crate::send::Target;
 use crate::shopper::Mix;
-use hdrhistogram::Histogram;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
@@ -131,66 +130,6 @@ async fn flood(job: Job, stop: Arc<AtomicBool>) -> Flood {
         }
     }
     out
-}
-
-/// What the probe measured: from its POST to its event on /metrics, and the POST alone.
-struct Probe {
-    fresh: Histogram<u64>,
-    post: Histogram<u64>,
-    missed: u64,
-    refused: u64,
-}
-
-fn visits(s: &crate::scrape::Scrape, site: &str) -> f64 {
-    s.sum(
-        "touchstream_funnel_sessions_total",
-        &[("site", site), ("stage", "visit")],
-    )
-}
-
-async fn probe(
-    ctx: &Context,
-    site: &str,
-    every: Duration,
-    until: Instant,
-) -> anyhow::Result<Probe> {
-    let client = crate::send::client(1);
-    let mut p = Probe {
-        fresh: histogram(),
-        post: histogram(),
-        missed: 0,
-        refused: 0,
-    };
-    let mut n = 0;
-    while Instant::now() < until {
-        let next = Instant::now() + every;
-        let before = visits(&ctx.scrape().await?, site);
-        let body = json!({"site": site, "events": [{"id": "p", "type": "page_view",
-            "ts": now_ms(), "session": format!("{}-probe-{n}", ctx.run_id)}]});
-        n += 1;
-        let sent = Instant::now();
-        let (status, _) = ctx.post(&client, &body).await;
-        p.post
-            .saturating_record(sent.elapsed().as_micros().max(1) as u64);
-        if status != 200 {
-            p.refused += 1;
-            continue;
-        }
-        loop {
-            if visits(&ctx.scrape().await?, site) > before {
-                p.fresh
-                    .saturating_record(sent.elapsed().as_micros().max(1) as u64);
-                break;
-            }
-            if sent.elapsed() > Duration::from_secs(10) {
-                p.missed += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        tokio::time::sleep_until(next).await;
-    }
-    Ok(p)
 }
 
 pub async fn run(ctx: &Context, a: Args) -> anyhow::Result<Vec<Bound>> {

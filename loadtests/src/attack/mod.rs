@@ -8,6 +8,7 @@
 mod address;
 mod bodies;
 mod flood;
+mod freshness;
 mod idle;
 mod money;
 mod pii;
