@@ -2,8 +2,9 @@
 //! recorded clickstream, the way the tracking snippet sends, and measures throughput, latency,
 //! the server's CPU and memory, and freshness. It keeps the ground truth of every acknowledged
 //! event (an independent model of the contract's funnel, `truth`) and checks `/metrics`
-//! against it at the end.
+//! against it at the end. `attack` measures the bounds of issue 13 with hostile clients.
 
+pub mod attack;
 pub mod probe;
 pub mod procstat;
 pub mod rees46;

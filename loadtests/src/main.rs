@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use touchstream_load::attack::{self, Attack, Bound};
 use touchstream_load::procstat::Server;
 use touchstream_load::run::{Options, Workload, execute};
 use touchstream_load::send::Target;
@@ -111,6 +112,12 @@ enum Command {
         #[arg(long, default_value_t = 100.0)]
         speedup: f64,
     },
+    /// An attack on one bound of issue 13; prints `bound NAME: measured X (limit Y) ok|BROKEN`
+    /// and exits 1 if a bound is broken. loadtests/attack.sh starts a server suited to each.
+    Attack {
+        #[command(subcommand)]
+        attack: Attack,
+    },
 }
 
 fn share(name: &str, v: f64) -> anyhow::Result<f64> {
@@ -156,6 +163,7 @@ fn workload(command: Command) -> anyhow::Result<Workload> {
                 seed,
             }
         }
+        Command::Attack { .. } => unreachable!("attacks do not build a workload"),
         Command::Replay { file, speedup } => {
             if speedup <= 0.0 {
                 bail!("--speedup must be above 0, not {speedup}");
@@ -174,11 +182,14 @@ async fn main_result() -> anyhow::Result<bool> {
     if c.concurrency == 0 || c.batch == 0 {
         bail!("--concurrency and --batch must be at least 1");
     }
-    let workload = workload(cli.workload)?;
     let server = if c.server_pids.is_empty() {
         None
     } else {
-        Some(Server::new(c.server_pids).context("--server-pid")?)
+        Some(Server::new(c.server_pids.clone()).context("--server-pid")?)
+    };
+    let workload = match cli.workload {
+        Command::Attack { attack } => return run_attack(c, server, attack).await,
+        other => workload(other)?,
     };
     let run_id = format!("load{:x}", touchstream_load::probe::now_ms());
     let options = Options {
@@ -211,6 +222,21 @@ async fn main_result() -> anyhow::Result<bool> {
     // --no-verify asks for the measures alone: the run did what was asked, and the report
     // says "not verified". Otherwise a run that was not verified fails like one that differs.
     Ok(report.passed() || c.no_verify)
+}
+
+/// Runs an attack, prints its bounds; whether every one held.
+async fn run_attack(c: Common, server: Option<Server>, attack: Attack) -> anyhow::Result<bool> {
+    let mut ctx = attack::Context::new(&c.url, c.metrics, c.site, c.origin)?;
+    ctx.server = server;
+    ctx.session_timeout = c.session_timeout;
+    ctx.concurrency = c.concurrency;
+    ctx.batch = c.batch;
+    ctx.retry_backoff = c.retry_backoff;
+    let bounds = attack::run(&ctx, attack).await?;
+    for b in &bounds {
+        println!("{}", b.line());
+    }
+    Ok(bounds.iter().all(Bound::ok))
 }
 
 #[tokio::main]

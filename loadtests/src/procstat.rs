@@ -43,6 +43,13 @@ pub fn status_bytes(pid: &str, field: &str) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
+/// Resets a process's peak resident memory (VmHWM) to what it holds now, so a later reading
+/// of the peak covers only what came after (Linux 4.0 and later; the process must be ours).
+pub fn reset_peak_rss(pid: &str) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("cannot reset the peak memory of process {pid}"))
+}
+
 /// The processes of the server under test.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -69,6 +76,13 @@ impl Server {
             .iter()
             .map(|p| status_bytes(&p.to_string(), "VmRSS"))
             .sum()
+    }
+
+    /// Resets every process's peak resident memory to what it holds now.
+    pub fn reset_peak_rss(&self) -> anyhow::Result<()> {
+        self.pids
+            .iter()
+            .try_for_each(|p| reset_peak_rss(&p.to_string()))
     }
 
     /// Peak resident bytes since each process started, summed.
@@ -101,6 +115,10 @@ mod tests {
         std::hint::black_box(&held);
         let peak = me.peak_rss().unwrap();
         assert!(peak > 64 << 20, "{peak}");
+        // Once reset, the peak is what is resident now.
+        drop(held);
+        me.reset_peak_rss().unwrap();
+        assert!(me.peak_rss().unwrap() < peak, "the peak was not reset");
         assert!(Server::new(vec![u32::MAX]).is_err());
     }
 }

@@ -112,3 +112,32 @@ fn a_run_with_nothing_acknowledged_is_not_verified_and_fails() {
     assert!(stdout.contains("figures: not verified\n"), "{stdout}");
     assert!(stdout.contains("--no-verify"), "{stdout}");
 }
+
+#[test]
+fn every_attack_is_listed_and_an_unreachable_server_is_an_error() {
+    let out = run(&["attack", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "session-flood",
+        "idle-connections",
+        "connection-share",
+        "chunked-bodies",
+        "money",
+        "forged-address",
+        "session-flood-new",
+        "pii",
+    ] {
+        assert!(help.contains(name), "{name} missing from: {help}");
+    }
+    // Port 9 (discard) on loopback has no listener: the first scrape fails, exit 2.
+    let (code, stderr) = load(&[
+        "attack",
+        "money",
+        "--url",
+        "http://127.0.0.1:9",
+        "--metrics",
+        "http://127.0.0.1:9/metrics",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.starts_with("touchstream-load: "), "{stderr}");
+}

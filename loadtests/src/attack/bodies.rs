@@ -1,0 +1,253 @@
+//! chunked-bodies (issue 13, item 3): bodies sent at once in one-byte chunks must cost about
+//! their size in memory, as the same bodies sent with a Content-Length do; and bodies held in
+//! flight beyond `limits.max_inflight_body_bytes` get 503 with `Retry-After`.
+
+use super::raw::{chunked_post, connect_from, post_head, read_answer};
+use super::{Bound, Check, Context, mib};
+use crate::probe::now_ms;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Bodies sent at once.
+    #[arg(long, default_value_t = 8)]
+    bodies: usize,
+    /// Size of each body, in bytes (under limits.max_body_bytes).
+    #[arg(long, default_value_t = 500_000)]
+    body_bytes: usize,
+    /// Events in each body (at most limits.max_batch_events).
+    #[arg(long, default_value_t = 500)]
+    events: usize,
+    /// The server's limits.max_inflight_body_bytes.
+    #[arg(long, default_value_t = 67_108_864)]
+    inflight_budget: usize,
+    /// Slow bodies opened at once for the burst (each declares --body-bytes and sends 1 byte).
+    #[arg(long, default_value_t = 24)]
+    burst: usize,
+    /// Most growth of the server's peak memory per chunked body, as a multiple of its size.
+    #[arg(long, default_value_t = 2.0)]
+    ratio_limit: f64,
+}
+
+/// A batch of `events` page views in its own session, padded with spaces to `size` bytes.
+fn body(site: &str, session: &str, events: usize, size: usize) -> Vec<u8> {
+    let ts = now_ms();
+    let per_event = size.saturating_sub(64) / events.max(1);
+    let mut b = format!(r#"{{"site":"{site}","events":["#);
+    for i in 0..events {
+        let start = b.len();
+        let _ = write!(
+            b,
+            r#"{{"id":"e{i}","type":"page_view","ts":{ts},"session":"{session}","url":"https://shop.example/p?q="#
+        );
+        let pad = per_event.saturating_sub(b.len() - start + 3);
+        b.push_str(&"x".repeat(pad));
+        b.push_str("\"}");
+        if i + 1 < events {
+            b.push(',');
+        }
+    }
+    b.push_str("]}");
+    while b.len() < size {
+        b.push(' ');
+    }
+    b.into_bytes()
+}
+
+/// Sends `wire` on a new connection to `to` and reads the answer's status (0: none).
+async fn send(to: SocketAddr, wire: Vec<u8>) -> u16 {
+    let Ok(mut s) = connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), to).await else {
+        return 0;
+    };
+    if s.write_all(&wire).await.is_err() {
+        return 0;
+    }
+    read_answer(&mut s, Duration::from_secs(60))
+        .await
+        .map_or(0, |(h, _)| h.status)
+}
+
+/// What sending several bodies at once cost the server.
+struct Cost {
+    statuses: Vec<u16>,
+    /// Peak resident memory over what the server held before, in bytes.
+    growth: f64,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+/// Sends one wire per body at once, each on its own connection.
+async fn at_once(ctx: &Context, wires: Vec<Vec<u8>>) -> anyhow::Result<Cost> {
+    let server = ctx.server()?;
+    ctx.settle().await?;
+    server.reset_peak_rss()?;
+    let rss = server.rss()? as f64;
+    let cpu = server.cpu_seconds()?;
+    let started = Instant::now();
+    let sends: Vec<_> = wires
+        .into_iter()
+        .map(|w| tokio::spawn(send(ctx.public, w)))
+        .collect();
+    let mut statuses = Vec::new();
+    for s in sends {
+        statuses.push(s.await?);
+    }
+    Ok(Cost {
+        statuses,
+        seconds: started.elapsed().as_secs_f64(),
+        growth: server.peak_rss()? as f64 - rss,
+        cpu_seconds: server.cpu_seconds()? - cpu,
+    })
+}
+
+/// Refusals a burst of `burst` bodies of `body` bytes meets with a budget of `budget` bytes:
+/// each body takes its declared length from the budget at once.
+pub fn expected_refusals(budget: usize, body: usize, burst: usize) -> usize {
+    burst.saturating_sub(budget / body.max(1))
+}
+
+pub async fn run(ctx: &Context, a: Args) -> anyhow::Result<Vec<Bound>> {
+    let bodies: Vec<Vec<u8>> = (0..a.bodies)
+        .map(|k| {
+            body(
+                &ctx.site,
+                &format!("{}-body-{k}", ctx.run_id),
+                a.events,
+                a.body_bytes,
+            )
+        })
+        .collect();
+    let plain = bodies
+        .iter()
+        .map(|b| [post_head(&ctx.origin, b.len()).as_bytes(), b].concat())
+        .collect();
+    let c = at_once(ctx, plain).await?;
+    let per = |growth: f64| growth / a.bodies as f64;
+    println!(
+        "{} bodies of {} bytes with Content-Length, at once: answers {:?} in {:.2} s ({:.2} CPU s); peak memory +{:.1} MiB, {:.2} MiB ({:.2} times the size) per body",
+        a.bodies,
+        a.body_bytes,
+        c.statuses,
+        c.seconds,
+        c.cpu_seconds,
+        mib(c.growth),
+        mib(per(c.growth)),
+        per(c.growth) / a.body_bytes as f64
+    );
+    let chunked: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| chunked_post(&ctx.origin, b))
+        .collect();
+    let wire = chunked[0].len();
+    let c = at_once(ctx, chunked).await?;
+    let ratio = per(c.growth) / a.body_bytes as f64;
+    println!(
+        "{} bodies of {} bytes in one-byte chunks ({wire} bytes on the wire each), at once: answers {:?} in {:.2} s ({:.2} CPU s); peak memory +{:.1} MiB, {:.2} MiB ({ratio:.2} times the size) per body",
+        a.bodies,
+        a.body_bytes,
+        c.statuses,
+        c.seconds,
+        c.cpu_seconds,
+        mib(c.growth),
+        mib(per(c.growth))
+    );
+    let all_taken = c.statuses.iter().all(|s| *s == 200);
+
+    // The burst: slow bodies, each declaring its length and sending one byte, held open.
+    ctx.settle().await?;
+    let mut held = Vec::new();
+    let (mut refused, mut with_retry_after, mut other) = (0, 0, Vec::new());
+    for _ in 0..a.burst {
+        let mut s = connect_from(IpAddr::V4(Ipv4Addr::LOCALHOST), ctx.public).await?;
+        s.write_all(format!("{}{{", post_head(&ctx.origin, a.body_bytes)).as_bytes())
+            .await?;
+        match read_answer(&mut s, Duration::from_millis(300)).await {
+            None => held.push(s),
+            Some((h, _)) if h.status == 503 => {
+                refused += 1;
+                with_retry_after += usize::from(h.header("retry-after").is_some());
+            }
+            Some((h, _)) => other.push(h.status),
+        }
+    }
+    let (small, _) = ctx
+        .post(
+            &ctx.http,
+            &serde_json::json!({"site": ctx.site, "events": []}),
+        )
+        .await;
+    let expected = expected_refusals(a.inflight_budget, a.body_bytes, a.burst);
+    println!(
+        "burst of {} slow bodies of {} bytes against a budget of {} bytes: {} held, {refused} answered 503 ({with_retry_after} with Retry-After), other answers {other:?}; expected {expected} refusals; a small batch meanwhile: {small}",
+        a.burst,
+        a.body_bytes,
+        a.inflight_budget,
+        held.len()
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = body(
+        &ctx.site,
+        &format!("{}-after", ctx.run_id),
+        a.events,
+        a.body_bytes,
+    );
+    let after = send(
+        ctx.public,
+        [post_head(&ctx.origin, again.len()).as_bytes(), &again].concat(),
+    )
+    .await;
+    println!("once the slow bodies are gone, a full body is answered {after}");
+
+    Ok(vec![
+        Bound::new(
+            "chunked-bodies",
+            if all_taken { ratio } else { f64::NAN },
+            Check::AtMost,
+            a.ratio_limit,
+            "x body size",
+            "peak memory growth per body sent in one-byte chunks (NaN when not every body got 200)",
+        ),
+        Bound::new(
+            "chunked-bodies/burst-503",
+            with_retry_after as f64,
+            Check::Exactly,
+            expected as f64,
+            "answers",
+            "503 with Retry-After beyond limits.max_inflight_body_bytes",
+        ),
+        Bound::new(
+            "chunked-bodies/after-burst",
+            after as f64,
+            Check::Exactly,
+            200.0,
+            "status",
+            "a full body once the burst is gone",
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_their_size_and_parse() {
+        let b = body("demo", "s", 500, 500_000);
+        assert_eq!(b.len(), 500_000);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 500);
+    }
+
+    #[test]
+    fn refusals_are_what_the_budget_cannot_hold() {
+        // tests/abuse.rs: room for two bodies, a third refused.
+        assert_eq!(expected_refusals(1_000_000, 500_000, 3), 1);
+        assert_eq!(expected_refusals(8 << 20, 500_000, 24), 8);
+        assert_eq!(expected_refusals(64 << 20, 500_000, 24), 0);
+    }
+}
