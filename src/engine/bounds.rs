@@ -23,6 +23,7 @@ pub const SMALL: usize = 64;
 #[derive(Debug)]
 pub struct Bounds {
     open: AtomicUsize,
+    /// Ids held beyond the first `SMALL` of each session.
     ids: AtomicUsize,
     max_open: usize,
     max_ids: usize,
@@ -73,12 +74,19 @@ impl Bounds {
     /// A session left the store with the ids it held.
     pub fn closed(&self, ids: usize) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        self.ids.fetch_sub(ids, Ordering::Relaxed);
+        if ids > SMALL {
+            self.ids.fetch_sub(ids - SMALL, Ordering::Relaxed);
+        }
     }
 
-    /// A session stored `n` more ids.
-    pub fn stored(&self, n: usize) {
-        self.ids.fetch_add(n, Ordering::Relaxed);
+    /// A session's ids went from `before` to `after`. Only those beyond `SMALL` count, so a
+    /// shopper's visit never touches the shared count.
+    #[inline]
+    pub fn stored(&self, before: usize, after: usize) {
+        if after > SMALL {
+            self.ids
+                .fetch_add(after - before.max(SMALL), Ordering::Relaxed);
+        }
     }
 
     /// Why `s` takes no new event, if it takes none: it holds `max_session_events`, or more

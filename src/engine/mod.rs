@@ -224,7 +224,7 @@ impl Engine {
         let was = gauges.before(s);
         let step = rules::advance(&self.journey, s, ev, currency, order_id);
         gauges.after(s, was);
-        self.bounds.stored(s.ids.len() - held);
+        self.bounds.stored(held, s.ids.len());
         rec.step(&step);
         Outcome::Applied
     }

@@ -97,6 +97,9 @@ impl Recorder for Silent {
 pub struct Mirrored {
     reached: u8,
     cart_open: bool,
+    /// An open cart's value in its one currency, still in the gauge (the usual cart: the
+    /// change is then written as one difference); `None` when the cart was taken out whole.
+    kept: Option<(u16, i64)>,
 }
 
 /// The gauges that mirror open sessions: sessions by furthest stage, open carts and their value.
@@ -106,17 +109,22 @@ pub struct Gauges<'a> {
 }
 
 impl Gauges<'_> {
-    /// Takes the session's cart value out before a change (its value may change) and notes
-    /// what the gauges show of it.
+    /// Notes what the gauges show of the session before a change. A cart in one currency
+    /// stays in the gauge (`after` writes the difference); one in several is taken out whole.
     #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
         let cart_open = s.cart_open(self.cart_stage);
+        let mut kept = None;
         if cart_open {
-            self.cart_value(s, -1);
+            match s.cart.as_slice() {
+                [(c, v)] => kept = Some((*c, (*v).max(0))),
+                _ => self.cart_value(s, -1),
+            }
         }
         Mirrored {
             reached: s.reached,
             cart_open,
+            kept,
         }
     }
 
@@ -133,8 +141,22 @@ impl Gauges<'_> {
             m.active(site, s.furthest()).inc();
         }
         let now_open = s.cart_open(self.cart_stage);
-        if now_open {
-            self.cart_value(s, 1);
+        match (was.kept, now_open, s.cart.as_slice()) {
+            // The usual event of a cart: one difference, none when the value is the same.
+            (Some((c, old)), true, [(now_c, now)]) if c == *now_c => {
+                let diff = (*now).max(0) - old;
+                if diff != 0 {
+                    m.carts_open_value(site, usize::from(c)).add(diff);
+                }
+            }
+            (kept, _, _) => {
+                if let Some((c, old)) = kept {
+                    m.carts_open_value(site, usize::from(c)).add(-old);
+                }
+                if now_open {
+                    self.cart_value(s, 1);
+                }
+            }
         }
         match (was.cart_open, now_open) {
             (false, true) => _ = m.carts_open(site).inc(),
