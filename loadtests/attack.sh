@@ -88,9 +88,11 @@ EOF
     args=(--max-connections 10000 --max-client-connections 256)
     ;;
   chunked-bodies)
+    # Loopback is an ordinary client: its share of the in-flight budget applies.
     site demo
     cat >>"$config" <<EOF
 [limits]
+trusted_proxies = []
 client_requests_per_second = 0
 request_timeout = "60s"
 max_inflight_body_bytes = 8388608
