@@ -136,7 +136,27 @@ tests.append({
     ],
 })
 
-# 6. Events flow at 10 a minute for a day, then stop at minute 1500.
+# 6. The session store fills at minute 60 and evicts a session a minute from then on: the
+#    warning fires once that has lasted the rate window and 10 minutes.
+EVICTED = 'touchstream_engine_sessions_evicted_total'
+tests.append({
+    'name': 'a full session store warns after 10 minutes',
+    'interval': '1m',
+    'input_series': [{'series': EVICTED, 'values': notation(counter([0] * 60 + [1] * 40))}],
+    'alert_rule_test': [
+        {'eval_time': '60m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': []},
+        {'eval_time': '72m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': [{
+            'exp_labels': {'severity': 'warning', 'team': 'platform'},
+            'exp_annotations': {
+                'summary': "touchstream's session store is under pressure",
+                'description': 'For 10 minutes the engine has been forgetting sessions because its store is full, or refusing new sessions from clients that open them too fast while it is over half full: a flood, or engine.max_open_sessions too small for the traffic.',
+                'runbook_url': 'deploy/prometheus/RUNBOOK.md#sessionstoreunderpressure',
+            },
+        }]},
+    ],
+})
+
+# 7. Events flow at 10 a minute for a day, then stop at minute 1500.
 tests.append({
     'name': 'no touchpoints fires after its window',
     'interval': '1m',
