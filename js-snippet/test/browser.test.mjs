@@ -31,7 +31,8 @@ after(() => browser?.close());
 async function server(t, { origins = ['*'] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'touchstream-'));
   const config = join(dir, 'touchstream.toml');
-  writeFileSync(config, `[[sites]]\nid = "demo"\norigins = ${JSON.stringify(origins)}\n`);
+  // A file with its own sites turns the demo shop off unless it asks for it.
+  writeFileSync(config, `[[sites]]\nid = "demo"\norigins = ${JSON.stringify(origins)}\n[snippet]\ndemo = true\n`);
   const child = spawn(BIN, ['--config', config, 'serve'], {
     env: { ...process.env, TOUCHSTREAM_LISTEN: '127.0.0.1:0', TOUCHSTREAM_ADMIN_LISTEN: '127.0.0.1:0', RUST_LOG: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
