@@ -102,13 +102,15 @@ closed_label!(
 closed_label!(
     /// Why an accepted event was kept out of the funnel (the `reason` label of
     /// `touchstream_events_filtered_total`): a bot's user agent or a missing consent (the
-    /// collector); an id already seen in its session, a session at its event limit, or a new
-    /// session over its client's rate while the store is under pressure (the engine).
+    /// collector); an id already seen in its session, a session at its event limit, a long
+    /// session when the stored ids are spent (or its client's share of them), or a new session
+    /// over its client's rate while the store is under pressure (the engine).
     FilterReason {
         Bot => "bot",
         Duplicate => "duplicate",
         Consent => "consent",
         SessionLimit => "session_limit",
+        SessionMemory => "session_memory",
         SessionRate => "session_rate",
     }
 );

@@ -66,9 +66,12 @@ impl Limiter {
             tokens: self.burst,
             at: now,
         });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-        bucket.at = now;
+        // A clock that goes back (events of a lagging partition) refills nothing twice.
+        if now > bucket.at {
+            let elapsed = (now - bucket.at).as_secs_f64();
+            bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+            bucket.at = now;
+        }
         // A cost above the burst could never pass: it passes when the bucket is full.
         let cost = cost.min(self.burst);
         if bucket.tokens >= cost {
@@ -154,6 +157,16 @@ mod tests {
             }
         }
         assert!(l.check("busy", 1.0, t + Duration::from_millis(10)).is_err());
+    }
+
+    #[test]
+    fn a_clock_going_back_refills_nothing() {
+        let l = Limiter::new(1.0, 2.0, 10);
+        let t = Instant::now() + Duration::from_secs(100);
+        assert!(l.check("a", 2.0, t).is_ok());
+        // An earlier time, then the present again: no second refill of the same seconds.
+        assert!(l.check("a", 1.0, t - Duration::from_secs(50)).is_err());
+        assert!(l.check("a", 1.0, t).is_err());
     }
 
     #[test]

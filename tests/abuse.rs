@@ -61,6 +61,14 @@ impl Target {
     async fn scrape(&self) -> Scrape {
         scrape_at(self.admin).await.expect("/metrics answers")
     }
+
+    /// `/metrics` once the engine has applied `events` (it applies the queue asynchronously).
+    async fn settled(&self, events: u64) -> Scrape {
+        common::kafka::wait_for_at(self.admin, "the engine to apply the events", |s| {
+            common::kafka::applied(s) >= events
+        })
+        .await
+    }
 }
 
 /// Peak resident memory of `pid`, in MB.
@@ -159,7 +167,7 @@ async fn one_flooded_session_neither_stalls_the_engine_nor_grows_without_bound()
     for f in flood {
         flooded += f.await.unwrap();
     }
-    let s = t.scrape().await;
+    let s = t.settled(flooded + probes).await;
     let limited = s.sum(
         "touchstream_events_filtered_total",
         &[("reason", "session_limit")],
@@ -468,7 +476,7 @@ async fn a_flood_of_new_sessions_neither_closes_real_carts_nor_fires_the_alerts(
         let flood = new_sessions(&format!("one-{batch}"), 250, now);
         assert_eq!(post_from("127.0.0.1", &t, &flood).await, 200);
     }
-    let s = t.scrape().await;
+    let s = t.settled(40 + 40 * 500).await;
     let refused = s.sum(
         "touchstream_events_filtered_total",
         &[("reason", "session_rate")],
@@ -479,7 +487,7 @@ async fn a_flood_of_new_sessions_neither_closes_real_carts_nor_fires_the_alerts(
         let flood = new_sessions(&format!("many-{a}"), 200, now);
         assert_eq!(post_from(&format!("127.0.1.{a}"), &t, &flood).await, 200);
     }
-    let s = t.scrape().await;
+    let s = t.settled(40 + 40 * 500 + 50 * 400).await;
     let evicted = s.sum("touchstream_engine_sessions_evicted_total", &[]);
     println!(
         "{refused} events refused from one address; {evicted} sessions forgotten; open carts {}",

@@ -121,9 +121,12 @@ impl Resolver {
                     .map(<[u8]>::trim_ascii),
             );
         }
-        entries.retain(|e| !e.is_empty());
-        let chosen = entries.get(entries.len().saturating_sub(self.hops))?;
-        let text = std::str::from_utf8(chosen).ok();
+        if entries.is_empty() {
+            return None;
+        }
+        // An empty entry is no address: it lands in the unresolvable bucket, never the proxy's.
+        let chosen = entries[entries.len().saturating_sub(self.hops)];
+        let text = std::str::from_utf8(chosen).ok().filter(|t| !t.is_empty());
         Some(text.and_then(|t| {
             if self.header == "forwarded" {
                 parse_address(forwarded_for(t)?)
@@ -251,6 +254,7 @@ mod tests {
         // shared unresolvable bucket, never the proxy's.
         assert_eq!(key(&r, &[], PROXY), ip("10.0.0.1"));
         assert_eq!(key(&r, &["unknown"], PROXY), UNRESOLVABLE);
+        assert_eq!(key(&r, &[","], PROXY), UNRESOLVABLE);
         let mut odd = headers(&[]);
         odd.append(
             "x-forwarded-for",

@@ -229,7 +229,12 @@ async fn preflight(
 /// then cut to a readable length (masked before the last cut, so it cannot leave part of a
 /// number unmasked; cut before masking, so a huge value costs nothing).
 fn truncate(s: &str) -> String {
-    let head: String = s.chars().take(256).collect();
+    let mut head: String = s.chars().take(256).collect();
+    if head.len() < s.len() {
+        // The cut may split a number or an address: drop the word it fell in.
+        let end = head.rfind(char::is_whitespace).unwrap_or(0);
+        head.truncate(end);
+    }
     mask::mask(&head).chars().take(64).collect()
 }
 
@@ -344,8 +349,16 @@ impl CollectorState {
         let valid = decoded.valid();
         let mut letters = Vec::with_capacity(decoded.rejected.len());
         let mut rejected = Vec::with_capacity(decoded.rejected.len());
-        let key = (!decoded.rejected.is_empty())
-            .then(|| DeadLetter::batch_key(&ctx.site, batch.events.iter().map(|e| e.get())));
+        // Keyed by the masked events: the id must not let a reader confirm a guess of what
+        // masking hid.
+        let key = (!decoded.rejected.is_empty()).then(|| {
+            let masked: Vec<_> = batch
+                .events
+                .iter()
+                .map(|e| mask::mask_json(e.get()))
+                .collect();
+            DeadLetter::batch_key(&ctx.site, masked.iter().map(|m| &**m))
+        });
         for (index, r) in decoded.rejected {
             m.rejected(site, r.reason).inc();
             letters.push(DeadLetter::new(

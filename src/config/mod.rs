@@ -221,7 +221,6 @@ impl Default for LimitsConfig {
                 "127.0.0.0/8",
                 "::1/128",
                 "10.0.0.0/8",
-                "100.64.0.0/10",
                 "172.16.0.0/12",
                 "192.168.0.0/16",
                 "fc00::/7",
@@ -241,18 +240,19 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Most open sessions kept in memory. When full, the longest-idle 1 % is closed early,
-    /// single-event sessions first; they count in `touchstream_engine_sessions_evicted_total`
-    /// and `touchstream_carts_evicted_total`, never as drop-offs or abandoned carts.
+    /// Most open sessions kept in memory. When full, 1 % is forgotten: single-event sessions
+    /// first, then those without an open cart, then the longest idle; they count in
+    /// `touchstream_engine_sessions_evicted_total` and `touchstream_engine_carts_evicted_total`,
+    /// never as drop-offs or abandoned carts.
     pub max_open_sessions: usize,
     /// How often idle sessions are looked for and closed.
     #[serde(with = "duration")]
     pub sweep_interval: Duration,
     /// Most events one session takes; later new events of it are filtered (`session_limit`).
     pub max_session_events: u32,
-    /// Ids (event and order ids) all open sessions hold at most, beyond the 64 any session may
-    /// hold: past it, sessions holding 64 or more take no new event (`session_limit`). About
-    /// 18 bytes each.
+    /// Room of the sessions' id hash tables (a session's ids move to one past 64): past it, or
+    /// past its client's sixteenth once it is half full, sessions holding 64 ids or more take
+    /// no new event (`session_memory`). About 12 bytes each.
     pub max_stored_ids: usize,
     /// New sessions a second one client address may open while the store is more than half
     /// full, over its burst; beyond it, events that would open one are filtered

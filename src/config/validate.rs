@@ -66,6 +66,14 @@ impl Config {
             ("engine.max_stored_ids", self.engine.max_stored_ids),
             ("limits.max_connections", l.max_connections),
             ("limits.trusted_proxy_hops", l.trusted_proxy_hops),
+            (
+                "limits.header_timeout",
+                l.header_timeout.as_millis().min(1) as usize,
+            ),
+            (
+                "limits.proxy_idle_timeout",
+                l.proxy_idle_timeout.as_millis().min(1) as usize,
+            ),
             ("limits.max_client_connections", l.max_client_connections),
         ] {
             if v == 0 {

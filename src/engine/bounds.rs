@@ -2,17 +2,22 @@
 //! sessions are open, how many ids they hold, and how fast each client may open new ones while
 //! the store is under pressure.
 //!
-//! Memory: a session costs about 220 bytes plus 8 to 18 bytes per id it holds (its events' ids
-//! and its order ids). Every session may hold `SMALL` ids; beyond that, a session takes new
-//! events only while the process holds fewer than `engine.max_stored_ids` ids in all, and at
-//! most `engine.max_session_events` events. So the store stays under about
-//! `max_open_sessions x (220 + 8 x SMALL) + max_stored_ids x 18` bytes, however the events are
-//! spread.
+//! Memory: a session costs about 220 bytes, plus 8 bytes an id (its events' and its orders')
+//! while it holds at most `SMALL`; beyond that its ids move to a hash table whose room (about
+//! 10 bytes an id, 12 with its allocation's slack) is charged to a pool of
+//! `engine.max_stored_ids`. A session holding `SMALL` ids or more takes a new event only while
+//! the pool has room, and, once the pool is over half full, while the client that opened it
+//! holds less than a sixteenth of it (else `session_memory`; the exempt, origin 0, have no
+//! share). So the store stays under about `max_open_sessions x 730 + max_stored_ids x 12`
+//! bytes, however the events are spread, and no one client can take the pool from the
+//! shoppers' long visits.
 
 use super::session::Session;
 use crate::config::EngineConfig;
 use crate::event::FilterReason;
 use crate::ratelimit::Limiter;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,8 +28,11 @@ pub const SMALL: usize = 64;
 #[derive(Debug)]
 pub struct Bounds {
     open: AtomicUsize,
-    /// Ids held beyond the first `SMALL` of each session.
+    /// The pool: room of every large id set ([`super::session::IdSet::cost`]).
     ids: AtomicUsize,
+    /// The pool per client (non-zero origins); clients at zero are removed. Written only when
+    /// a set grows or leaves, which is rare.
+    clients: Mutex<HashMap<u64, usize>>,
     max_open: usize,
     max_ids: usize,
     max_session_events: u32,
@@ -39,6 +47,7 @@ impl Bounds {
         Bounds {
             open: AtomicUsize::new(0),
             ids: AtomicUsize::new(0),
+            clients: Mutex::default(),
             max_open: e.max_open_sessions,
             max_ids: e.max_stored_ids,
             max_session_events: e.max_session_events,
@@ -71,30 +80,59 @@ impl Bounds {
         self.open.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A session left the store with the ids it held.
-    pub fn closed(&self, ids: usize) {
+    /// A session left the store with an id set of `cost` (its origin's share given back).
+    /// Returns the pool's new size when it changed.
+    pub fn closed(&self, origin: u64, cost: usize) -> Option<usize> {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        if ids > SMALL {
-            self.ids.fetch_sub(ids - SMALL, Ordering::Relaxed);
-        }
+        self.charge(origin, cost, 0)
     }
 
-    /// A session's ids went from `before` to `after`. Only those beyond `SMALL` count, so a
-    /// shopper's visit never touches the shared count.
+    /// A session's id set went from `before` to `after` in cost (a hash table grew): the pool
+    /// and its origin's share follow. Returns the pool's new size when it changed.
     #[inline]
-    pub fn stored(&self, before: usize, after: usize) {
-        if after > SMALL {
-            self.ids
-                .fetch_add(after - before.max(SMALL), Ordering::Relaxed);
+    pub fn charge(&self, origin: u64, before: usize, after: usize) -> Option<usize> {
+        if before == after {
+            return None;
         }
+        let pool = if after > before {
+            self.ids.fetch_add(after - before, Ordering::Relaxed) + (after - before)
+        } else {
+            self.ids.fetch_sub(before - after, Ordering::Relaxed) - (before - after)
+        };
+        if origin != 0 {
+            let mut clients = self.clients.lock().expect("never poisoned");
+            let mine = clients.entry(origin).or_insert(0);
+            *mine = (*mine + after).saturating_sub(before);
+            if *mine == 0 {
+                clients.remove(&origin);
+            }
+        }
+        Some(pool)
     }
 
-    /// Why `s` takes no new event, if it takes none: it holds `max_session_events`, or more
-    /// than `SMALL` ids while the process holds `max_stored_ids`.
-    pub fn refuses(&self, s: &Session) -> Option<FilterReason> {
-        let full = s.events >= self.max_session_events
-            || (s.ids.len() >= SMALL && self.ids.load(Ordering::Relaxed) >= self.max_ids);
-        full.then_some(FilterReason::SessionLimit)
+    /// Why `s` takes no new event, if it takes none: it holds `max_session_events`
+    /// (`session_limit`), or `SMALL` ids or more while the pool is full or, over half full,
+    /// its client holds a sixteenth of it (`session_memory`). A rebuild (`counts` false)
+    /// restores what was taken and skips the pool, which another process filled.
+    pub fn refuses(&self, s: &Session, counts: bool) -> Option<FilterReason> {
+        if s.events >= self.max_session_events {
+            return Some(FilterReason::SessionLimit);
+        }
+        if !counts || s.ids.len() < SMALL {
+            return None;
+        }
+        let pool = self.ids.load(Ordering::Relaxed);
+        let over_share = || {
+            s.origin != 0
+                && pool > self.max_ids / 2
+                && self.share_of(s.origin) >= (self.max_ids / 16).max(1)
+        };
+        (pool >= self.max_ids || over_share()).then_some(FilterReason::SessionMemory)
+    }
+
+    fn share_of(&self, origin: u64) -> usize {
+        let clients = self.clients.lock().expect("never poisoned");
+        clients.get(&origin).copied().unwrap_or(0)
     }
 
     /// Whether the client `origin` may open a session with an event received at
@@ -122,6 +160,38 @@ impl Bounds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Channel, Device};
+
+    #[test]
+    fn one_client_holds_at_most_a_sixteenth_of_the_pool_once_it_is_half_full() {
+        let b = Bounds::new(&EngineConfig {
+            max_stored_ids: 1_600,
+            ..EngineConfig::default()
+        });
+        let big = |origin| {
+            let mut s = Session::new(0, 0, Channel::Direct, Device::Desktop, origin);
+            for i in 0..SMALL as u64 {
+                s.ids.insert(i);
+            }
+            s
+        };
+        let (greedy, other) = (big(7), big(8));
+        // Below half the pool, no share: one client may take up to it.
+        assert_eq!(b.charge(7, 0, 800), Some(800));
+        assert_eq!(b.refuses(&greedy, true), None);
+        // Over half: the greedy client is past its sixteenth (100), another is not.
+        b.charge(8, 0, 50);
+        assert_eq!(b.refuses(&greedy, true), Some(FilterReason::SessionMemory));
+        assert_eq!(b.refuses(&other, true), None);
+        // A rebuild skips the pool; a full pool refuses everyone; given back, room again.
+        assert_eq!(b.refuses(&greedy, false), None);
+        b.charge(0, 0, 750);
+        assert_eq!(b.refuses(&other, true), Some(FilterReason::SessionMemory));
+        b.closed(7, 800);
+        b.closed(0, 750);
+        assert_eq!(b.refuses(&greedy, true), None);
+        assert!(b.clients.lock().unwrap().get(&7).is_none());
+    }
 
     #[test]
     fn the_new_session_rate_follows_the_events_clock_not_the_wall_clock() {

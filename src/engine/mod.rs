@@ -158,7 +158,8 @@ impl Engine {
             return Outcome::UnknownSite;
         };
         let key = self.session_key(site, &ev.session);
-        // A rebuild restores what was counted: it admits whatever the live run admitted.
+        // A rebuild restores sessions the live run counted: no rate holds it back (which may
+        // admit what the live run refused; those sessions then close unseen).
         if R::COUNTS && self.bounds.under_pressure() && !self.may_open(key, ev) {
             rec.filtered(usize::from(site), FilterReason::SessionRate);
             return Outcome::Filtered(FilterReason::SessionRate);
@@ -167,7 +168,7 @@ impl Engine {
             self.evict();
         }
         let timeout = self.journey.session_timeout_ms;
-        let fresh = || Session::new(site, ev.event_time_ms, ev.channel, ev.device);
+        let fresh = || Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin);
         let mut entry = match self.sessions.entry(key) {
             Entry::Occupied(mut o) => {
                 if ev.event_time_ms >= o.get().last_ms.saturating_add(timeout) {
@@ -199,9 +200,9 @@ impl Engine {
         continues || self.bounds.may_open(ev.origin, ev.received_at_ms)
     }
 
-    fn update(&self, s: &mut Session, ev: &Event, rec: &impl Recorder) -> Outcome {
+    fn update<R: Recorder>(&self, s: &mut Session, ev: &Event, rec: &R) -> Outcome {
         let site = usize::from(s.site);
-        if let Some(limit) = self.bounds.refuses(s) {
+        if let Some(limit) = self.bounds.refuses(s, R::COUNTS) {
             // Checked before the id is remembered, so the set stays within its bound; a retry
             // of an event the session took still counts as a duplicate.
             let reason = if s.ids.contains(self.id_hash(0, &ev.id)) {
@@ -212,7 +213,7 @@ impl Engine {
             rec.filtered(site, reason);
             return Outcome::Filtered(reason);
         }
-        let held = s.ids.len();
+        let cost = s.ids.cost();
         if !s.ids.insert(self.id_hash(0, &ev.id)) {
             rec.filtered(site, FilterReason::Duplicate);
             return Outcome::Filtered(FilterReason::Duplicate);
@@ -224,7 +225,9 @@ impl Engine {
         let was = gauges.before(s);
         let step = rules::advance(&self.journey, s, ev, currency, order_id);
         gauges.after(s, was);
-        self.bounds.stored(held, s.ids.len());
+        if let Some(pool) = self.bounds.charge(s.origin, cost, s.ids.cost()) {
+            self.metrics.engine.stored_ids.set(pool as i64);
+        }
         rec.step(&step);
         Outcome::Applied
     }
@@ -243,7 +246,9 @@ impl Engine {
     /// Takes a session out of the gauges and the open count.
     fn forget(&self, s: &Session) {
         self.gauges().remove(s);
-        self.bounds.closed(s.ids.len());
+        if let Some(pool) = self.bounds.closed(s.origin, s.ids.cost()) {
+            self.metrics.engine.stored_ids.set(pool as i64);
+        }
         self.metrics.engine.open_sessions.dec();
     }
 
@@ -291,13 +296,13 @@ impl Engine {
     }
 
     /// Makes room when the store is full: forgets 1 % of the sessions (more when they tie),
-    /// those without an open cart first, then those with a single event (what a flood of new
-    /// sessions creates), then the longest idle. They are not drop-offs or abandoned carts (a
+    /// those with a single event first (what a flood of new sessions creates), then those
+    /// without an open cart, then the longest idle. They are not drop-offs or abandoned carts (a
     /// flood must not fire the funnel alerts): they count in the eviction counters only.
     #[cold]
     fn evict(&self) {
         let cart_stage = self.journey.cart_stage;
-        let rank = |s: &Session| (s.cart_open(cart_stage), s.events > 1, s.last_ms);
+        let rank = |s: &Session| (s.events > 1, s.cart_open(cart_stage), s.last_ms);
         let mut ranks: Vec<_> = self.sessions.iter().map(|e| rank(&e)).collect();
         if ranks.is_empty() {
             return;

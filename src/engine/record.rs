@@ -14,8 +14,8 @@ use crate::metrics::Metrics;
 
 /// What the engine reports into.
 pub trait Recorder {
-    /// Whether this recorder counts a live run (the store's rates apply) rather than rebuild
-    /// what was already counted (which admits whatever the live run admitted).
+    /// Whether this recorder counts a live run (the store's rates and id pool apply) rather
+    /// than rebuild what was already counted (held to neither).
     const COUNTS: bool = true;
     /// An event reached the engine (duplicates and unknown sites included).
     fn applied(&self);

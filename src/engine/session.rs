@@ -47,6 +47,15 @@ impl IdSet {
         }
     }
 
+    /// What the set costs beyond the ids a small one holds: the room of its hash table (each
+    /// about 10 bytes: an 8-byte id and a control byte, at most 7/8 full), 0 while small.
+    pub fn cost(&self) -> usize {
+        match self {
+            IdSet::Small(_) => 0,
+            IdSet::Large(set) => set.capacity(),
+        }
+    }
+
     /// Whether `id` is present.
     pub fn contains(&self, id: u64) -> bool {
         match self {
@@ -88,6 +97,8 @@ pub struct Session {
     pub ids: IdSet,
     /// Events applied (duplicates left out): capped by `engine.max_session_events`.
     pub events: u32,
+    /// The client that opened it (`Event::origin`), whose share of the stored ids it draws on.
+    pub origin: u64,
     /// Net cart value per currency index, in micro-units (adds less removes; may go negative,
     /// read through [`Session::cart_value`] which never goes below zero).
     pub cart: ThinVec<(u16, i64)>,
@@ -103,12 +114,13 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device) -> Self {
+    pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device, origin: u64) -> Self {
         Self {
             first_ms: time_ms,
             last_ms: time_ms,
             ids: IdSet::Small(ThinVec::new()),
             events: 0,
+            origin,
             cart: ThinVec::new(),
             site,
             reached: 0,

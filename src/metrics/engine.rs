@@ -18,6 +18,9 @@ pub struct EngineMetrics {
     /// `touchstream_engine_carts_evicted_total`: open carts among them, never counted as
     /// abandoned.
     pub carts_evicted: Counter,
+    /// `touchstream_engine_stored_ids`: the room of the sessions' large id sets, against
+    /// `engine.max_stored_ids`.
+    pub stored_ids: Gauge,
     /// `touchstream_engine_events_applied_total`.
     pub applied: Counter,
     /// `touchstream_engine_events_unknown_site_total`: events for a site this engine lacks.
@@ -50,6 +53,10 @@ impl EngineMetrics {
             carts_evicted: r.counter((
                 "touchstream_engine_carts_evicted",
                 "Open carts of evicted sessions (not counted as abandoned).",
+            )),
+            stored_ids: r.gauge((
+                "touchstream_engine_stored_ids",
+                "Room of the open sessions' large id sets, against engine.max_stored_ids.",
             )),
             applied: r.counter((
                 "touchstream_engine_events_applied",

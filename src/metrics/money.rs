@@ -7,8 +7,8 @@
 //! micro-units (ten orders of 1e12 once wrapped revenue negative), and about nineteen would fill
 //! a `u64`. A [`MoneyCounter`] therefore sums in 128 bits: exact up to 2^128 - 1 micro-units
 //! (3.4e32 units, some 3.4e20 events of the largest value), where it would stop rather than
-//! wrap; a [`MoneyGauge`] keeps its amount in two halves, exact at any amount that open sessions
-//! can hold.
+//! wrap; a [`MoneyGauge`] keeps its amount in one 128-bit atomic too, exact at any amount open
+//! sessions can hold.
 
 use portable_atomic::{AtomicI128, AtomicU128};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
@@ -36,7 +36,7 @@ pub fn from_micros(micros: u128) -> f64 {
 ///
 /// One atomic `u128`, added to by compare-and-swap: a 16-byte `cmpxchg16b` on x86-64 (found at
 /// run time; `portable_atomic` falls back to a lock on a CPU without one) or the 128-bit
-/// exclusive pair on AArch64. Two 64-bit halves as in [`MoneyGauge`] would not do here: a
+/// exclusive pair on AArch64. Two 64-bit halves would not do here: a
 /// counter's low half only ever grows, so it must carry into the high half, and two separate
 /// atomic updates cannot carry without a scrape in between seeing the sum drop. At the top, the
 /// sum stops rather than wrap. An add costs about 10 ns uncontended (7.7 for the saturating

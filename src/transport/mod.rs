@@ -62,7 +62,8 @@ impl DeadLetter {
         }
     }
 
-    /// What identifies a batch across its retries: SHA-256 of its site and its events as sent.
+    /// What identifies a batch across its retries: SHA-256 of its site and its events (as
+    /// masked for the letters, so the id reveals nothing masking hid).
     pub fn batch_key<'a>(site: &str, events: impl Iterator<Item = &'a str>) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new().chain_update(site);

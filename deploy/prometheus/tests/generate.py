@@ -137,22 +137,34 @@ tests.append({
 })
 
 # 6. The session store fills at minute 60 and evicts a session a minute from then on: the
-#    warning fires once that has lasted the rate window and 10 minutes.
+#    warning fires once that has lasted the rate window and 10 minutes. The same for refused
+#    new sessions, per site.
 EVICTED = 'touchstream_engine_sessions_evicted_total'
+REFUSED = 'touchstream_events_filtered_total{site="demo",reason="session_rate"}'
+DESCRIPTION = 'For 10 minutes the engine has been forgetting sessions because its store is full, refusing new sessions from clients that open them too fast while it is over half full, or refusing events of long sessions because the stored ids are spent: a flood, or engine.max_open_sessions or engine.max_stored_ids too small for the traffic.'
+PRESSURE = {
+    'summary': "touchstream's session store is under pressure",
+    'description': DESCRIPTION,
+    'runbook_url': 'deploy/prometheus/RUNBOOK.md#sessionstoreunderpressure',
+}
+tests.append({
+    'name': 'new sessions refused for 10 minutes warn, per site',
+    'interval': '1m',
+    'input_series': [{'series': REFUSED, 'values': notation(counter([0] * 60 + [5] * 40))}],
+    'alert_rule_test': [
+        {'eval_time': '60m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': []},
+        {'eval_time': '72m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': [
+            {'exp_labels': {'severity': 'warning', 'team': 'platform', 'site': 'demo'}, 'exp_annotations': PRESSURE}]},
+    ],
+})
 tests.append({
     'name': 'a full session store warns after 10 minutes',
     'interval': '1m',
     'input_series': [{'series': EVICTED, 'values': notation(counter([0] * 60 + [1] * 40))}],
     'alert_rule_test': [
         {'eval_time': '60m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': []},
-        {'eval_time': '72m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': [{
-            'exp_labels': {'severity': 'warning', 'team': 'platform'},
-            'exp_annotations': {
-                'summary': "touchstream's session store is under pressure",
-                'description': 'For 10 minutes the engine has been forgetting sessions because its store is full, or refusing new sessions from clients that open them too fast while it is over half full: a flood, or engine.max_open_sessions too small for the traffic.',
-                'runbook_url': 'deploy/prometheus/RUNBOOK.md#sessionstoreunderpressure',
-            },
-        }]},
+        {'eval_time': '72m', 'alertname': 'SessionStoreUnderPressure', 'exp_alerts': [
+            {'exp_labels': {'severity': 'warning', 'team': 'platform'}, 'exp_annotations': PRESSURE}]},
     ],
 })
 
