@@ -32,7 +32,7 @@ pub struct Bounds {
     ids: AtomicUsize,
     /// The pool per client (non-zero origins); clients at zero are removed. Written only when
     /// a set grows or leaves, which is rare.
-    clients: Mutex<HashMap<u64, usize>>,
+    clients: Mutex<HashMap<u32, usize>>,
     max_open: usize,
     max_ids: usize,
     max_session_events: u32,
@@ -82,7 +82,7 @@ impl Bounds {
 
     /// A session left the store with an id set of `cost` (its origin's share given back).
     /// Returns the pool's new size when it changed.
-    pub fn closed(&self, origin: u64, cost: usize) -> Option<usize> {
+    pub fn closed(&self, origin: u32, cost: usize) -> Option<usize> {
         self.open.fetch_sub(1, Ordering::Relaxed);
         self.charge(origin, cost, 0)
     }
@@ -90,7 +90,7 @@ impl Bounds {
     /// A session's id set went from `before` to `after` in cost (a hash table grew): the pool
     /// and its origin's share follow. Returns the pool's new size when it changed.
     #[inline]
-    pub fn charge(&self, origin: u64, before: usize, after: usize) -> Option<usize> {
+    pub fn charge(&self, origin: u32, before: usize, after: usize) -> Option<usize> {
         if before == after {
             return None;
         }
@@ -114,6 +114,7 @@ impl Bounds {
     /// (`session_limit`), or `SMALL` ids or more while the pool is full or, over half full,
     /// its client holds a sixteenth of it (`session_memory`). A rebuild (`counts` false)
     /// restores what was taken and skips the pool, which another process filled.
+    #[inline]
     pub fn refuses(&self, s: &Session, counts: bool) -> Option<FilterReason> {
         if s.events >= self.max_session_events {
             return Some(FilterReason::SessionLimit);
@@ -130,7 +131,8 @@ impl Bounds {
         (pool >= self.max_ids || over_share()).then_some(FilterReason::SessionMemory)
     }
 
-    fn share_of(&self, origin: u64) -> usize {
+    #[cold]
+    fn share_of(&self, origin: u32) -> usize {
         let clients = self.clients.lock().expect("never poisoned");
         clients.get(&origin).copied().unwrap_or(0)
     }

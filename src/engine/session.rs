@@ -40,6 +40,7 @@ pub enum IdSet {
 
 impl IdSet {
     /// Ids held.
+    #[inline]
     pub fn len(&self) -> usize {
         match self {
             IdSet::Small(v) => v.len(),
@@ -49,6 +50,7 @@ impl IdSet {
 
     /// What the set costs beyond the ids a small one holds: the room of its hash table (each
     /// about 10 bytes: an 8-byte id and a control byte, at most 7/8 full), 0 while small.
+    #[inline]
     pub fn cost(&self) -> usize {
         match self {
             IdSet::Small(_) => 0,
@@ -57,6 +59,7 @@ impl IdSet {
     }
 
     /// Whether `id` is present.
+    #[inline]
     pub fn contains(&self, id: u64) -> bool {
         match self {
             IdSet::Small(v) => v.binary_search(&id).is_ok(),
@@ -97,8 +100,9 @@ pub struct Session {
     pub ids: IdSet,
     /// Events applied (duplicates left out): capped by `engine.max_session_events`.
     pub events: u32,
-    /// The client that opened it (`Event::origin`), whose share of the stored ids it draws on.
-    pub origin: u64,
+    /// The client that opened it (`Event::origin` cut to 32 bits, 0 only when exempt), whose
+    /// share of the stored ids it draws on. 32 bits keep the session in 56 bytes.
+    pub origin: u32,
     /// Net cart value per currency index, in micro-units (adds less removes; may go negative,
     /// read through [`Session::cart_value`] which never goes below zero).
     pub cart: ThinVec<(u16, i64)>,
@@ -115,6 +119,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device, origin: u64) -> Self {
+        let origin = if origin == 0 { 0 } else { (origin as u32).max(1) };
         Self {
             first_ms: time_ms,
             last_ms: time_ms,
@@ -179,7 +184,7 @@ mod tests {
     #[test]
     fn session_stays_small() {
         assert!(
-            std::mem::size_of::<Session>() <= 64,
+            std::mem::size_of::<Session>() <= 56,
             "{}",
             std::mem::size_of::<Session>()
         );
