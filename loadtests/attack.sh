@@ -16,19 +16,8 @@ cd "$(dirname "$0")/.."
 name=${1:?usage: loadtests/attack.sh NAME [touchstream-load attack arguments...]}
 shift
 
-cargo build --release --quiet -p touchstream -p touchstream-load
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target_dir/release"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # url
-  for _ in $(seq 1 300); do
-    curl -fs -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "attack.sh: $1 never answered" >&2
-  return 1
-}
+. loadtests/lib.sh
+build_release
 
 pid=
 cleanup() {
