@@ -119,7 +119,11 @@ pub struct Session {
 
 impl Session {
     pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device, origin: u64) -> Self {
-        let origin = if origin == 0 { 0 } else { (origin as u32).max(1) };
+        let origin = if origin == 0 {
+            0
+        } else {
+            (origin as u32).max(1)
+        };
         Self {
             first_ms: time_ms,
             last_ms: time_ms,
