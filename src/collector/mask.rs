@@ -43,6 +43,22 @@ pub fn holds_personal_data(text: &str) -> bool {
 /// `text` with e-mail addresses, card and phone numbers masked; borrowed when there is nothing
 /// to mask.
 pub fn mask(text: &str) -> Cow<'_, str> {
+    // A label can free what its neighbour hid (`+48 601 468+0 1 234 567`: the second number
+    // touched the first, and stands alone next to `[phone]`): mask again until nothing is
+    // left, so masking what was masked finds nothing.
+    let Cow::Owned(mut masked) = mask_once(text) else {
+        return Cow::Borrowed(text);
+    };
+    for _ in 0..8 {
+        match mask_once(&masked) {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(again) => masked = again,
+        }
+    }
+    Cow::Owned(masked)
+}
+
+fn mask_once(text: &str) -> Cow<'_, str> {
     let mut out = Rewrite::new(text);
     for (start, end, label) in find(text.as_bytes()) {
         // Of two overlapping finds, the first (the longer, at one start) wins.

@@ -17,15 +17,14 @@ fn is_domain(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-')
 }
 
-/// Longest local part and domain looked at (RFC 5321's limits). Without them a text of
-/// `%40%40…` would cost a scan back over the whole text at every `%40`: quadratic.
-const MAX_LOCAL: usize = 64;
-const MAX_DOMAIN: usize = 255;
-
 /// Every address: local part, `@` or `%40`, a dotted domain whose last label has at least two
-/// letters. Linear in the text: each `@` looks at most `MAX_LOCAL` bytes back and `MAX_DOMAIN`
-/// ahead.
+/// letters. Linear in the text: where the run of local-part bytes before each `@` began is kept
+/// as the scan goes, never searched for (scanning back from every `%40` of `%40%40…` was
+/// quadratic), and each `@` looks ahead only over the domain bytes that follow it, which end
+/// at the next `@` or `%`.
 pub fn emails(b: &[u8], out: &mut Vec<Span>) {
+    // Start of the run of local-part bytes that ends at `i`.
+    let mut run = 0;
     let mut i = 0;
     while i < b.len() {
         let at_len = if b[i] == b'@' {
@@ -33,15 +32,15 @@ pub fn emails(b: &[u8], out: &mut Vec<Span>) {
         } else if b[i..].starts_with(b"%40") {
             3
         } else {
+            if !is_local(b[i]) {
+                run = i + 1;
+            }
             i += 1;
             continue;
         };
-        let mut start = i;
-        while start > 0 && i - start < MAX_LOCAL && is_local(b[start - 1]) {
-            start -= 1;
-        }
+        let start = run;
         let mut end = i + at_len;
-        while end < b.len() && end - (i + at_len) < MAX_DOMAIN && is_domain(b[end]) {
+        while end < b.len() && is_domain(b[end]) {
             end += 1;
         }
         while end > i + at_len && matches!(b[end - 1], b'.' | b'-') {
@@ -53,7 +52,12 @@ pub fn emails(b: &[u8], out: &mut Vec<Span>) {
         if start < i && dotted && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) {
             out.push((start, end, "[email]"));
             i = end;
+            run = end;
         } else {
+            // `@` ends the run of local-part bytes; `%40` is made of them and goes on.
+            if at_len == 1 {
+                run = i + 1;
+            }
             i += at_len;
         }
     }
