@@ -19,6 +19,7 @@ mod diagnose;
 mod enrich;
 mod error;
 mod mask;
+mod preflight;
 mod wire;
 
 pub use access::{SIGNATURE_HEADER, sign};
@@ -36,7 +37,7 @@ use crate::transport::{DeadLetter, EventSink};
 use access::{Named, Sites};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router, middleware};
@@ -129,7 +130,7 @@ pub fn router(state: Arc<CollectorState>) -> Router {
         .route(
             "/v1/events",
             post(ingest)
-                .options(preflight)
+                .options(preflight::preflight)
                 .fallback(|| async { ApiError::MethodNotAllowed }),
         )
         .with_state(state)
@@ -183,52 +184,14 @@ async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Resp
 }
 
 /// The connection's peer, which the listener puts on every request (none in router tests).
-fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
+pub(super) fn peer(extensions: &axum::http::Extensions) -> Option<SocketAddr> {
     extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
-}
-
-async fn preflight(
-    State(st): State<Arc<CollectorState>>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (parts, _) = request.into_parts();
-    let headers = parts.headers;
-    // Preflights are requests too: the same per-client rate.
-    st.check_client(st.resolver.resolve(&headers, peer(&parts.extensions)))?;
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok((StatusCode::NO_CONTENT, [(header::ALLOW, "POST, OPTIONS")]).into_response());
-    };
-    if !st.sites().list.iter().any(|(_, s)| s.allows_origin(origin)) {
-        return Err(ApiError::PreflightRefused(truncate(origin)));
-    }
-    let origin = HeaderValue::from_str(origin)
-        .map_err(|_| ApiError::PreflightRefused("(invalid)".into()))?;
-    Ok((
-        StatusCode::NO_CONTENT,
-        [
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
-            (
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("POST, OPTIONS"),
-            ),
-            (
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type, content-encoding"),
-            ),
-            (
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("86400"),
-            ),
-            (header::VARY, HeaderValue::from_static("Origin")),
-        ],
-    )
-        .into_response())
 }
 
 /// Client text quoted back in an error message: cut to 256 characters, personal data masked,
 /// then cut to a readable length (masked before the last cut, so it cannot leave part of a
 /// number unmasked; cut before masking, so a huge value costs nothing).
-fn truncate(s: &str) -> String {
+pub(super) fn truncate(s: &str) -> String {
     let mut head: String = s.chars().take(256).collect();
     if head.len() < s.len() {
         // The cut may split a number or an address: drop the word it fell in.
