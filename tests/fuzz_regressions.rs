@@ -41,6 +41,15 @@ fn kept_event_sequences_match_the_model() {
 }
 
 #[test]
+fn kept_sessions_stay_within_their_limit_and_match_the_model() {
+    for (name, bytes) in inputs("session") {
+        let ops = Vec::<harness::Op>::arbitrary_take_rest(Unstructured::new(&bytes)).unwrap();
+        let outcome = std::panic::catch_unwind(|| harness::session(&ops));
+        assert!(outcome.is_ok(), "{name}");
+    }
+}
+
+#[test]
 fn random_event_sequences_match_the_model() {
     // A short, seeded campaign on stable, so the engine check runs on varied input in every
     // test run, not only on the kept inputs (the real campaigns: fuzz/README.md).
