@@ -21,10 +21,11 @@ fn is_domain(c: u8) -> bool {
 /// letters. Linear in the text: where the run of local-part bytes before each `@` began is kept
 /// as the scan goes, never searched for (scanning back from every `%40` of `%40%40…` was
 /// quadratic), and each `@` looks ahead only over the domain bytes that follow it, which end
-/// at the next `@` or `%`.
+/// at the next `@` or `%`. A number glued to the local part (`4111 1111 1111 1111ann@…`) is
+/// not a card or phone number on its own (it touches a letter), so the address takes it in.
 pub fn emails(b: &[u8], out: &mut Vec<Span>) {
-    // Start of the run of local-part bytes that ends at `i`.
-    let mut run = 0;
+    // Start of the run of local-part bytes that ends at `i`, and the end of the last address.
+    let (mut run, mut floor) = (0, 0);
     let mut i = 0;
     while i < b.len() {
         let at_len = if b[i] == b'@' {
@@ -50,9 +51,9 @@ pub fn emails(b: &[u8], out: &mut Vec<Span>) {
         let tld = domain.rsplit(|c| *c == b'.').next().unwrap_or_default();
         let dotted = domain.contains(&b'.');
         if start < i && dotted && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) {
-            out.push((start, end, "[email]"));
+            out.push((glued_number_start(b, start, floor), end, "[email]"));
             i = end;
-            run = end;
+            (run, floor) = (end, end);
         } else {
             // `@` ends the run of local-part bytes; `%40` is made of them and goes on.
             if at_len == 1 {
@@ -61,6 +62,29 @@ pub fn emails(b: &[u8], out: &mut Vec<Span>) {
             i += at_len;
         }
     }
+}
+
+/// Where the number that runs into the local part starting at `start` begins: back over digits
+/// and the signs and separators of card and phone numbers (`+`, `(`, `)`, and one space or
+/// dash after a digit), never before `floor`. `start` itself if the local part starts with no
+/// digit. Each byte is walked back over at most once, since `floor` then moves past it.
+fn glued_number_start(b: &[u8], start: usize, floor: usize) -> usize {
+    let mut s = start;
+    if !b[s].is_ascii_digit() {
+        return s;
+    }
+    while s > floor {
+        let glued = match b[s - 1] {
+            b'0'..=b'9' | b'+' | b'(' | b')' => true,
+            b' ' | b'-' => s - 1 > floor && matches!(b[s - 2], b'0'..=b'9' | b')'),
+            _ => false,
+        };
+        if !glued {
+            break;
+        }
+        s -= 1;
+    }
+    s
 }
 
 /// Every run of 13 to 19 digits (single spaces or dashes allowed between digits), not touching
