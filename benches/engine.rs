@@ -33,19 +33,24 @@ fn events(sessions: usize) -> Vec<Event> {
         // Sessions stop at different stages, like a real funnel.
         let depth = 2 + (s * 7919) % (WALK.len() - 1);
         for (i, kind) in WALK[..depth].iter().enumerate() {
+            let (session, id) = (
+                format!("s-{s:012x}"),
+                format!("{s:08x}-{i:04x}-0000-0000-000000000000"),
+            );
             out.push(Event {
-                site: "demo".into(),
-                id: format!("{s:08x}-{i:04x}-0000-0000-000000000000"),
-                kind: kind.to_string(),
-                session: format!("s-{s:012x}"),
-                event_time_ms: 1_763_800_000_000 + (i as i64) * 5_000,
                 received_at_ms: 1_763_800_000_000,
                 channel: Channel::ALL[s % Channel::ALL.len()],
                 device: Device::ALL[s % 3],
                 value: matches!(*kind, "add_to_cart" | "purchase").then_some(49.99),
                 currency: Some("USD".into()),
                 order_id: (*kind == "purchase").then(|| format!("o-{s}")),
-                origin: 0,
+                ..Event::new(
+                    "demo",
+                    session,
+                    id,
+                    *kind,
+                    1_763_800_000_000 + (i as i64) * 5_000,
+                )
             });
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use touchstream::config::Config;
 use touchstream::engine::Engine;
-use touchstream::event::{Channel, Device, Event};
+use touchstream::event::Event;
 use touchstream::metrics::Metrics;
 
 struct Counting;
@@ -54,20 +54,8 @@ fn main() {
     let engine = Engine::new(&config, metrics);
     let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
     for s in 0..n {
-        let e = Event {
-            site: "demo".into(),
-            id: format!("{s:032x}"),
-            kind: "view_item".into(),
-            session: format!("session-{s:016x}"),
-            event_time_ms: 1_763_800_000_000,
-            received_at_ms: 1_763_800_000_000,
-            channel: Channel::Direct,
-            device: Device::Desktop,
-            value: None,
-            currency: None,
-            order_id: None,
-            origin: 0,
-        };
+        let (session, id) = (format!("session-{s:016x}"), format!("{s:032x}"));
+        let e = Event::new("demo", session, id, "view_item", 1_763_800_000_000);
         engine.apply(&e);
     }
     let heap = (LIVE.load(Ordering::Relaxed) - heap0) as f64 / n as f64;

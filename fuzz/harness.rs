@@ -9,7 +9,7 @@ use touchstream::collector::{
 };
 use touchstream::config::Config;
 use touchstream::engine::{Engine, Outcome};
-use touchstream::event::{Channel, Device, Event, FilterReason};
+use touchstream::event::{Device, Event, FilterReason};
 use touchstream::metrics::{Metrics, Report};
 use touchstream_load::truth;
 
@@ -231,18 +231,10 @@ fn run(config: &Config, metrics: &Arc<Metrics>, events: &[truth::Event]) {
     let engine = Engine::new(config, metrics.clone());
     for e in events {
         engine.apply(&Event {
-            site: "demo".into(),
-            id: e.id.clone(),
-            kind: e.kind.clone(),
-            session: e.session.clone(),
-            event_time_ms: e.ts,
-            received_at_ms: e.ts,
-            channel: Channel::Direct,
-            device: Device::Desktop,
             value: e.value,
             currency: e.currency.clone(),
             order_id: e.order_id.clone(),
-            origin: 0,
+            ..Event::new("demo", &e.session, &e.id, &e.kind, e.ts)
         });
     }
     close_all(&engine, metrics);
@@ -364,20 +356,7 @@ fn check_sessions(config: &Config, metrics: &Arc<Metrics>, ops: &[Op]) {
     let mut visits: [Visit; 4] = Default::default();
     let (mut taken, mut duplicates, mut limited, mut total) = (Vec::new(), 0, 0, 0);
     let mut fresh = 1 << 24;
-    let mut ev = Event {
-        site: "demo".into(),
-        id: String::new(),
-        kind: String::new(),
-        session: String::new(),
-        event_time_ms: 0,
-        received_at_ms: 0,
-        channel: Channel::Direct,
-        device: Device::Desktop,
-        value: None,
-        currency: None,
-        order_id: None,
-        origin: 0,
-    };
+    let mut ev = Event::new("demo", "", "", "", 0);
     for op in ops {
         let (run, n) = match op {
             Op::Run(run, n) => (run, u32::from(*n) + 1),

@@ -51,6 +51,34 @@ pub struct Event {
     pub origin: u64,
 }
 
+impl Event {
+    /// A touchpoint of `site` received when it happened, from a direct visit on a desktop, with
+    /// no value, currency, order or client origin: the base that tests, benchmarks and tools
+    /// fill in with `Event { value: Some(9.5), ..Event::new(...) }`.
+    pub fn new(
+        site: &str,
+        session: impl Into<String>,
+        id: impl Into<String>,
+        kind: impl Into<String>,
+        at_ms: i64,
+    ) -> Self {
+        Event {
+            site: site.into(),
+            id: id.into(),
+            kind: kind.into(),
+            session: session.into(),
+            event_time_ms: at_ms,
+            received_at_ms: at_ms,
+            channel: Channel::Direct,
+            device: Device::Desktop,
+            value: None,
+            currency: None,
+            order_id: None,
+            origin: 0,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -180,18 +180,12 @@ fn workload() -> impl Strategy<Value = Vec<Sent>> {
 fn to_event(s: &Sent) -> Event {
     let e = &s.event;
     Event {
-        site: SITES[s.site].into(),
-        id: e.id.clone(),
-        kind: e.kind.clone(),
-        session: e.session.clone(),
-        event_time_ms: e.ts,
-        received_at_ms: e.ts,
         channel: s.channel,
         device: s.device,
         value: e.value,
         currency: e.currency.as_ref().map(|c| c.to_ascii_uppercase()),
         order_id: e.order_id.clone(),
-        origin: 0,
+        ..Event::new(SITES[s.site], &e.session, &e.id, &e.kind, e.ts)
     }
 }
 

@@ -112,24 +112,10 @@ impl EventSource for MemorySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Channel, Device};
 
     fn events(n: usize) -> Vec<Event> {
         (0..n)
-            .map(|i| Event {
-                site: "demo".into(),
-                id: i.to_string(),
-                kind: "page_view".into(),
-                session: "s".into(),
-                event_time_ms: 0,
-                received_at_ms: 0,
-                channel: Channel::Direct,
-                device: Device::Desktop,
-                value: None,
-                currency: None,
-                order_id: None,
-                origin: 0,
-            })
+            .map(|i| Event::new("demo", "s", i.to_string(), "page_view", 0))
             .collect()
     }
 

@@ -86,6 +86,24 @@ struct Cost {
     cpu_seconds: f64,
 }
 
+impl Cost {
+    /// Prints what `bodies` bodies of `size` bytes sent `how` cost; the peak memory growth
+    /// per body, as a multiple of its size.
+    fn report(&self, bodies: usize, size: usize, how: &str) -> f64 {
+        let per_body = self.growth / bodies as f64;
+        let ratio = per_body / size as f64;
+        println!(
+            "{bodies} bodies of {size} bytes {how}, at once: answers {:?} in {:.2} s ({:.2} CPU s); peak memory +{:.1} MiB, {:.2} MiB ({ratio:.2} times the size) per body",
+            self.statuses,
+            self.seconds,
+            self.cpu_seconds,
+            mib(self.growth),
+            mib(per_body),
+        );
+        ratio
+    }
+}
+
 /// Sends one wire per body at once, each on its own connection.
 async fn at_once(ctx: &Context, wires: Vec<Vec<u8>>) -> anyhow::Result<Cost> {
     let server = ctx.server()?;
@@ -126,34 +144,17 @@ pub async fn run(ctx: &Context, a: Args) -> anyhow::Result<Vec<Bound>> {
         .map(|b| [post_head(&ctx.origin, b.len()).as_bytes(), b].concat())
         .collect();
     let c = at_once(ctx, plain).await?;
-    let per = |growth: f64| growth / a.bodies as f64;
-    println!(
-        "{} bodies of {} bytes with Content-Length, at once: answers {:?} in {:.2} s ({:.2} CPU s); peak memory +{:.1} MiB, {:.2} MiB ({:.2} times the size) per body",
-        a.bodies,
-        a.body_bytes,
-        c.statuses,
-        c.seconds,
-        c.cpu_seconds,
-        mib(c.growth),
-        mib(per(c.growth)),
-        per(c.growth) / a.body_bytes as f64
-    );
+    c.report(a.bodies, a.body_bytes, "with Content-Length");
     let chunked: Vec<Vec<u8>> = bodies
         .iter()
         .map(|b| chunked_post(&ctx.origin, b))
         .collect();
     let wire = chunked[0].len();
     let c = at_once(ctx, chunked).await?;
-    let ratio = per(c.growth) / a.body_bytes as f64;
-    println!(
-        "{} bodies of {} bytes in one-byte chunks ({wire} bytes on the wire each), at once: answers {:?} in {:.2} s ({:.2} CPU s); peak memory +{:.1} MiB, {:.2} MiB ({ratio:.2} times the size) per body",
+    let ratio = c.report(
         a.bodies,
         a.body_bytes,
-        c.statuses,
-        c.seconds,
-        c.cpu_seconds,
-        mib(c.growth),
-        mib(per(c.growth))
+        &format!("in one-byte chunks ({wire} bytes on the wire each)"),
     );
     let all_taken = c.statuses.iter().all(|s| *s == 200);
 

@@ -28,18 +28,9 @@ impl Fixture {
 
     fn ev(&self, session: &str, id: &str, kind: &str, t: i64) -> Event {
         Event {
-            site: "demo".into(),
-            id: id.into(),
-            kind: kind.into(),
-            session: session.into(),
-            event_time_ms: t,
-            received_at_ms: t,
             channel: Channel::Email,
             device: Device::Mobile,
-            value: None,
-            currency: None,
-            order_id: None,
-            origin: 0,
+            ..Event::new("demo", session, id, kind, t)
         }
     }
 

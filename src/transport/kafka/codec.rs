@@ -48,18 +48,12 @@ mod tests {
     #[test]
     fn messages_carry_kind_and_version() {
         let e = Event {
-            site: "demo".into(),
-            id: "1".into(),
-            kind: "page_view".into(),
-            session: "s".into(),
-            event_time_ms: 5,
             received_at_ms: 6,
             channel: Channel::Email,
             device: Device::Tablet,
             value: Some(1.5),
             currency: Some("EUR".into()),
-            order_id: None,
-            origin: 0,
+            ..Event::new("demo", "s", "1", "page_view", 5)
         };
         let json = serde_json::to_string(&OutMessage::Event(&e)).unwrap();
         assert!(
