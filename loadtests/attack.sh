@@ -127,7 +127,7 @@ EOF
 esac
 export RUST_LOG=${RUST_LOG:-warn}
 
-"$bin/touchstream" --config "$config" serve 2>"$logs/serve.log" &
+TOUCHSTREAM_STATE_DIR=$logs/state "$bin/touchstream" --config "$config" serve 2>"$logs/serve.log" &
 pid=$!
 wait_for "http://127.0.0.1:$admin/readyz"
 

@@ -31,12 +31,16 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The server's state (its log of every batch) is of no use after the run.
+  if [ -n "${logs:-}" ]; then rm -rf "$logs/state"; fi
 }
 trap cleanup EXIT
 logs=$(mktemp -d)
 
 public=$(free_port)
 export TOUCHSTREAM_LISTEN=127.0.0.1:$public
+# Each run starts on a state directory of its own (the durable log and checkpoints of `serve`).
+export TOUCHSTREAM_STATE_DIR=$logs/state
 export TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT=$timeout
 # The generator sends as many shoppers from one address: no client-address limit, unless set.
 export TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND=${TOUCHSTREAM_LIMITS_CLIENT_REQUESTS_PER_SECOND:-0}

@@ -15,6 +15,7 @@ use crate::engine::{self, Engine};
 use crate::http::{self, ConnectionLimits};
 use crate::metrics::{Exposition, Metrics};
 use crate::shutdown::{self, Shutdown, Trigger};
+use crate::state::StateDir;
 use crate::transport::kafka::{self, KafkaSink};
 use crate::transport::{self, EventSink};
 use std::future::Future;
@@ -214,6 +215,9 @@ pub async fn run(
             .with_engine(|stop| consumer.run(stop))
             .with_collector(listeners.public, &config, sink)
     } else {
+        // Held until the process ends: the kernel lets go of it however the process ends.
+        let state = StateDir::open(&config.state.dir)?;
+        tracing::info!(dir = %state.path().display(), "state directory held");
         let queue = &config.transport;
         let (sink, source) = transport::memory(
             queue.queue_events,
@@ -229,6 +233,7 @@ pub async fn run(
             &config,
         )
         .with_engine(|stop| async move {
+            let _state = state;
             let applied = engine::run(engine.clone(), source, sweep, stop).await;
             tracing::info!(
                 applied,

@@ -25,6 +25,8 @@ struct Target {
     public: SocketAddr,
     admin: SocketAddr,
     _config: tempfile::NamedTempFile,
+    /// Removed after the process is stopped (fields drop in order).
+    _state: tempfile::TempDir,
 }
 
 /// Starts the binary with the defaults a shop runs, plus `toml` (sections of a config file).
@@ -40,9 +42,11 @@ fn target(toml: &str) -> Target {
     .unwrap();
     let bin = std::env::var("TEST_TOUCHSTREAM_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_touchstream").to_string());
+    let state = tempfile::tempdir().unwrap();
     let mut command = Command::new(bin);
     command
         .env_remove("RUST_LOG")
+        .env("TOUCHSTREAM_STATE_DIR", state.path())
         .args(["--config", file.path().to_str().unwrap(), "serve"]);
     let (guard, _log, up) = start(&mut command, &["public", "admin"]);
     Target {
@@ -50,6 +54,7 @@ fn target(toml: &str) -> Target {
         public: up[0].parse().unwrap(),
         admin: up[1].parse().unwrap(),
         _config: file,
+        _state: state,
     }
 }
 

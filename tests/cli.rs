@@ -294,3 +294,40 @@ async fn a_closed_log_pipe_does_not_stop_the_server() {
     let status = terminate(child).await;
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_second_serve_on_a_held_state_directory_exits_1_naming_it() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let first = spawn(
+        touchstream()
+            .env("TOUCHSTREAM_STATE_DIR", &dir)
+            .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+            .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0"),
+    );
+    let mut second = touchstream()
+        .env("TOUCHSTREAM_STATE_DIR", &dir)
+        .env("TOUCHSTREAM_LISTEN", "127.0.0.1:0")
+        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second process is serving on a held state directory");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&dir.display().to_string()), "{err}");
+    assert!(err.contains("TOUCHSTREAM_STATE_DIR"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+    drop(first);
+}

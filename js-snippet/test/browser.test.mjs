@@ -34,7 +34,7 @@ async function server(t, { origins = ['*'] } = {}) {
   // A file with its own sites turns the demo shop off unless it asks for it.
   writeFileSync(config, `[[sites]]\nid = "demo"\norigins = ${JSON.stringify(origins)}\n[snippet]\ndemo = true\n`);
   const child = spawn(BIN, ['--config', config, 'serve'], {
-    env: { ...process.env, TOUCHSTREAM_LISTEN: '127.0.0.1:0', TOUCHSTREAM_ADMIN_LISTEN: '127.0.0.1:0', RUST_LOG: 'info' },
+    env: { ...process.env, TOUCHSTREAM_LISTEN: '127.0.0.1:0', TOUCHSTREAM_ADMIN_LISTEN: '127.0.0.1:0', TOUCHSTREAM_STATE_DIR: join(dir, 'state'), RUST_LOG: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   t.after(() => child.kill('SIGTERM'));

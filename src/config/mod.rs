@@ -9,11 +9,13 @@ mod journey;
 mod kafka;
 mod load;
 mod redact;
+mod state;
 mod validate;
 
 pub use journey::{JourneyConfig, StageConfig};
 pub use kafka::KafkaConfig;
 pub use load::{ConfigError, load, load_str};
+pub use state::StateConfig;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// The tracking snippet and demo shop served on the public listener.
     pub snippet: SnippetConfig,
+    /// The state directory of `serve`: its log of accepted batches and engine checkpoints.
+    pub state: StateConfig,
     /// The file this was loaded from, read again on `SIGHUP` (not a configuration key).
     #[serde(skip)]
     pub source: Option<std::path::PathBuf>,
@@ -59,6 +63,7 @@ impl Default for Config {
             transport: TransportConfig::default(),
             kafka: KafkaConfig::default(),
             snippet: SnippetConfig::default(),
+            state: StateConfig::default(),
             source: None,
         }
     }

@@ -41,6 +41,7 @@ impl Config {
         self.validate_sites()?;
         self.validate_journey()?;
         self.validate_kafka()?;
+        self.state.validate()?;
         let path = &self.snippet.path;
         let reserved = path == "/v1/events" || path == "/demo" || path.starts_with("/demo/");
         if !path.starts_with('/')

@@ -2,15 +2,46 @@
 //! fails before stopping it, stopped with SIGTERM.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// `touchstream` with a clean log filter.
+/// `touchstream` with a clean log filter and a state directory of its own, under cargo's
+/// temporary directory for tests (a test that restarts a server on the same state sets
+/// `TOUCHSTREAM_STATE_DIR` itself).
 pub fn touchstream() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_touchstream"));
     c.env_remove("RUST_LOG");
+    c.env("TOUCHSTREAM_STATE_DIR", own_state_dir());
     c
+}
+
+/// Where `touchstream()` puts the state directories it makes.
+fn own_state_root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("touchstream-state")
+}
+
+/// A new directory name, `<test process id>-<n>`. The first call removes what test processes
+/// no longer running left behind, so the directories of one run are kept until the next.
+fn own_state_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    if n == 0 {
+        for entry in std::fs::read_dir(own_state_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().unwrap_or_default();
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    own_state_root().join(format!("{}-{n}", std::process::id()))
 }
 
 /// Kills the process if the test fails before stopping it, so no process outlives the test.

@@ -24,6 +24,8 @@ pub fn config(timeout: Duration) -> Config {
 
 pub struct TestServer {
     pub public: SocketAddr,
+    /// The server's own state directory (removed with the server), unless the test gave one.
+    _state: Option<tempfile::TempDir>,
     pub admin: SocketAddr,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -31,7 +33,21 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(config: Config) -> Self {
+    /// Starts a server on `config`, in a state directory of its own, so that no test inherits
+    /// another's state.
+    pub async fn start(mut config: Config) -> Self {
+        let state = tempfile::Builder::new()
+            .prefix("touchstream-state-")
+            .tempdir()
+            .unwrap();
+        config.state.dir = state.path().to_path_buf();
+        let mut server = Self::start_in_own_dir(config).await;
+        server._state = Some(state);
+        server
+    }
+
+    /// Starts a server on `config` as given, its `state.dir` included (a restart test's).
+    pub async fn start_in_own_dir(config: Config) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -44,6 +60,7 @@ impl TestServer {
             },
         ));
         Self {
+            _state: None,
             public: public_addr,
             admin: admin_addr,
             client: reqwest::Client::new(),
