@@ -23,10 +23,12 @@ mod memory;
 mod record;
 mod rules;
 mod session;
+mod snapshot;
 
 pub use bounds::Bounds;
 pub use memory::run;
 pub(crate) use record::{Counting, Recorder, Silent};
+pub use snapshot::{EngineState, Restored, SessionState, SnapshotError};
 
 use crate::config::Config;
 use crate::event::{Event, FilterReason};

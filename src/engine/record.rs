@@ -165,6 +165,16 @@ impl Gauges<'_> {
         }
     }
 
+    /// Puts a session that was not in the gauges into them (a restored one).
+    pub fn add(&self, s: &Session) {
+        let none = Mirrored {
+            reached: 0,
+            cart_open: false,
+            kept: None,
+        };
+        self.after(s, none);
+    }
+
     /// Takes a leaving session out of every gauge.
     #[inline]
     pub fn remove(&self, s: &Session) {

@@ -58,6 +58,19 @@ impl IdSet {
         }
     }
 
+    /// Every id held.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let (small, large) = match self {
+            IdSet::Small(v) => (Some(v.iter()), None),
+            IdSet::Large(set) => (None, Some(set.iter())),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+            .copied()
+    }
+
     /// Whether `id` is present.
     #[inline]
     pub fn contains(&self, id: u64) -> bool {

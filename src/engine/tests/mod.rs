@@ -2,6 +2,7 @@
 //! the store's limits.
 
 mod bounds;
+mod snapshot;
 
 use super::*;
 use crate::event::{Channel, Device};

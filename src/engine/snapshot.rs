@@ -1,0 +1,255 @@
+//! An engine's open sessions as data, for checkpoints: [`Engine::snapshot`] takes it and
+//! [`Engine::restore`] builds an engine from it.
+//!
+//! The state names what the configuration may change between the two: sites, stages,
+//! currencies, channels and devices are written as their names, and a restore maps them onto
+//! the running configuration. A site that is no longer configured loses its sessions; a stage
+//! that is gone maps to the furthest earlier stage still there; a currency no longer listed
+//! becomes `other` (each counted in [`Restored`], for the log). The hash keys are written too:
+//! the restored sessions' keys and ids were hashed with them, so the engine goes on with them.
+//!
+//! Gauges and the store's bounds (open sessions, the id pool and each client's share of it)
+//! are not written: they follow from the sessions and are rebuilt as each is put back. The
+//! new-session rate's buckets are not kept: a restored engine starts them full.
+
+use super::session::Session;
+use super::{Bounds, Engine, SessionKey};
+use crate::config::Config;
+use crate::event::{Channel, Device};
+use crate::metrics::Metrics;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// An engine's open sessions and what they are written with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// The keys of the session and id hashes.
+    pub keys: [u64; 4],
+    /// Names behind the sessions' indices.
+    pub sites: Vec<String>,
+    pub stages: Vec<String>,
+    /// Each site's currency codes, `other` last: a cart's currency index is into its site's.
+    pub currencies: Vec<Vec<String>>,
+    pub channels: Vec<String>,
+    pub devices: Vec<String>,
+    pub sessions: Vec<SessionState>,
+}
+
+/// One open session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub key: (u64, u64),
+    pub site: u16,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Hashes of its event and order ids.
+    pub ids: Vec<u64>,
+    pub events: u32,
+    pub origin: u32,
+    pub cart: Vec<(u16, i64)>,
+    /// Stages reached (the furthest is `reached - 1`).
+    pub reached: u8,
+    pub channel: u8,
+    pub device: u8,
+    pub ordered: bool,
+}
+
+/// What a restore had to change to fit the running configuration.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub sessions: usize,
+    /// Sessions of sites no longer configured, left out.
+    pub unknown_site: usize,
+    /// Sessions whose furthest stage is gone, moved to an earlier one.
+    pub stage_moved: usize,
+    /// Cart values in a currency no longer listed, moved to `other`.
+    pub currency_moved: usize,
+    /// Sessions whose channel or device the running code does not know (a newer writer's),
+    /// kept as `other` / `desktop`.
+    pub label_unknown: usize,
+}
+
+/// Why a state cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("session {0} names site index {1}, but the state lists {2} sites")]
+    BadSite(usize, u16, usize),
+    #[error("session {0} reached {1} stages, but the state lists {2}")]
+    BadStage(usize, u8, usize),
+}
+
+impl Engine {
+    /// The engine's open sessions as data. Call it between events (the memory driver does):
+    /// sessions changed while it runs may be taken before or after the change.
+    pub fn snapshot(&self) -> EngineState {
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|e| {
+                let (k, s) = (e.key(), e.value());
+                SessionState {
+                    key: (k.0, k.1),
+                    site: s.site,
+                    first_ms: s.first_ms,
+                    last_ms: s.last_ms,
+                    ids: s.ids.iter().collect(),
+                    events: s.events,
+                    origin: s.origin,
+                    cart: s.cart.to_vec(),
+                    reached: s.reached,
+                    channel: s.channel as u8,
+                    device: s.device as u8,
+                    ordered: s.ordered,
+                }
+            })
+            .collect();
+        let mut sites: Vec<(&String, &u16)> = self.sites.iter().collect();
+        sites.sort_by_key(|(_, i)| **i);
+        EngineState {
+            keys: self.keys,
+            sites: sites.into_iter().map(|(s, _)| s.clone()).collect(),
+            stages: self.journey.stages.iter().map(|s| s.name.clone()).collect(),
+            currencies: (self.metrics.funnel.currencies.iter())
+                .map(|c| c.codes.clone())
+                .collect(),
+            channels: Channel::ALL.iter().map(|c| c.as_str().into()).collect(),
+            devices: Device::ALL.iter().map(|d| d.as_str().into()).collect(),
+            sessions,
+        }
+    }
+
+    /// An engine for `config` holding `state`'s sessions, mapped onto `config` (see the module
+    /// doc), its gauges and `bounds` following them.
+    pub fn restore(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        bounds: Arc<Bounds>,
+        state: &EngineState,
+    ) -> Result<(Self, Restored), SnapshotError> {
+        let mut engine = Engine::with_bounds(config, metrics, bounds);
+        engine.keys = state.keys;
+        let map = Mapping::new(&engine, state);
+        let mut report = Restored::default();
+        for (n, s) in state.sessions.iter().enumerate() {
+            let old_site = usize::from(s.site);
+            let site_name = (state.sites.get(old_site)).ok_or(SnapshotError::BadSite(
+                n,
+                s.site,
+                state.sites.len(),
+            ))?;
+            if usize::from(s.reached) > state.stages.len() {
+                return Err(SnapshotError::BadStage(n, s.reached, state.stages.len()));
+            }
+            let Some(&site) = engine.sites.get(site_name) else {
+                report.unknown_site += 1;
+                continue;
+            };
+            let session = map.session(&engine, s, site, &mut report);
+            engine.put_back(SessionKey(s.key.0, s.key.1), session);
+            report.sessions += 1;
+        }
+        Ok((engine, report))
+    }
+
+    /// Adds a restored session to the store, its gauges and the bounds.
+    fn put_back(&self, key: SessionKey, s: Session) {
+        self.opened();
+        self.gauges().add(&s);
+        if let Some(pool) = self.bounds.charge(s.origin, 0, s.ids.cost()) {
+            self.metrics.engine.stored_ids.set(pool as i64);
+        }
+        self.sessions.insert(key, s);
+    }
+}
+
+/// The state's indices onto the running configuration's.
+struct Mapping {
+    /// Per stage of the state: the running journey's index of it, or of the furthest earlier
+    /// stage it still has (`false`: not the same stage), or `None` when none is left.
+    stages: Vec<Option<(usize, bool)>>,
+    channels: Vec<Option<Channel>>,
+    devices: Vec<Option<Device>>,
+    /// Per site of the state, per currency of its: the running site's currency index.
+    currencies: Vec<Vec<Option<u16>>>,
+}
+
+impl Mapping {
+    fn new(engine: &Engine, state: &EngineState) -> Self {
+        let names: Vec<&str> = engine.journey.stages.iter().map(|s| &*s.name).collect();
+        let mut stages = Vec::with_capacity(state.stages.len());
+        let mut last = None;
+        for name in &state.stages {
+            match names.iter().position(|n| n == name) {
+                Some(i) => last = Some((i, true)),
+                None => last = last.map(|(i, _)| (i, false)),
+            }
+            stages.push(last);
+        }
+        let currencies = (state.sites.iter().zip(&state.currencies))
+            .map(|(site, codes)| {
+                let now = engine
+                    .sites
+                    .get(site)
+                    .map(|&i| &engine.metrics.funnel.currencies[usize::from(i)].codes);
+                (codes.iter())
+                    .map(|c| now?.iter().position(|k| k == c).map(|i| i as u16))
+                    .collect()
+            })
+            .collect();
+        Mapping {
+            stages,
+            channels: (state.channels.iter())
+                .map(|n| Channel::ALL.iter().copied().find(|c| c.as_str() == n))
+                .collect(),
+            devices: (state.devices.iter())
+                .map(|n| Device::ALL.iter().copied().find(|d| d.as_str() == n))
+                .collect(),
+            currencies,
+        }
+    }
+
+    fn session(&self, engine: &Engine, s: &SessionState, site: u16, r: &mut Restored) -> Session {
+        let reached = match usize::from(s.reached) {
+            0 => 0,
+            n => match self.stages[n - 1] {
+                Some((i, same)) => {
+                    r.stage_moved += usize::from(!same);
+                    (i + 1) as u8
+                }
+                None => {
+                    r.stage_moved += 1;
+                    1
+                }
+            },
+        };
+        let channel = self.channels.get(usize::from(s.channel)).copied().flatten();
+        let device = self.devices.get(usize::from(s.device)).copied().flatten();
+        if channel.is_none() || device.is_none() {
+            r.label_unknown += 1;
+        }
+        let other = engine.metrics.funnel.currencies[usize::from(site)]
+            .codes
+            .len()
+            - 1;
+        let known = self.currencies.get(usize::from(s.site));
+        let mut session = Session::new(site, s.first_ms, Channel::Other, Device::Desktop, 0);
+        for &(c, micros) in &s.cart {
+            let now = known.and_then(|k| k.get(usize::from(c)).copied().flatten());
+            r.currency_moved += usize::from(now.is_none());
+            session.add_to_cart(now.unwrap_or(other as u16), micros);
+        }
+        for id in &s.ids {
+            session.ids.insert(*id);
+        }
+        Session {
+            last_ms: s.last_ms,
+            events: s.events,
+            origin: s.origin,
+            reached,
+            channel: channel.unwrap_or(Channel::Other),
+            device: device.unwrap_or(Device::Desktop),
+            ordered: s.ordered,
+            ..session
+        }
+    }
+}
