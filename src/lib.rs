@@ -3,7 +3,7 @@
 //! The modules, lowest first; each imports only from those above it in this list
 //! (`tests/layout.rs` checks it):
 //! - [`config`]: the one typed configuration, loaded once; [`shutdown`]: the signal a task
-//!   stops on.
+//!   stops on; [`state`]: what the embedded mode keeps on disk (the write-ahead log).
 //! - [`event`]: the [`event::Event`] that travels from collector to engine, and the closed label
 //!   sets (channel, device, reject and filter reasons) everything else shares.
 //! - [`journey`]: the journey map compiled for the hot path, built once per process and shared
@@ -31,6 +31,7 @@ mod label;
 pub mod config;
 pub mod ratelimit;
 pub mod shutdown;
+pub mod state;
 
 pub mod event;
 pub mod journey;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first. A module may use `crate::X` only for X in a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["label", "shutdown", "config", "ratelimit"],
+    &["label", "shutdown", "config", "ratelimit", "state"],
     &["event"],
     &["journey"],
     &["metrics"],
