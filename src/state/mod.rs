@@ -6,9 +6,11 @@
 //!
 //! This module uses nothing else from the crate: it is the lowest layer, so any other can own it.
 
+pub mod checkpoint;
 mod dir;
 pub mod log;
 
+pub use checkpoint::{Checkpoint, CheckpointError, Unreadable};
 pub use dir::{DirError, StateDir};
 pub use log::{
     Damage, FrameFault, LogError, LogOptions, LogStats, LogWriter, Lsn, Records, Recovery, Segment,
