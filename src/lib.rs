@@ -19,8 +19,9 @@
 //! - [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`http`] (serving with connection limits),
 //!   [`replay`] (the engine over a recorded log), then [`server`] (the processes).
 //!
-//! One event's path in `serve`: `collector` decodes it and hands it to `transport::MemorySink`;
-//! `engine::run` takes it from the queue and applies it; `metrics` holds the figures that
+//! One event's path in `serve`: `collector` decodes it and hands it to
+//! `transport::durable::DurableSink`, which answers once the batch is in the log on disk;
+//! `engine::durable::run` takes it from the queue and applies it; `metrics` holds the figures that
 //! `admin` serves. Over Kafka: `transport::kafka::KafkaSink` produces it to the events topic;
 //! `engine::kafka::KafkaEngine` consumes it on its partition's engine; its `/metrics` commits
 //! the offsets behind the figures it serves.

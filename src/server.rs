@@ -10,8 +10,8 @@
 use crate::admin::{self, AdminState};
 use crate::collector::{self, CollectorState};
 use crate::config::Config;
+use crate::engine;
 use crate::engine::kafka::KafkaEngine;
-use crate::engine::{self, Engine};
 use crate::http::{self, ConnectionLimits};
 use crate::metrics::{Exposition, Metrics};
 use crate::shutdown::{self, Shutdown, Trigger};
@@ -215,31 +215,53 @@ pub async fn run(
             .with_engine(|stop| consumer.run(stop))
             .with_collector(listeners.public, &config, sink)
     } else {
-        // Held until the process ends: the kernel lets go of it however the process ends.
+        // Held until the engine has written its last checkpoint; the kernel lets go of it
+        // however the process ends.
         let state = StateDir::open(&config.state.dir)?;
-        tracing::info!(dir = %state.path().display(), "state directory held");
+        let (engine, log, recovered) = engine::durable::recover(&config, &metrics, state.path())?;
+        tracing::info!(
+            dir = %state.path().display(),
+            checkpoint = ?recovered.checkpoint,
+            sessions = recovered.sessions,
+            records = recovered.records,
+            events = recovered.events,
+            "state recovered"
+        );
         let queue = &config.transport;
-        let (sink, source) = transport::memory(
+        let (sink, source, clock) = transport::durable::durable(
+            log,
             queue.queue_events,
             queue.enqueue_timeout,
             &metrics.transport,
         );
         let sink: Arc<dyn EventSink> = Arc::new(sink);
-        let engine = Arc::new(Engine::new(&config, metrics.clone()));
         let sweep = config.engine.sweep_interval;
+        let checkpoints = engine::durable::Checkpointing {
+            dir: state.path().to_path_buf(),
+            interval: config.state.checkpoint_interval,
+        };
         Process::start(
             listeners.admin,
             admin_state(&metrics, metrics.clone(), Some(sink.clone())),
             &config,
         )
         .with_engine(|stop| async move {
-            let _state = state;
-            let applied = engine::run(engine.clone(), source, sweep, stop).await;
+            let applied = engine::durable::run(
+                engine.clone(),
+                source,
+                clock,
+                sweep,
+                checkpoints,
+                recovered,
+                stop,
+            )
+            .await;
             tracing::info!(
                 applied,
                 open_sessions = engine.open_sessions(),
                 "engine stopped"
             );
+            drop(state);
             Ok(())
         })
         .with_collector(listeners.public, &config, sink)

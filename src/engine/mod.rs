@@ -1,6 +1,7 @@
 //! The funnel engine: open sessions in a bounded concurrent map, each event applied once, and
-//! every figure of the contract reported as it happens. Two drivers feed it: `memory` (the
-//! embedded queue of `serve`) and [`kafka`] (a consumer group, one engine per partition).
+//! every figure of the contract reported as it happens. Two drivers feed it: [`durable`] (the
+//! log and queue of `serve`, with its checkpoints) and [`kafka`] (a consumer group, one engine
+//! per partition).
 //!
 //! Semantics (CONTRACT.md section 2): a session is `(site, session)`; it closes once the clock
 //! reaches its last event time plus the session timeout (live: the server clock, via
@@ -18,15 +19,15 @@
 //! `record::Gauges` keeps the funnel's gauges in step with the open sessions.
 
 mod bounds;
+pub mod checkpoint;
+pub mod durable;
 pub mod kafka;
-mod memory;
 mod record;
 mod rules;
 mod session;
 mod snapshot;
 
 pub use bounds::Bounds;
-pub use memory::run;
 pub(crate) use record::{Counting, Recorder, Silent};
 pub use snapshot::{EngineState, Restored, SessionState, SnapshotError};
 

@@ -17,6 +17,7 @@ mod http;
 mod ingest;
 pub mod money;
 mod report;
+mod state;
 mod transport;
 
 pub use cells::SiteCurrencies;
@@ -26,6 +27,7 @@ pub(crate) use http::track;
 pub use http::{HttpMetrics, Route};
 pub use ingest::IngestMetrics;
 pub use report::{Report, SiteReport};
+pub use state::StateMetrics;
 pub use transport::{KafkaMetrics, TransportMetrics};
 
 use crate::config::Config;
@@ -59,6 +61,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub transport: TransportMetrics,
     pub kafka: KafkaMetrics,
+    pub state: StateMetrics,
 }
 
 impl Metrics {
@@ -80,6 +83,7 @@ impl Metrics {
         let http = HttpMetrics::new(&mut r);
         let transport = TransportMetrics::new(&mut r);
         let kafka = KafkaMetrics::new(&mut r);
+        let state = StateMetrics::new(&mut r);
         Self {
             registry,
             journey,
@@ -89,6 +93,7 @@ impl Metrics {
             http,
             transport,
             kafka,
+            state,
         }
     }
 

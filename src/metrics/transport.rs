@@ -33,6 +33,17 @@ impl TransportMetrics {
                 "Batches the transport could not take, by reason.",
             )),
         }
+        .with_reasons()
+    }
+
+    /// The embedded transports' reasons at zero from the start, so a rate over them (the
+    /// StateNotDurable alert, the dashboard) has a series before the first failure. Kafka's
+    /// delivery error kinds appear when they first happen.
+    fn with_reasons(self) -> Self {
+        for reason in ["full", "closed", "disk_full", "disk"] {
+            drop(self.failures.get_or_create(&labels([("reason", reason)])));
+        }
+        self
     }
 }
 

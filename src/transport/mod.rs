@@ -7,6 +7,7 @@
 //! transport (for the memory queue: enqueued; for Kafka: acknowledged by the broker). Any error
 //! means none of them may be counted on, and the client must be told to retry (503).
 
+pub mod durable;
 pub mod kafka;
 mod memory;
 

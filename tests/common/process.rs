@@ -102,6 +102,15 @@ pub fn start(
     command: &mut Command,
     listeners: &[&str],
 ) -> (KillOnDrop, mpsc::Receiver<String>, Vec<String>) {
+    let (guard, log, up, _) = start_logged(command, listeners);
+    (guard, log, up)
+}
+
+/// [`start`], also returning the log lines printed until the listeners were up.
+pub fn start_logged(
+    command: &mut Command,
+    listeners: &[&str],
+) -> (KillOnDrop, mpsc::Receiver<String>, Vec<String>, Vec<String>) {
     let mut child = command
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -122,7 +131,7 @@ pub fn start(
         }
         seen.push(line);
     }
-    (guard, log, up.into_iter().flatten().collect())
+    (guard, log, up.into_iter().flatten().collect(), seen)
 }
 
 impl Spawned {

@@ -168,7 +168,28 @@ tests.append({
     ],
 })
 
-# 7. Events flow at 10 a minute for a day, then stop at minute 1500.
+# 7. The state directory's disk fills at minute 30: every batch after gets 503 (the log cannot
+#    take it). The page fires once that has lasted the rate window and 5 minutes; the same for
+#    checkpoints that fail.
+NOT_DURABLE = {
+    'summary': 'touchstream cannot write its state directory',
+    'description': 'For 5 minutes batches could not be written to the log (clients get 503 and retry, nothing is counted) or engine checkpoints failed (the log grows, and a restart would replay all of it): the state directory\'s disk is full or failing.',
+    'runbook_url': 'deploy/prometheus/RUNBOOK.md#statenotdurable',
+}
+for series in ['touchstream_transport_send_failures_total{reason="disk_full"}',
+               'touchstream_state_checkpoint_failures_total']:
+    tests.append({
+        'name': f'{series} for 5 minutes pages',
+        'interval': '1m',
+        'input_series': [{'series': series, 'values': notation(counter([0] * 30 + [3] * 30))}],
+        'alert_rule_test': [
+            {'eval_time': '30m', 'alertname': 'StateNotDurable', 'exp_alerts': []},
+            {'eval_time': '36m', 'alertname': 'StateNotDurable', 'exp_alerts': [
+                {'exp_labels': {'severity': 'page', 'team': 'platform'}, 'exp_annotations': NOT_DURABLE}]},
+        ],
+    })
+
+# 8. Events flow at 10 a minute for a day, then stop at minute 1500.
 tests.append({
     'name': 'no touchpoints fires after its window',
     'interval': '1m',

@@ -138,10 +138,7 @@ fn a_restore_maps_names_onto_a_changed_configuration() {
 
     // The running configuration no longer has the stage `checkout` nor GBP.
     let mut changed = config.clone();
-    changed
-        .journey
-        .stages
-        .retain(|s| s.name != "checkout");
+    changed.journey.stages.retain(|s| s.name != "checkout");
     changed.sites[0].currencies.retain(|c| c != "GBP");
     let metrics = Arc::new(Metrics::new(&changed));
     let bounds = Arc::new(Bounds::new(&changed.engine));

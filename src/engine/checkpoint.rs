@@ -1,0 +1,98 @@
+//! What a checkpoint file holds: the engine's state ([`EngineState`]) and the log position it
+//! covers, behind a format number. A checkpoint of the running format is read as is; one of
+//! an older format is migrated (each later change to the engine's state adds its migration
+//! here, and a test that loads the format before it); one of a newer or unknown format is
+//! refused with a message that says what to do, never read as something else.
+
+use super::snapshot::EngineState;
+use serde::{Deserialize, Serialize};
+
+/// The format this release writes.
+pub const FORMAT: u32 = 1;
+
+/// A checkpoint's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointData {
+    /// The last log record the state includes.
+    pub lsn: u64,
+    /// When it was taken, ms since the epoch (server clock).
+    pub taken_at_ms: i64,
+    pub engine: EngineState,
+}
+
+/// Why a checkpoint cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFormatError {
+    #[error(
+        "written by a newer touchstream (checkpoint format {0}; this release reads up to {FORMAT}): \
+         run that release or a later one, or move the state directory away to start empty"
+    )]
+    Newer(u32),
+    #[error("not a checkpoint this release can read (format {0})")]
+    Unknown(u32),
+    #[error("too short to hold a format number")]
+    Short,
+    #[error("unreadable: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+impl CheckpointData {
+    /// The payload of its checkpoint file: the format number, then postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_extend(self, FORMAT.to_le_bytes().to_vec())
+            .expect("writing to a Vec cannot fail")
+    }
+
+    /// Reads a payload of this format or an older one.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CheckpointFormatError> {
+        let (format, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or(CheckpointFormatError::Short)?;
+        match u32::from_le_bytes(*format) {
+            FORMAT => Ok(postcard::from_bytes(body)?),
+            // 0 was never written; below FORMAT, each older format's migration goes here.
+            newer if newer > FORMAT => Err(CheckpointFormatError::Newer(newer)),
+            other => Err(CheckpointFormatError::Unknown(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Engine;
+    use crate::event::Event;
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_checkpoint_reads_back_and_a_newer_or_unknown_one_is_refused() {
+        let config = Config::default();
+        let engine = Engine::new(&config, Arc::new(Metrics::new(&config)));
+        engine.apply(&Event::new("demo", "s", "1", "add_to_cart", 0));
+        let data = CheckpointData {
+            lsn: 41,
+            taken_at_ms: 1_763_800_000_000,
+            engine: engine.snapshot(),
+        };
+        let bytes = data.encode();
+        assert_eq!(CheckpointData::decode(&bytes).unwrap(), data);
+
+        let mut newer = bytes.clone();
+        newer[..4].copy_from_slice(&(FORMAT + 1).to_le_bytes());
+        let err = CheckpointData::decode(&newer).unwrap_err().to_string();
+        assert!(
+            err.contains("newer touchstream") && err.contains("move the state directory"),
+            "{err}"
+        );
+        let mut unknown = bytes;
+        unknown[..4].copy_from_slice(&0u32.to_le_bytes());
+        let err = CheckpointData::decode(&unknown).unwrap_err().to_string();
+        assert!(err.contains("format 0"), "{err}");
+        assert!(matches!(
+            CheckpointData::decode(&[1, 0]),
+            Err(CheckpointFormatError::Short)
+        ));
+    }
+}

@@ -1,0 +1,182 @@
+//! What the embedded log holds, one record each: an accepted batch, or a tick of the engine's
+//! clock (the sweep that closes idle sessions, logged so that a replay closes them at the same
+//! points as the live run). A record is a version byte, a kind byte, then postcard: compact,
+//! and a stable, documented format. Channel and device are written as their label text, not
+//! their position, so a later release that adds a value still reads old logs.
+
+use crate::event::{Channel, Device, Event};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+const VERSION: u8 = 1;
+const BATCH: u8 = 0;
+const TICK: u8 = 1;
+
+/// One record of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A batch the collector accepted, its events in order.
+    Batch(Vec<Event>),
+    /// The engine's clock: close the sessions idle as of `now_ms`.
+    Tick { now_ms: i64 },
+}
+
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("log record of version {0}; this release reads version {VERSION}: upgrade touchstream")]
+    Version(u8),
+    #[error("log record of unknown kind {0}")]
+    Kind(u8),
+    #[error("log record too short")]
+    Short,
+    #[error("log record unreadable: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("log record names the unknown {0} `{1}`")]
+    Label(&'static str, String),
+}
+
+/// The fields of an [`Event`] in the log's order; strings borrowed when written.
+#[derive(Serialize, Deserialize)]
+struct Wire<S> {
+    site: S,
+    id: S,
+    kind: S,
+    session: S,
+    event_time_ms: i64,
+    received_at_ms: i64,
+    channel: S,
+    device: S,
+    value: Option<f64>,
+    currency: Option<S>,
+    order_id: Option<S>,
+    origin: u64,
+}
+
+/// The record of a batch.
+pub fn batch(events: &[Event]) -> Vec<u8> {
+    let wire: Vec<Wire<&str>> = events
+        .iter()
+        .map(|e| Wire {
+            site: &*e.site,
+            id: &*e.id,
+            kind: &*e.kind,
+            session: &*e.session,
+            event_time_ms: e.event_time_ms,
+            received_at_ms: e.received_at_ms,
+            channel: e.channel.as_str(),
+            device: e.device.as_str(),
+            value: e.value,
+            currency: e.currency.as_deref(),
+            order_id: e.order_id.as_deref(),
+            origin: e.origin,
+        })
+        .collect();
+    postcard::to_extend(&wire, vec![VERSION, BATCH]).expect("writing to a Vec cannot fail")
+}
+
+/// The record of a tick at `now_ms`.
+pub fn tick(now_ms: i64) -> Vec<u8> {
+    postcard::to_extend(&now_ms, vec![VERSION, TICK]).expect("writing to a Vec cannot fail")
+}
+
+/// Reads a record.
+pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    let [version, kind, body @ ..] = bytes else {
+        return Err(RecordError::Short);
+    };
+    if *version != VERSION {
+        return Err(RecordError::Version(*version));
+    }
+    match *kind {
+        BATCH => {
+            let wire: Vec<Wire<String>> = postcard::from_bytes(body)?;
+            let mut sites: Vec<Arc<str>> = Vec::new();
+            let events = wire
+                .into_iter()
+                .map(|w| event(w, &mut sites))
+                .collect::<Result<_, _>>()?;
+            Ok(Record::Batch(events))
+        }
+        TICK => Ok(Record::Tick {
+            now_ms: postcard::from_bytes(body)?,
+        }),
+        other => Err(RecordError::Kind(other)),
+    }
+}
+
+fn event(w: Wire<String>, sites: &mut Vec<Arc<str>>) -> Result<Event, RecordError> {
+    let channel = (Channel::ALL.iter().copied())
+        .find(|c| c.as_str() == w.channel)
+        .ok_or_else(|| RecordError::Label("channel", w.channel.clone()))?;
+    let device = (Device::ALL.iter().copied())
+        .find(|d| d.as_str() == w.device)
+        .ok_or_else(|| RecordError::Label("device", w.device.clone()))?;
+    // A batch is one site's: its events share one allocation of the name, as the collector's.
+    let site = match sites.iter().find(|s| ***s == *w.site) {
+        Some(s) => s.clone(),
+        None => {
+            sites.push(Arc::from(w.site));
+            sites[sites.len() - 1].clone()
+        }
+    };
+    Ok(Event {
+        site,
+        id: w.id,
+        kind: w.kind,
+        session: w.session,
+        event_time_ms: w.event_time_ms,
+        received_at_ms: w.received_at_ms,
+        channel,
+        device,
+        value: w.value,
+        currency: w.currency,
+        order_id: w.order_id,
+        origin: w.origin,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_and_ticks_read_back_as_written() {
+        let events = vec![
+            Event {
+                channel: Channel::PaidSearch,
+                device: Device::Tablet,
+                value: Some(129.99),
+                currency: Some("PLN".into()),
+                order_id: Some("o-1".into()),
+                origin: 42,
+                received_at_ms: 1_763_800_000_123,
+                ..Event::new("demo", "s-1", "e-1", "purchase", 1_763_800_000_000)
+            },
+            Event::new("demo", "s-2", "e-2", "page_view", 5),
+        ];
+        let bytes = batch(&events);
+        assert_eq!(decode(&bytes).unwrap(), Record::Batch(events));
+        assert_eq!(decode(&tick(-7)).unwrap(), Record::Tick { now_ms: -7 });
+        assert_eq!(decode(&batch(&[])).unwrap(), Record::Batch(Vec::new()));
+    }
+
+    #[test]
+    fn what_cannot_be_read_says_why() {
+        let mut bytes = batch(&[Event::new("demo", "s", "1", "page_view", 0)]);
+        assert!(matches!(decode(&bytes[..1]), Err(RecordError::Short)));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 2]),
+            Err(RecordError::Decode(_))
+        ));
+        bytes[0] = 9;
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("version 9") && err.contains("upgrade"),
+            "{err}"
+        );
+        bytes[0] = VERSION;
+        bytes[1] = 7;
+        assert!(matches!(decode(&bytes), Err(RecordError::Kind(7))));
+    }
+}
