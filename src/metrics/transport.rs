@@ -137,7 +137,7 @@ impl KafkaMetrics {
 impl TransportMetrics {
     /// Metrics in a throw-away registry.
     pub fn for_tests() -> Self {
-        Self::new(&mut Registrar(
+        Self::new(&mut Registrar::new(
             &mut prometheus_client::registry::Registry::default(),
         ))
     }

@@ -16,7 +16,7 @@ const KINDS: [&str; 8] = [
 
 /// A seeded stream of events over a few hundred sessions: carts in two currencies, orders,
 /// retries (ids used again) and visits that resume after the session timeout.
-fn stream(seed: u64) -> Vec<Event> {
+pub(super) fn stream(seed: u64) -> Vec<Event> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut t = 0;
     (0..4_000)
@@ -42,7 +42,7 @@ fn stream(seed: u64) -> Vec<Event> {
         .collect()
 }
 
-fn fixture(config: &Config) -> (Engine, Arc<Metrics>) {
+pub(super) fn fixture(config: &Config) -> (Engine, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(config));
     (Engine::new(config, metrics.clone()), metrics)
 }
@@ -138,10 +138,7 @@ fn a_restore_maps_names_onto_a_changed_configuration() {
 
     // The running configuration no longer has the stage `checkout` nor GBP.
     let mut changed = config.clone();
-    changed
-        .journey
-        .stages
-        .retain(|s| s.name != "checkout");
+    changed.journey.stages.retain(|s| s.name != "checkout");
     changed.sites[0].currencies.retain(|c| c != "GBP");
     let metrics = Arc::new(Metrics::new(&changed));
     let bounds = Arc::new(Bounds::new(&changed.engine));
