@@ -1,4 +1,5 @@
-//! The engine's own health: how far behind it runs, and what its session store holds.
+//! The engine's own health: how far behind it runs, and what its session store holds. Its
+//! counters are kept in the figures; the gauges follow the sessions and the lag is the process's.
 
 use super::cells::Registrar;
 use super::latency_buckets;
@@ -46,11 +47,11 @@ impl EngineMetrics {
                 "touchstream_engine_open_sessions",
                 "Sessions held in memory.",
             )),
-            evicted: r.counter((
+            evicted: r.kept_counter((
                 "touchstream_engine_sessions_evicted",
                 "Sessions closed early because the session store was full (not drop-offs).",
             )),
-            carts_evicted: r.counter((
+            carts_evicted: r.kept_counter((
                 "touchstream_engine_carts_evicted",
                 "Open carts of evicted sessions (not counted as abandoned).",
             )),
@@ -58,11 +59,11 @@ impl EngineMetrics {
                 "touchstream_engine_stored_ids",
                 "Room of the open sessions' large id sets, against engine.max_stored_ids.",
             )),
-            applied: r.counter((
+            applied: r.kept_counter((
                 "touchstream_engine_events_applied",
                 "Events applied by the engine, duplicates included.",
             )),
-            unknown_site: r.counter((
+            unknown_site: r.kept_counter((
                 "touchstream_engine_events_unknown_site",
                 "Events for a site missing from this engine's configuration.",
             )),

@@ -1,9 +1,11 @@
 //! The funnel's metrics: stages reached and dropped, carts, orders, touchpoints and friction.
 //! Handles are pre-resolved into flat vectors indexed by (site, stage, channel, device, ...)
 //! positions; series with open-ended combinations (touchpoint x phase, friction kind x stage)
-//! are created on first use, still from closed label sets.
+//! are created on first use, still from closed label sets. Every family but the gauges is
+//! noted in the registrar's ledger with the [`Space`] its series come from, for the figures.
 
-use super::cells::{LazyCells, Meta, Registrar, SiteCurrencies, series};
+use super::cells::{LazyCells, Meta, Registrar, SiteCurrencies, Space, series};
+use super::histogram::Histogram;
 use super::money::{MoneyCounter, MoneyGauge};
 use super::{CounterFamily, Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
@@ -12,7 +14,6 @@ use crate::journey::{Journey, Stage};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 const CHANNELS: usize = Channel::ALL.len();
 const DEVICES: usize = Device::ALL.len();
@@ -94,20 +95,11 @@ pub struct FunnelMetrics {
     friction: LazyCells<Counter>,
 }
 
-/// Every label set `prefix` x channel x device, in row-major order with channel and device last.
-fn by_channel_device(prefixes: &[Labels]) -> Vec<Labels> {
-    let mut out = Vec::with_capacity(prefixes.len() * CHANNELS * DEVICES);
-    for prefix in prefixes {
-        for c in Channel::ALL {
-            for d in Device::ALL {
-                let mut l = prefix.clone();
-                l.push(("channel", c.as_str().to_string()));
-                l.push(("device", d.as_str().to_string()));
-                out.push(l);
-            }
-        }
-    }
-    out
+/// Every label set of `rows` x channel x device, in row-major order with channel and device last.
+fn by_channel_device(rows: &[Labels]) -> Space {
+    Space::new(rows.to_vec())
+        .by("channel", Channel::ALL.iter().map(|c| c.as_str()))
+        .by("device", Device::ALL.iter().map(|d| d.as_str()))
 }
 
 /// Every site's label set for each of its currencies: `[site][currency]`.
@@ -144,21 +136,24 @@ impl FunnelMetrics {
             by_channel_device(&site_only),
         );
         let money = per_currency(&sites, &currencies);
+        let money_space = Space::new(money.concat());
+        let stage_seconds = Family::new_with_constructor(stage_seconds_buckets as fn() -> _);
+        let order_value = Family::new_with_constructor(order_value_buckets as fn() -> _);
         Self {
-            reached: series(&r.counters(REACHED), &cd_stage),
-            dropoffs: series(&r.counters(DROPOFFS), &cd_stage),
+            reached: r.kept_series(REACHED, Family::default(), &cd_stage),
+            dropoffs: r.kept_series(DROPOFFS, Family::default(), &cd_stage),
             active: series(&r.gauges(ACTIVE), &site_stage),
-            stage_seconds: series(
-                &r.histograms(STAGE_SECONDS, stage_seconds_buckets),
-                &site_stage,
+            stage_seconds: r.kept_series(STAGE_SECONDS, stage_seconds, &Space::new(site_stage)),
+            carts_abandoned: r.kept_series(ABANDONED, Family::default(), &cd_site),
+            carts_abandoned_value: nested(
+                &r.kept(ABANDONED_VALUE, Family::default(), &money_space),
+                &money,
             ),
-            carts_abandoned: series(&r.counters(ABANDONED), &cd_site),
-            carts_abandoned_value: nested(&r.family::<MoneyCounter>(ABANDONED_VALUE), &money),
             carts_open: series(&r.gauges(OPEN), &site_only),
             carts_open_value: nested(&r.family::<MoneyGauge>(OPEN_VALUE), &money),
-            orders: series(&r.counters(ORDERS), &cd_site),
-            revenue: nested(&r.family::<MoneyCounter>(REVENUE), &money),
-            order_value: nested(&r.histograms(ORDER_VALUE, order_value_buckets), &money),
+            orders: r.kept_series(ORDERS, Family::default(), &cd_site),
+            revenue: nested(&r.kept(REVENUE, Family::default(), &money_space), &money),
+            order_value: nested(&r.kept(ORDER_VALUE, order_value, &money_space), &money),
             touchpoints: touchpoint_cells(r, &sites, journey),
             friction: friction_cells(r, &sites, journey),
             stages: journey.stages.len(),
@@ -170,46 +165,27 @@ impl FunnelMetrics {
     }
 }
 
-/// A label name and its closed set of values.
-type Dimension = (&'static str, Vec<String>);
-
-/// The series of `family` for every combination of three closed label sets, the first varying
-/// slowest, each created on first use.
-fn lazy_grid(family: CounterFamily, [a, b, c]: [Dimension; 3]) -> LazyCells<Counter> {
-    let (nb, nc) = (b.1.len(), c.1.len());
-    LazyCells::new(a.1.len() * nb * nc, move |i| {
-        let l = labels([
-            (a.0, &a.1[i / (nb * nc)]),
-            (b.0, &b.1[i / nc % nb]),
-            (c.0, &c.1[i % nc]),
-        ]);
-        family.get_or_create(&l).clone()
+/// The series of `family` for every label set of `space`, each created on first use (and
+/// noted in the ledger).
+fn lazy_grid(r: &mut Registrar, meta: Meta, space: Space) -> LazyCells<Counter> {
+    let family: CounterFamily = r.kept(meta, Family::default(), &space);
+    LazyCells::new(space.len(), move |i| {
+        family.get_or_create(&space.at(i)).clone()
     })
 }
 
 /// `touchstream_touchpoints_total{site, phase, touchpoint}`, created on first use.
 fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    lazy_grid(
-        r.counters(TOUCHPOINTS),
-        [
-            ("site", sites.to_vec()),
-            ("phase", journey.phases.clone()),
-            ("touchpoint", journey.touchpoints.clone()),
-        ],
-    )
+    let space = (Space::sites(sites).by("phase", journey.phases.clone()))
+        .by("touchpoint", journey.touchpoints.clone());
+    lazy_grid(r, TOUCHPOINTS, space)
 }
 
 /// `touchstream_friction_total{site, stage, kind}`, created on first use.
 fn friction_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let stages = journey.stages.iter().map(|s| s.name.clone()).collect();
-    lazy_grid(
-        r.counters(FRICTION),
-        [
-            ("site", sites.to_vec()),
-            ("stage", stages),
-            ("kind", journey.friction.clone()),
-        ],
-    )
+    let stages = journey.stages.iter().map(|s| s.name.clone());
+    let space = (Space::sites(sites).by("stage", stages)).by("kind", journey.friction.clone());
+    lazy_grid(r, FRICTION, space)
 }
 
 impl FunnelMetrics {

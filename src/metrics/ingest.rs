@@ -18,6 +18,16 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
+    /// The filter reasons the engine counts (per event applied, so kept in the figures and
+    /// restored with them); the others (`bot`, `consent`) are the collector's, per request,
+    /// and start again at zero with the process like every collector metric.
+    pub const ENGINE_REASONS: [FilterReason; 4] = [
+        FilterReason::Duplicate,
+        FilterReason::SessionLimit,
+        FilterReason::SessionMemory,
+        FilterReason::SessionRate,
+    ];
+
     pub(super) fn new(r: &mut Registrar, sites: &[String], filtered: &CounterFamily) -> Self {
         let per_site: Vec<_> = sites.iter().map(|s| labels([("site", s)])).collect();
         let with_reason = |reasons: Vec<&'static str>| {

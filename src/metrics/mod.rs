@@ -9,10 +9,15 @@
 //! hash. The only families resolved by label on use are off the hot path, written on failures
 //! or on the clock: the transport's refused batches, Kafka delivery errors, commits, parked
 //! partitions and per-partition lag.
+//!
+//! The counters and histograms the engine writes can be read out as [`Figures`] and added back
+//! into a fresh `Metrics` (checkpoints: see `figures`).
 
 mod cells;
 mod engine;
+pub(crate) mod figures;
 mod funnel;
+pub mod histogram;
 mod http;
 mod ingest;
 pub mod money;
@@ -22,7 +27,9 @@ mod transport;
 
 pub use cells::SiteCurrencies;
 pub use engine::EngineMetrics;
+pub use figures::{Figure, Figures, FiguresRestored, Micros, SkipReason, Skipped};
 pub use funnel::FunnelMetrics;
+pub use histogram::HistogramFigure;
 pub(crate) use http::track;
 pub use http::{HttpMetrics, Route};
 pub use ingest::IngestMetrics;
@@ -33,7 +40,8 @@ pub use transport::{KafkaMetrics, TransportMetrics};
 use crate::config::Config;
 use crate::journey::Journey;
 use async_trait::async_trait;
-use cells::Registrar;
+use cells::{Registrar, Space};
+use figures::Book;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -55,6 +63,8 @@ pub struct Metrics {
     /// The journey the funnel series are laid out for; the engine applies events with this
     /// same value, so stage and touchpoint indices always agree.
     journey: Arc<Journey>,
+    /// The families the engine writes, each with its label sets: what [`Figures`] hold.
+    ledger: Vec<Book>,
     pub funnel: FunnelMetrics,
     pub engine: EngineMetrics,
     pub ingest: IngestMetrics,
@@ -69,15 +79,21 @@ impl Metrics {
     pub fn new(config: &Config) -> Self {
         let journey = Arc::new(Journey::new(&config.journey));
         let mut registry = Registry::default();
-        let mut r = Registrar(&mut registry);
+        let mut r = Registrar::new(&mut registry);
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
         let funnel = FunnelMetrics::new(&mut r, config, &journey);
         // Registered here, between the funnel and the engine's own metrics, to keep the
-        // exposition's order: the collector's filters and the engine's duplicates share it.
-        let filtered = r.counters((
-            "touchstream_events_filtered",
-            "Accepted events kept out of the funnel, by reason.",
-        ));
+        // exposition's order: the collector's filters and the engine's duplicates share it, and
+        // only the engine's reasons are kept in the figures.
+        let engine_reasons = IngestMetrics::ENGINE_REASONS.iter().map(|r| r.as_str());
+        let filtered = r.kept(
+            (
+                "touchstream_events_filtered",
+                "Accepted events kept out of the funnel, by reason.",
+            ),
+            Family::default(),
+            &Space::sites(&sites).by("reason", engine_reasons),
+        );
         let engine = EngineMetrics::new(&mut r);
         let ingest = IngestMetrics::new(&mut r, &sites, &filtered);
         let http = HttpMetrics::new(&mut r);
@@ -85,6 +101,7 @@ impl Metrics {
         let kafka = KafkaMetrics::new(&mut r);
         let state = StateMetrics::new(&mut r);
         Self {
+            ledger: r.ledger,
             registry,
             journey,
             funnel,
@@ -131,15 +148,15 @@ pub fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
 }
 
 /// Seconds from session start to a stage: seconds to hours.
-fn stage_seconds_buckets() -> Histogram {
-    Histogram::new([
+fn stage_seconds_buckets() -> histogram::Histogram {
+    histogram::Histogram::new(&[
         1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0,
     ])
 }
 
 /// Order values in currency units.
-fn order_value_buckets() -> Histogram {
-    Histogram::new([
+fn order_value_buckets() -> histogram::Histogram {
+    histogram::Histogram::new(&[
         5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
     ])
 }

@@ -46,14 +46,20 @@ pub struct MoneyCounter(Arc<AtomicU128>);
 
 impl MoneyCounter {
     /// Adds `micros` (negative amounts are ignored: counters never go down).
+    #[inline]
     pub fn add(&self, micros: i64) {
         if micros > 0 {
-            let add = u128::from(micros.unsigned_abs());
-            // Never `None`, so the update always succeeds.
-            let _ = (self.0).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
-                Some(sum.saturating_add(add))
-            });
+            self.add_exact(u128::from(micros.unsigned_abs()));
         }
+    }
+
+    /// Adds `micros` as they are (a restored sum), stopping at the top rather than wrap.
+    #[inline]
+    pub fn add_exact(&self, micros: u128) {
+        // Never `None`, so the update always succeeds.
+        let _ = (self.0).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+            Some(sum.saturating_add(micros))
+        });
     }
 
     /// Current sum in micro-units.

@@ -148,7 +148,7 @@ impl KafkaMetrics {
 impl TransportMetrics {
     /// Metrics in a throw-away registry.
     pub fn for_tests() -> Self {
-        Self::new(&mut Registrar(
+        Self::new(&mut Registrar::new(
             &mut prometheus_client::registry::Registry::default(),
         ))
     }

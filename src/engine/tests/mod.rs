@@ -2,6 +2,7 @@
 //! the store's limits.
 
 mod bounds;
+mod figures;
 mod snapshot;
 
 use super::*;

@@ -16,7 +16,7 @@ const KINDS: [&str; 8] = [
 
 /// A seeded stream of events over a few hundred sessions: carts in two currencies, orders,
 /// retries (ids used again) and visits that resume after the session timeout.
-fn stream(seed: u64) -> Vec<Event> {
+pub(super) fn stream(seed: u64) -> Vec<Event> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut t = 0;
     (0..4_000)
@@ -42,7 +42,7 @@ fn stream(seed: u64) -> Vec<Event> {
         .collect()
 }
 
-fn fixture(config: &Config) -> (Engine, Arc<Metrics>) {
+pub(super) fn fixture(config: &Config) -> (Engine, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(config));
     (Engine::new(config, metrics.clone()), metrics)
 }
