@@ -1,10 +1,11 @@
-//! What a checkpoint file holds: the engine's state ([`EngineState`]) and the log position it
-//! covers, behind a format number. A checkpoint of the running format is read as is; one of
+//! What a checkpoint file holds: the engine's state ([`EngineState`]), the figures it has
+//! counted ([`Figures`]) and the log position both cover, behind a format number. A checkpoint of the running format is read as is; one of
 //! an older format is migrated (each later change to the engine's state adds its migration
 //! here, and a test that loads the format before it); one of a newer or unknown format is
 //! refused with a message that says what to do, never read as something else.
 
 use super::snapshot::EngineState;
+use crate::metrics::Figures;
 use serde::{Deserialize, Serialize};
 
 /// The format this release writes.
@@ -18,6 +19,8 @@ pub struct CheckpointData {
     /// When it was taken, ms since the epoch (server clock).
     pub taken_at_ms: i64,
     pub engine: EngineState,
+    /// The counters the engine writes, so a restored process counts on from them.
+    pub figures: Figures,
 }
 
 /// Why a checkpoint cannot be read.
@@ -69,12 +72,17 @@ mod tests {
     #[test]
     fn a_checkpoint_reads_back_and_a_newer_or_unknown_one_is_refused() {
         let config = Config::default();
-        let engine = Engine::new(&config, Arc::new(Metrics::new(&config)));
-        engine.apply(&Event::new("demo", "s", "1", "add_to_cart", 0));
+        let metrics = Arc::new(Metrics::new(&config));
+        let engine = Engine::new(&config, metrics.clone());
+        engine.apply(&Event {
+            value: Some(1e12),
+            ..Event::new("demo", "s", "1", "purchase", 0)
+        });
         let data = CheckpointData {
             lsn: 41,
             taken_at_ms: 1_763_800_000_000,
             engine: engine.snapshot(),
+            figures: metrics.figures(),
         };
         let bytes = data.encode();
         assert_eq!(CheckpointData::decode(&bytes).unwrap(), data);

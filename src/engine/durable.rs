@@ -2,7 +2,8 @@
 //! applies the log's inputs and writes checkpoints.
 //!
 //! Start ([`recover`]): load the newest readable checkpoint (a damaged one is skipped for the
-//! one before it), restore the engine from it, open the log and replay every record after the
+//! one before it), restore the engine and its counters from it, open the log and replay every
+//! record after the
 //! checkpoint's lsn, counting as the live run did, then serve. Because the engine's state is a
 //! function of the log (batches and the clock's ticks, in order), the replay ends where the
 //! process stopped, whatever stopped it: nothing acknowledged is lost, nothing is counted twice.
@@ -61,6 +62,10 @@ pub fn recover(
                 .with_context(|| format!("checkpoint {}", c.path.display()))?;
             if restored.unknown_site + restored.stage_moved + restored.currency_moved > 0 {
                 tracing::warn!(?restored, "checkpoint mapped onto a changed configuration");
+            }
+            let figures = metrics.restore_figures(&data.figures);
+            for skipped in &figures.skipped {
+                tracing::warn!(?skipped, "a figure of the checkpoint is not configured now");
             }
             found.checkpoint = Some(data.lsn);
             found.sessions = restored.sessions;
@@ -236,6 +241,7 @@ impl Writer {
             lsn,
             taken_at_ms: crate::now_ms(),
             engine: engine.snapshot(),
+            figures: engine.metrics.figures(),
         };
         let dir = self.dir.clone();
         self.written = Some(lsn);
