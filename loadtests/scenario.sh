@@ -4,7 +4,8 @@
 #   loadtests/scenario.sh embedded [touchstream-load arguments...]
 #   loadtests/scenario.sh kafka    [touchstream-load arguments...]
 #
-# embedded: `touchstream serve` (in-memory transport).
+# embedded: `touchstream serve` without Kafka (its log and checkpoints in a state directory
+#           of its own, removed at the end).
 # kafka:    a tansu broker (memory storage), `touchstream collect` and `touchstream engine`.
 # The generator gets --server-pid for every touchstream process and the /metrics of each; the
 # broker's CPU time is printed separately. SESSION_TIMEOUT (default 5s) is the server's session

@@ -78,11 +78,18 @@ pub fn recover(
     let from = found.checkpoint.unwrap_or(0);
     let options = LogOptions {
         segment_bytes: config.state.segment_bytes,
+        start_after: from,
         ..LogOptions::default()
     };
     let (log, recovery) = state::log::open(dir, options)?;
     for d in recovery.damage() {
-        tracing::warn!(damage = ?d, "log damaged: the records there are lost");
+        tracing::error!(damage = ?d, "log damaged: the records there are lost");
+    }
+    for gap in recovery.gaps().iter().filter(|g| *g.end() > from) {
+        tracing::error!(
+            ?gap,
+            "log records after the checkpoint are missing: they are lost"
+        );
     }
     if recovery.first_lsn().is_some_and(|first| first > from + 1) {
         tracing::error!(

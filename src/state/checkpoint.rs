@@ -75,6 +75,18 @@ pub fn write(dir: &Path, lsn: u64, payload: &[u8]) -> Result<PathBuf, Checkpoint
         fs::create_dir_all(&cdir).map_err(CheckpointError::io("create", &cdir))?;
         sync_dir(dir)?;
     }
+    // Checkpoints only move forward: one at or behind the newest would be removed as older,
+    // and would let the log its successor needs be removed.
+    if let Some((newest, _)) = list(&cdir)?.last()
+        && *newest >= lsn
+        && lsn > 0
+    {
+        return Err(CheckpointError {
+            op: "write",
+            path: cdir.join(format!("{lsn:020}.ckpt")),
+            source: io::Error::other(format!("the newest checkpoint already covers {newest}")),
+        });
+    }
     let path = cdir.join(format!("{lsn:020}.ckpt"));
     let tmp = path.with_extension("ckpt.tmp");
     let mut file = File::create(&tmp).map_err(CheckpointError::io("create", &tmp))?;

@@ -56,6 +56,10 @@ pub struct LogOptions {
     pub max_group_bytes: usize,
     /// Appends queued for the writer before [`LogWriter::append`] waits for room (65,536).
     pub max_queued: usize,
+    /// The lsn a checkpoint already covers (0: none). Appends get lsns after it even when the
+    /// log ends before it (its end was lost or removed): they then start a new segment, so no
+    /// new record ever takes an lsn the checkpoint claims.
+    pub start_after: Lsn,
 }
 
 impl Default for LogOptions {
@@ -64,6 +68,7 @@ impl Default for LogOptions {
             segment_bytes: 64 << 20,
             max_group_bytes: 8 << 20,
             max_queued: 65_536,
+            start_after: 0,
         }
     }
 }

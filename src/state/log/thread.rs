@@ -85,7 +85,7 @@ impl Writer {
                 bytes,
             });
         }
-        let (file, durable) = match recovery.segments().last() {
+        let (mut file, durable) = match recovery.segments().last() {
             Some(last) => {
                 let open = OpenOptions::new().write(true).open(&last.path);
                 (
@@ -95,7 +95,13 @@ impl Writer {
             }
             None => (None, 0),
         };
-        let next_lsn = recovery.next_lsn();
+        let mut next_lsn = recovery.next_lsn();
+        if options.start_after >= next_lsn {
+            // The log ends before what a checkpoint covers: continue after the checkpoint, in
+            // a segment of its own (the current one's lsns would no longer be dense).
+            next_lsn = options.start_after + 1;
+            file = None;
+        }
         shared.last_lsn.store(next_lsn - 1, Relaxed);
         let writer = Self {
             log_dir,
@@ -197,7 +203,7 @@ impl Writer {
     /// Writes and fdatasyncs `group` as the records from `next_lsn` on; returns its first lsn.
     fn write(&mut self, group: &[Pending]) -> Result<Lsn, LogError> {
         let file = match self.file.take() {
-            Some(file) if self.durable == 0 || self.durable < self.options.segment_bytes => file,
+            Some(file) if self.durable < self.options.segment_bytes => file,
             _ => self.roll()?,
         };
         let first = self.next_lsn;
