@@ -67,7 +67,7 @@ fn checkpoints_dir(dir: &Path) -> PathBuf {
     dir.join("checkpoints")
 }
 
-/// Writes the checkpoint covering `lsn` and removes all but the newest [`KEEP`]. Durable when
+/// Writes the checkpoint covering `lsn` and removes all but the newest two. Durable when
 /// it returns `Ok`.
 pub fn write(dir: &Path, lsn: u64, payload: &[u8]) -> Result<PathBuf, CheckpointError> {
     let cdir = checkpoints_dir(dir);
