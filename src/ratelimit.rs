@@ -7,6 +7,7 @@
 //! first (forgetting them changes nothing), then the least recently used one. An attacker who
 //! sprays addresses can therefore only push out other buckets, never grow the map.
 
+use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -18,7 +19,16 @@ const SHARDS: usize = 64;
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    at: Instant,
+    /// When it was last filled, in microseconds of the caller's clock.
+    at: i64,
+}
+
+/// A limiter's buckets as data: the hash keys, and per bucket its key's hash, its tokens and
+/// when it was last filled (microseconds of the clock `check_at` was given).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimiterState {
+    pub keys: (u64, u64),
+    pub buckets: Vec<(u64, f64, i64)>,
 }
 
 /// Token buckets for many keys; `rate` 0 means no limit.
@@ -29,6 +39,8 @@ pub struct Limiter {
     per_shard: usize,
     keys: (u64, u64),
     shards: Vec<Mutex<HashMap<u64, Bucket>>>,
+    /// The origin of [`Limiter::check`]'s monotonic clock.
+    created: Instant,
 }
 
 impl Limiter {
@@ -41,7 +53,43 @@ impl Limiter {
             // Keys are hashed with a per-process secret so nobody can aim at one shard.
             keys: (rand_u64(), rand_u64()),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            created: Instant::now(),
         }
+    }
+
+    /// A limiter as [`Limiter::new`] holding `state`'s buckets and keys.
+    pub fn restored(rate: f64, burst: f64, capacity: usize, state: &LimiterState) -> Self {
+        let mut limiter = Self::new(rate, burst, capacity);
+        limiter.keys = state.keys;
+        for &(hash, tokens, at) in &state.buckets {
+            let bucket = Bucket { tokens, at };
+            limiter.shard(hash).insert(hash, bucket);
+        }
+        limiter
+    }
+
+    /// The buckets and keys as data.
+    pub fn state(&self) -> LimiterState {
+        let mut buckets: Vec<(u64, f64, i64)> = (self.shards.iter())
+            .flat_map(|s| {
+                let shard = s.lock().expect("a limiter shard is never poisoned");
+                shard
+                    .iter()
+                    .map(|(k, b)| (*k, b.tokens, b.at))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        buckets.sort_by_key(|b| b.0);
+        LimiterState {
+            keys: self.keys,
+            buckets,
+        }
+    }
+
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Bucket>> {
+        self.shards[(hash % SHARDS as u64) as usize]
+            .lock()
+            .expect("a limiter shard is never poisoned")
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -50,27 +98,31 @@ impl Limiter {
 
     /// Takes `cost` tokens from `key`'s bucket at `now`, or returns how long until it could.
     pub fn check(&self, key: impl Hash, cost: f64, now: Instant) -> Result<(), Duration> {
+        let us = now.saturating_duration_since(self.created).as_micros();
+        self.check_at(key, cost, i64::try_from(us).unwrap_or(i64::MAX))
+    }
+
+    /// [`Limiter::check`] on the caller's clock, `now_us` microseconds. A clock that goes back
+    /// (events of a lagging partition) refills nothing twice.
+    pub fn check_at(&self, key: impl Hash, cost: f64, now_us: i64) -> Result<(), Duration> {
         if !self.is_enabled() {
             return Ok(());
         }
         let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
         key.hash(&mut h);
         let hash = h.finish();
-        let mut shard = self.shards[(hash % SHARDS as u64) as usize]
-            .lock()
-            .expect("a limiter shard is never poisoned");
+        let mut shard = self.shard(hash);
         if !shard.contains_key(&hash) && shard.len() >= self.per_shard {
-            self.evict(&mut shard, now);
+            self.evict(&mut shard, now_us);
         }
         let bucket = shard.entry(hash).or_insert(Bucket {
             tokens: self.burst,
-            at: now,
+            at: now_us,
         });
-        // A clock that goes back (events of a lagging partition) refills nothing twice.
-        if now > bucket.at {
-            let elapsed = (now - bucket.at).as_secs_f64();
+        if now_us > bucket.at {
+            let elapsed = (now_us - bucket.at) as f64 / 1e6;
             bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-            bucket.at = now;
+            bucket.at = now_us;
         }
         // A cost above the burst could never pass: it passes when the bucket is full.
         let cost = cost.min(self.burst);
@@ -82,9 +134,9 @@ impl Limiter {
         }
     }
 
-    fn evict(&self, shard: &mut HashMap<u64, Bucket>, now: Instant) {
-        let refill = Duration::from_secs_f64(self.burst / self.rate);
-        shard.retain(|_, b| now.saturating_duration_since(b.at) < refill);
+    fn evict(&self, shard: &mut HashMap<u64, Bucket>, now_us: i64) {
+        let refill_us = (self.burst / self.rate * 1e6) as i64;
+        shard.retain(|_, b| now_us.saturating_sub(b.at) < refill_us);
         if shard.len() >= self.per_shard
             && let Some(oldest) = shard.iter().min_by_key(|(_, b)| b.at).map(|(k, _)| *k)
         {

@@ -15,11 +15,10 @@
 use super::session::Session;
 use crate::config::EngineConfig;
 use crate::event::FilterReason;
-use crate::ratelimit::Limiter;
+use crate::ratelimit::{Limiter, LimiterState};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 /// Ids a session may always hold, whatever the process holds in all: a shopper's visit.
 pub const SMALL: usize = 64;
@@ -36,14 +35,25 @@ pub struct Bounds {
     max_open: usize,
     max_ids: usize,
     max_session_events: u32,
+    /// New sessions per client, on the events' received time (not the wall clock): a replay
+    /// of old events (a catch-up after lag, a restart's log) is rated as it happened live.
     new_sessions: Limiter,
-    /// The new-session rate's clock: an event's received time, placed on `Instant`s from this
-    /// pair, so a replay of old events (a catch-up after lag) is rated as it happened live.
-    epoch: (Instant, i64),
 }
 
 impl Bounds {
     pub fn new(e: &EngineConfig) -> Self {
+        Self::restored(e, None)
+    }
+
+    /// Bounds whose new-session rate goes on from `limiter` (a checkpoint's); the open count
+    /// and the id pool follow the sessions put back.
+    pub fn restored(e: &EngineConfig, limiter: Option<&LimiterState>) -> Self {
+        let (rate, burst) = (
+            e.client_sessions_per_second as f64,
+            e.client_burst_sessions as f64,
+        );
+        // Room for the clients of a full store's flood; least recently seen go first.
+        let capacity = 100_000;
         Bounds {
             open: AtomicUsize::new(0),
             ids: AtomicUsize::new(0),
@@ -51,14 +61,16 @@ impl Bounds {
             max_open: e.max_open_sessions,
             max_ids: e.max_stored_ids,
             max_session_events: e.max_session_events,
-            new_sessions: Limiter::new(
-                e.client_sessions_per_second as f64,
-                e.client_burst_sessions as f64,
-                // Room for the clients of a full store's flood; least recently seen go first.
-                100_000,
-            ),
-            epoch: (Instant::now(), crate::now_ms()),
+            new_sessions: match limiter {
+                Some(state) => Limiter::restored(rate, burst, capacity, state),
+                None => Limiter::new(rate, burst, capacity),
+            },
         }
+    }
+
+    /// The new-session rate's buckets, for a checkpoint.
+    pub fn limiter_state(&self) -> LimiterState {
+        self.new_sessions.state()
     }
 
     /// Sessions open.
@@ -143,19 +155,8 @@ impl Bounds {
         if origin == 0 || !self.new_sessions.is_enabled() {
             return true;
         }
-        self.new_sessions
-            .check(origin, 1.0, self.instant(received_at_ms))
-            .is_ok()
-    }
-
-    fn instant(&self, ms: i64) -> Instant {
-        let (at, at_ms) = self.epoch;
-        let offset = Duration::from_millis(ms.abs_diff(at_ms));
-        if ms >= at_ms {
-            at + offset
-        } else {
-            at.checked_sub(offset).unwrap_or(at)
-        }
+        let at_us = received_at_ms.saturating_mul(1_000);
+        self.new_sessions.check_at(origin, 1.0, at_us).is_ok()
     }
 }
 

@@ -52,11 +52,12 @@ pub fn recover(
     for s in &skipped {
         tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
     }
-    let bounds = Arc::new(super::Bounds::new(&config.engine));
     let engine = match checkpoint {
         Some(c) => {
             let data = CheckpointData::decode(&c.payload)
                 .with_context(|| format!("checkpoint {}", c.path.display()))?;
+            let limiter = Some(&data.engine.limiter);
+            let bounds = Arc::new(super::Bounds::restored(&config.engine, limiter));
             let (engine, restored) = Engine::restore(config, metrics.clone(), bounds, &data.engine)
                 .with_context(|| format!("checkpoint {}", c.path.display()))?;
             if restored.unknown_site + restored.stage_moved + restored.currency_moved > 0 {
@@ -73,7 +74,7 @@ pub fn recover(
             m.checkpoint_bytes.set(c.payload.len() as i64);
             engine
         }
-        None => Engine::with_bounds(config, metrics.clone(), bounds),
+        None => Engine::new(config, metrics.clone()),
     };
     let from = found.checkpoint.unwrap_or(0);
     let options = LogOptions {

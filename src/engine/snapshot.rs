@@ -10,13 +10,15 @@
 //!
 //! Gauges and the store's bounds (open sessions, the id pool and each client's share of it)
 //! are not written: they follow from the sessions and are rebuilt as each is put back. The
-//! new-session rate's buckets are not kept: a restored engine starts them full.
+//! new-session rate's buckets are written ([`EngineState::limiter`]): the caller builds the
+//! restored engine's [`Bounds`] from them, so it refuses what the stopped one would have.
 
 use super::session::Session;
 use super::{Bounds, Engine, SessionKey};
 use crate::config::Config;
 use crate::event::{Channel, Device};
 use crate::metrics::Metrics;
+use crate::ratelimit::LimiterState;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub struct EngineState {
     pub channels: Vec<String>,
     pub devices: Vec<String>,
     pub sessions: Vec<SessionState>,
+    /// The new-session rate's buckets (of every engine sharing the bounds).
+    pub limiter: LimiterState,
 }
 
 /// One open session.
@@ -79,7 +83,7 @@ pub enum SnapshotError {
 }
 
 impl Engine {
-    /// The engine's open sessions as data. Call it between events (the memory driver does):
+    /// The engine's open sessions as data. Call it between events (the durable driver does):
     /// sessions changed while it runs may be taken before or after the change.
     pub fn snapshot(&self) -> EngineState {
         let sessions = self
@@ -115,6 +119,7 @@ impl Engine {
             channels: Channel::ALL.iter().map(|c| c.as_str().into()).collect(),
             devices: Device::ALL.iter().map(|d| d.as_str().into()).collect(),
             sessions,
+            limiter: self.bounds.limiter_state(),
         }
     }
 

@@ -195,3 +195,50 @@ fn sorted_lines(exposition: &str, prefix: &str) -> Vec<String> {
     lines.sort();
     lines
 }
+
+#[test]
+fn a_restored_engine_rates_new_sessions_as_the_original_would() {
+    // Found by review: the new-session rate's buckets were not kept, so after a restart the
+    // replayed events of a client over its rate were let in, and `session_rate` went down.
+    let mut config = Config::default();
+    config.engine.max_open_sessions = 20;
+    config.engine.client_sessions_per_second = 1;
+    config.engine.client_burst_sessions = 5;
+    let events: Vec<Event> = (0..60)
+        .map(|i| Event {
+            origin: 7 + u64::from(i % 2 == 0),
+            received_at_ms: 1_000 + i64::from(i) * 300,
+            ..Event::new(
+                "demo",
+                format!("s{i}"),
+                "1",
+                "add_to_cart",
+                1_000 + i64::from(i) * 300,
+            )
+        })
+        .collect();
+    let (whole, expected) = fixture(&config);
+    events.iter().for_each(|e| _ = whole.apply(e));
+    let refused = expected.ingest.filtered(0, FilterReason::SessionRate).get();
+    assert!(refused > 10, "the test needs refusals: {refused}");
+
+    for cut in [15, 30, 45] {
+        let (first, metrics) = fixture(&config);
+        events[..cut].iter().for_each(|e| _ = first.apply(e));
+        let state = first.snapshot();
+        first.release();
+        let bounds = Arc::new(Bounds::restored(&config.engine, Some(&state.limiter)));
+        let (restored, _) = Engine::restore(&config, metrics.clone(), bounds, &state).unwrap();
+        events[cut..].iter().for_each(|e| _ = restored.apply(e));
+        assert_eq!(
+            metrics.ingest.filtered(0, FilterReason::SessionRate).get(),
+            refused,
+            "cut {cut}"
+        );
+        assert_eq!(
+            Report::new(&config, &metrics),
+            Report::new(&config, &expected),
+            "cut {cut}"
+        );
+    }
+}
