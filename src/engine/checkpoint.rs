@@ -63,6 +63,96 @@ impl CheckpointData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::SessionState;
+    use crate::metrics::{Figure, HistogramFigure, Micros};
+    use crate::ratelimit::LimiterState;
+
+    /// A checkpoint of every kind of content, fixed (no random hash keys).
+    fn known() -> CheckpointData {
+        let labels = |pairs: &[(&str, &str)]| {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        CheckpointData {
+            lsn: 1_234,
+            taken_at_ms: 1_763_800_000_000,
+            engine: EngineState {
+                keys: [1, 2, 3, 4],
+                sites: names(&["demo"]),
+                stages: names(&[
+                    "visit",
+                    "product_view",
+                    "add_to_cart",
+                    "checkout",
+                    "purchase",
+                ]),
+                currencies: vec![names(&["USD", "PLN", "other"])],
+                channels: names(&["direct", "email"]),
+                devices: names(&["desktop", "mobile"]),
+                sessions: vec![SessionState {
+                    key: (5, 6),
+                    site: 0,
+                    first_ms: 1_763_799_000_000,
+                    last_ms: 1_763_799_900_000,
+                    ids: vec![7, 8, 9],
+                    events: 3,
+                    origin: 10,
+                    cart: vec![(1, 129_990_000)],
+                    reached: 3,
+                    channel: 1,
+                    device: 0,
+                    ordered: false,
+                }],
+                limiter: LimiterState {
+                    keys: (11, 12),
+                    buckets: vec![(13, 4.5, 1_763_799_900_000_000)],
+                },
+            },
+            figures: Figures {
+                counters: vec![Figure {
+                    family: "touchstream_orders".into(),
+                    labels: labels(&[("site", "demo"), ("channel", "email"), ("device", "mobile")]),
+                    value: 2,
+                }],
+                money: vec![Figure {
+                    family: "touchstream_revenue".into(),
+                    labels: labels(&[("site", "demo"), ("currency", "PLN")]),
+                    value: Micros(u128::from(u64::MAX) * 3),
+                }],
+                histograms: vec![Figure {
+                    family: "touchstream_order_value".into(),
+                    labels: labels(&[("site", "demo"), ("currency", "PLN")]),
+                    value: HistogramFigure {
+                        buckets: vec![("100".into(), 1), ("+Inf".into(), 1)],
+                        sum_bits: 129.99f64.to_bits(),
+                    },
+                }],
+            },
+        }
+    }
+
+    /// The bytes of [`FORMAT`], kept: a change to what a checkpoint holds fails this test, and
+    /// must bump [`FORMAT`], keep this file as the previous format's and add its migration
+    /// (`TOUCHSTREAM_BLESS=1` writes the file of a new format).
+    #[test]
+    fn format_1_reads_as_it_was_written() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/checkpoint-format-1.bin"
+        );
+        if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
+            std::fs::write(path, known().encode()).unwrap();
+        }
+        let kept = std::fs::read(path).unwrap();
+        assert_eq!(CheckpointData::decode(&kept).unwrap(), known());
+        assert_eq!(
+            known().encode(),
+            kept,
+            "format {FORMAT} changed: bump FORMAT and migrate"
+        );
+    }
     use crate::config::Config;
     use crate::engine::Engine;
     use crate::event::Event;
@@ -102,5 +192,27 @@ mod tests {
             CheckpointData::decode(&[1, 0]),
             Err(CheckpointFormatError::Short)
         ));
+    }
+
+    #[test]
+    fn a_start_falls_back_past_a_checkpoint_that_does_not_decode_but_not_past_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write =
+            |lsn, bytes: &[u8]| crate::state::checkpoint::write(dir.path(), lsn, bytes).unwrap();
+        let mut older = known();
+        older.lsn = 10;
+        write(10, &older.encode());
+        // Whole on disk (its checksum holds), but not a checkpoint of this format's shape.
+        let mut garbled = FORMAT.to_le_bytes().to_vec();
+        garbled.extend([0xff; 40]);
+        write(20, &garbled);
+        let (c, data) = crate::engine::durable::newest_usable(dir.path()).unwrap();
+        assert_eq!((c.unwrap().lsn, data.unwrap()), (10, older));
+
+        let mut newer = (FORMAT + 1).to_le_bytes().to_vec();
+        newer.extend(b"from the future");
+        write(30, &newer);
+        let err = crate::engine::durable::newest_usable(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("newer touchstream"), "{err:#}");
     }
 }

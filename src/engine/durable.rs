@@ -16,7 +16,7 @@
 //! checkpoint makes the next start replay nothing.
 
 use super::Engine;
-use super::checkpoint::CheckpointData;
+use super::checkpoint::{CheckpointData, CheckpointFormatError};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -48,19 +48,18 @@ pub fn recover(
     dir: &Path,
 ) -> anyhow::Result<(Arc<Engine>, LogWriter, Recovered)> {
     let mut found = Recovered::default();
-    let (checkpoint, skipped) = state::checkpoint::latest(dir)?;
-    for s in &skipped {
-        tracing::warn!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
-    }
-    let engine = match checkpoint {
-        Some(c) => {
-            let data = CheckpointData::decode(&c.payload)
-                .with_context(|| format!("checkpoint {}", c.path.display()))?;
+    let (checkpoint, data) = newest_usable(dir)?;
+    let engine = match (checkpoint, data) {
+        (Some(c), Some(data)) => {
             let limiter = Some(&data.engine.limiter);
             let bounds = Arc::new(super::Bounds::restored(&config.engine, limiter));
             let (engine, restored) = Engine::restore(config, metrics.clone(), bounds, &data.engine)
                 .with_context(|| format!("checkpoint {}", c.path.display()))?;
-            if restored.unknown_site + restored.stage_moved + restored.currency_moved > 0 {
+            let mapped = restored.unknown_site
+                + restored.stage_moved
+                + restored.currency_moved
+                + restored.label_unknown;
+            if mapped > 0 {
                 tracing::warn!(?restored, "checkpoint mapped onto a changed configuration");
             }
             let figures = metrics.restore_figures(&data.figures);
@@ -74,7 +73,7 @@ pub fn recover(
             m.checkpoint_bytes.set(c.payload.len() as i64);
             engine
         }
-        None => Engine::new(config, metrics.clone()),
+        _ => Engine::new(config, metrics.clone()),
     };
     let from = found.checkpoint.unwrap_or(0);
     let options = LogOptions {
@@ -113,6 +112,36 @@ pub fn recover(
     }
     found.lsn = found.lsn.max(from);
     Ok((Arc::new(engine), log, found))
+}
+
+/// The newest checkpoint that reads: a damaged file, or one whose content does not decode,
+/// is skipped for the one before it (whose log is kept for that); one written by a newer
+/// release stops the start, since the older ones would lose what it holds.
+pub(super) fn newest_usable(
+    dir: &Path,
+) -> anyhow::Result<(Option<state::Checkpoint>, Option<CheckpointData>)> {
+    let mut before = u64::MAX;
+    loop {
+        let (checkpoint, skipped) = state::checkpoint::latest_before(dir, before)?;
+        for s in &skipped {
+            tracing::error!(file = %s.path.display(), reason = %s.reason, "checkpoint skipped");
+        }
+        let Some(c) = checkpoint else {
+            return Ok((None, None));
+        };
+        match CheckpointData::decode(&c.payload) {
+            Ok(data) => return Ok((Some(c), Some(data))),
+            Err(e @ CheckpointFormatError::Newer(_)) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("checkpoint {}", c.path.display()))
+                );
+            }
+            Err(e) => {
+                tracing::error!(file = %c.path.display(), error = %e, "checkpoint skipped");
+                before = c.lsn;
+            }
+        }
+    }
 }
 
 /// How the driver checkpoints.

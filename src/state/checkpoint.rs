@@ -115,12 +115,22 @@ pub fn write(dir: &Path, lsn: u64, payload: &[u8]) -> Result<PathBuf, Checkpoint
 /// The newest readable checkpoint, if any, and the files skipped on the way (newer ones that
 /// are damaged). Leftover `.tmp` files are removed.
 pub fn latest(dir: &Path) -> Result<(Option<Checkpoint>, Vec<Unreadable>), CheckpointError> {
+    latest_before(dir, u64::MAX)
+}
+
+/// [`latest`] among the checkpoints older than `lsn` (the caller could not use the one at
+/// `lsn`).
+pub fn latest_before(
+    dir: &Path,
+    lsn: u64,
+) -> Result<(Option<Checkpoint>, Vec<Unreadable>), CheckpointError> {
     let cdir = checkpoints_dir(dir);
     if !cdir.is_dir() {
         return Ok((None, Vec::new()));
     }
     let mut skipped = Vec::new();
-    for (lsn, path) in list(&cdir)?.into_iter().rev() {
+    let older = list(&cdir)?.into_iter().filter(|(l, _)| *l < lsn);
+    for (lsn, path) in older.rev() {
         match read(&path) {
             Ok(payload) => {
                 let found = Checkpoint { lsn, payload, path };

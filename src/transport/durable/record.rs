@@ -161,6 +161,47 @@ mod tests {
         assert_eq!(decode(&batch(&[])).unwrap(), Record::Batch(Vec::new()));
     }
 
+    /// The bytes of version 1, kept: a change to the record format fails this test, and must
+    /// bump `VERSION` and still read this file (`TOUCHSTREAM_BLESS=1` writes a new version's).
+    #[test]
+    fn version_1_reads_as_it_was_written() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/log-record-version-1.bin"
+        );
+        let events = vec![
+            Event {
+                channel: Channel::Email,
+                device: Device::Mobile,
+                value: Some(129.99),
+                currency: Some("PLN".into()),
+                order_id: Some("o-1".into()),
+                origin: 9,
+                received_at_ms: 1_763_800_000_500,
+                ..Event::new("demo", "s-1", "e-1", "purchase", 1_763_800_000_000)
+            },
+            Event::new("demo", "s-1", "e-2", "page_view", 1_763_800_000_001),
+        ];
+        let mut written = batch(&events);
+        written.extend(tick(1_763_800_001_000));
+        if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
+            std::fs::write(path, &written).unwrap();
+        }
+        let kept = std::fs::read(path).unwrap();
+        assert_eq!(
+            kept, written,
+            "version {VERSION} changed: bump VERSION and read the old"
+        );
+        let (first, second) = kept.split_at(batch(&events).len());
+        assert_eq!(decode(first).unwrap(), Record::Batch(events));
+        assert_eq!(
+            decode(second).unwrap(),
+            Record::Tick {
+                now_ms: 1_763_800_001_000
+            }
+        );
+    }
+
     #[test]
     fn what_cannot_be_read_says_why() {
         let mut bytes = batch(&[Event::new("demo", "s", "1", "page_view", 0)]);
