@@ -1,7 +1,7 @@
 # touchstream: one static-ish binary on a small Debian base.
 #   docker build -t touchstream .
 #   docker run -p 8080:8080 -p 9464:9464 -v touchstream-state:/var/lib/touchstream touchstream
-#                                                                # serve, in memory
+#                                                                # serve, without Kafka
 #   docker run -e TOUCHSTREAM_KAFKA_BROKERS=kafka:9092 touchstream engine
 # Not built on the project's CI machine (it has no Docker engine); tests/deploy.rs checks this
 # file against the code.
@@ -25,7 +25,8 @@ RUN useradd --system --uid 10001 --no-create-home touchstream \
 COPY --from=build /src/target/release/touchstream /usr/local/bin/touchstream
 USER 10001
 # Listen on every interface inside the container; publish only the public port to the internet.
-# The state directory of `serve` in memory: mount a volume there so it outlives the container.
+# The state directory of `serve` without Kafka: mount a volume there so it outlives the
+# container.
 ENV TOUCHSTREAM_LISTEN=0.0.0.0:8080 \
     TOUCHSTREAM_ADMIN_LISTEN=0.0.0.0:9464 \
     TOUCHSTREAM_STATE_DIR=/var/lib/touchstream \

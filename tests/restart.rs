@@ -273,6 +273,10 @@ async fn a_full_disk_is_a_503_and_loses_nothing() {
         ),
         1
     );
+    let ready = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "ready with a full disk");
     signal(guard.0.take().unwrap(), "-KILL").await;
 
     // Room again: the restart replays what was acknowledged, and the client's retries of

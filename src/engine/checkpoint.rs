@@ -1,8 +1,9 @@
-//! What a checkpoint file holds: the engine's state ([`EngineState`]), the figures it has
-//! counted ([`Figures`]) and the log position both cover, behind a format number. A checkpoint of the running format is read as is; one of
-//! an older format is migrated (each later change to the engine's state adds its migration
-//! here, and a test that loads the format before it); one of a newer or unknown format is
-//! refused with a message that says what to do, never read as something else.
+//! What a checkpoint file holds: the engine's state ([`EngineState`]), the figures it has counted
+//! ([`Figures`]) and the log position both cover, behind a format number. A checkpoint of the
+//! running format is read as is; one of an older format is migrated (each later change to the
+//! engine's state adds its migration here, and a test that loads the format before it); one of a
+//! newer or unknown format is refused with a message that says what to do, never read as something
+//! else.
 
 use super::snapshot::EngineState;
 use crate::metrics::Figures;

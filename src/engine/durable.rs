@@ -4,8 +4,9 @@
 //! Start ([`recover`]): load the newest readable checkpoint (a damaged one is skipped for the
 //! one before it), restore the engine and its counters from it, open the log and replay every
 //! record after the checkpoint's lsn, counting as the live run did, then serve. Because the
-//! engine's state is a function of the log (batches and the clock's ticks, in order), the replay ends where the
-//! process stopped, whatever stopped it: nothing acknowledged is lost, nothing is counted twice.
+//! engine's state is a function of the log (batches and the clock's ticks, in order) and of the
+//! checkpoint (its sessions, counters and new-session rate), the replay ends where the process
+//! stopped, whatever stopped it: nothing acknowledged is lost, nothing is counted twice.
 //!
 //! Run ([`run`]): apply each input in log order; every `sweep_interval`, log a tick (not sweep
 //! directly: a sweep is applied when its tick comes back from the log); every

@@ -52,15 +52,6 @@ impl CheckpointError {
             source,
         }
     }
-
-    /// Whether the disk is full (the checkpoint is then retried later; the log keeps all).
-    pub fn is_no_space(&self) -> bool {
-        use io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
-        matches!(
-            self.source.kind(),
-            StorageFull | QuotaExceeded | FileTooLarge
-        )
-    }
 }
 
 fn checkpoints_dir(dir: &Path) -> PathBuf {

@@ -19,6 +19,7 @@ use crate::state::{LogWriter, Lsn};
 use async_trait::async_trait;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -47,6 +48,8 @@ pub struct DurableSink {
     enqueue_timeout: Duration,
     queued: Gauge,
     failures: CounterFamily,
+    /// The last append failed for want of room: not ready until one succeeds again.
+    no_room: AtomicBool,
 }
 
 /// The engine's end: the inputs in log order.
@@ -78,6 +81,7 @@ pub fn durable(
         enqueue_timeout,
         queued: metrics.queued.clone(),
         failures: metrics.failures.clone(),
+        no_room: AtomicBool::new(false),
     };
     let source = DurableSource {
         rx,
@@ -121,17 +125,22 @@ impl EventSink for DurableSink {
             _ = tx.send((Input::Batch { events, lsn }, Some(permit)));
         };
         match self.log.append(record, enqueue).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.no_room.store(false, Relaxed);
+                Ok(())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "batch not written to the log: answered 503");
+                self.no_room.store(e.is_no_space(), Relaxed);
                 let kind = if e.is_no_space() { "disk_full" } else { "disk" };
                 Err(self.fail(SendError::Unavailable(kind)))
             }
         }
     }
 
+    /// Ready unless the engine is gone or the disk was full at the last append.
     fn is_ready(&self) -> bool {
-        !self.tx.is_closed()
+        !self.tx.is_closed() && !self.no_room.load(Relaxed)
     }
 }
 

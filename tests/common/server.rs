@@ -47,7 +47,7 @@ impl TestServer {
     }
 
     /// Starts a server on `config` as given, its `state.dir` included (a restart test's).
-    pub async fn start_in_own_dir(config: Config) -> Self {
+    async fn start_in_own_dir(config: Config) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());

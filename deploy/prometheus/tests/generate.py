@@ -173,7 +173,7 @@ tests.append({
 #    checkpoints that fail.
 NOT_DURABLE = {
     'summary': 'touchstream cannot write its state directory',
-    'description': 'For 5 minutes batches could not be written to the log (clients get 503 and retry, nothing is counted) or engine checkpoints failed (the log grows, and a restart would replay all of it): the state directory\'s disk is full or failing.',
+    'description': 'For 5 minutes batches could not be written to the log (clients get 503 and retry, nothing is counted), engine checkpoints failed, or none was written for 10 minutes (the log grows, and a restart would replay all of it): the state directory\'s disk is full or failing.',
     'runbook_url': 'deploy/prometheus/RUNBOOK.md#statenotdurable',
 }
 for series in ['touchstream_transport_send_failures_total{reason="disk_full"}',
@@ -188,6 +188,23 @@ for series in ['touchstream_transport_send_failures_total{reason="disk_full"}',
                 {'exp_labels': {'severity': 'page', 'team': 'platform'}, 'exp_annotations': NOT_DURABLE}]},
         ],
     })
+
+# A checkpoint each minute until minute 20 (taken at 21 minutes on the test's clock), then
+# none: the age passes 10 minutes at minute 32 and the page fires 5 minutes later. A process that never checkpoints (over Kafka: 0) never fires it.
+stale = [str(60 + (m if m <= 20 else 20) * 60) for m in range(60)]
+tests.append({
+    'name': 'no checkpoint for 10 minutes pages; a process without checkpoints does not',
+    'interval': '1m',
+    'input_series': [
+        {'series': 'touchstream_state_checkpoint_timestamp_seconds{instance="serve"}', 'values': ' '.join(stale)},
+        {'series': 'touchstream_state_checkpoint_timestamp_seconds{instance="engine"}', 'values': '0x59'},
+    ],
+    'alert_rule_test': [
+        {'eval_time': '36m', 'alertname': 'StateNotDurable', 'exp_alerts': []},
+        {'eval_time': '38m', 'alertname': 'StateNotDurable', 'exp_alerts': [
+            {'exp_labels': {'severity': 'page', 'team': 'platform'}, 'exp_annotations': NOT_DURABLE}]},
+    ],
+})
 
 # 8. Events flow at 10 a minute for a day, then stop at minute 1500.
 tests.append({
