@@ -15,7 +15,7 @@
 //! - [`collector`]: `POST /v1/events`: access checks, decoding, validation, enrichment, the
 //!   error answers.
 //! - [`engine`]: open sessions, funnel stages, carts and orders with the contract's semantics,
-//!   and its two drivers: the memory queue and a Kafka consumer group.
+//!   and its two drivers: the durable log of `serve` and a Kafka consumer group.
 //! - [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`http`] (serving with connection limits),
 //!   [`replay`] (the engine over a recorded log), then [`server`] (the processes).
 //!

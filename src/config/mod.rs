@@ -38,7 +38,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Session store of the engine.
     pub engine: EngineConfig,
-    /// The embedded in-memory transport between collector and engine.
+    /// The queue between collector and engine in `serve` (after the log).
     pub transport: TransportConfig,
     /// Kafka between collectors and engines.
     pub kafka: KafkaConfig,
@@ -280,7 +280,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// The embedded transport: a bounded in-memory queue from collector to engine.
+/// The queue of `serve` from the log to the engine, bounded in events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportConfig {

@@ -4,7 +4,7 @@
 //! queue, in log order, each input with its lsn. Ticks of the engine's clock go through the
 //! same log, so the log alone says what the engine did, and a restart replays it exactly.
 //!
-//! The queue is bounded in events as the memory transport's is: a batch holds its room from
+//! The queue is bounded in events (`transport.queue_events`): a batch holds its room from
 //! before its append until the engine has applied it, and a request that finds no room within
 //! `transport.enqueue_timeout` gets 503. A failed append (a full disk, an I/O error) is a 503
 //! too, and the batch is then neither in the log nor in the queue: the client's retry is the

@@ -1,17 +1,14 @@
 //! The transport between collector and engine: a sink the collector writes batches to (the
-//! embedded queue or Kafka's producer: the collector sees only the trait), and the source the
-//! engine's memory driver reads. Kafka is read by the engine's own consumer (`engine::kafka`),
-//! which needs partitions and offsets that no source trait would hide.
+//! [`durable`] log and queue of `serve`, or Kafka's producer: the collector sees only the
+//! trait). The engine reads the durable queue through [`durable::DurableSource`], and Kafka
+//! through its own consumer (`engine::kafka`), which needs partitions and offsets.
 //!
 //! Contract of a sink: `send` returns `Ok` only once every event of the batch is held by the
-//! transport (for the memory queue: enqueued; for Kafka: acknowledged by the broker). Any error
-//! means none of them may be counted on, and the client must be told to retry (503).
+//! transport (for the log: written and fdatasync'ed; for Kafka: acknowledged by the broker).
+//! Any error means none of them may be counted on, and the client must be told to retry (503).
 
 pub mod durable;
 pub mod kafka;
-mod memory;
-
-pub use memory::{MemorySink, MemorySource, memory};
 
 use crate::event::Event;
 use async_trait::async_trait;
@@ -117,38 +114,5 @@ pub trait EventSink: Send + Sync + 'static {
     /// Whether the transport can take events now (drives `/readyz`).
     fn is_ready(&self) -> bool {
         true
-    }
-}
-
-/// Where the engine reads events from.
-#[async_trait]
-pub trait EventSource: Send + 'static {
-    /// The next batch, or `None` once the transport is closed and drained.
-    async fn next(&mut self) -> Option<Delivery>;
-
-    /// Stops taking new batches; what is already in the transport is still delivered.
-    fn close(&mut self);
-}
-
-/// A batch handed to the engine. Call [`Delivery::ack`] once every event is applied: the
-/// transport may only then forget it (free queue room, store the offset).
-pub struct Delivery {
-    pub events: Vec<Event>,
-    on_ack: Option<Box<dyn FnOnce() + Send>>,
-}
-
-impl Delivery {
-    pub fn new(events: Vec<Event>, on_ack: impl FnOnce() + Send + 'static) -> Self {
-        Self {
-            events,
-            on_ack: Some(Box::new(on_ack)),
-        }
-    }
-
-    /// Marks the batch applied.
-    pub fn ack(mut self) {
-        if let Some(f) = self.on_ack.take() {
-            f();
-        }
     }
 }

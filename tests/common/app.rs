@@ -1,4 +1,6 @@
-//! The public router without a socket, with its transport and metrics, for request-level tests.
+//! The public router without a socket, with its transport (`serve`'s: the write-ahead log in a
+//! state directory of its own, and the queue to the engine) and metrics, for request-level
+//! tests.
 
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
@@ -7,7 +9,8 @@ use std::sync::Arc;
 use touchstream::collector::{CollectorState, router};
 use touchstream::config::Config;
 use touchstream::metrics::Metrics;
-use touchstream::transport::{MemorySource, memory};
+use touchstream::state::{self, LogOptions};
+use touchstream::transport::durable::{DurableSource, durable};
 use tower::ServiceExt;
 
 pub const ORIGIN: &str = "http://shop.test";
@@ -15,21 +18,25 @@ pub const ORIGIN: &str = "http://shop.test";
 pub struct Harness {
     pub app: axum::Router,
     pub state: Arc<CollectorState>,
-    pub source: MemorySource,
+    pub source: DurableSource,
     pub metrics: Arc<Metrics>,
+    _state: tempfile::TempDir,
 }
 
 impl Harness {
     pub fn new(config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new(config));
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = state::log::open(dir.path(), LogOptions::default()).unwrap();
         let t = &config.transport;
-        let (sink, source) = memory(t.queue_events, t.enqueue_timeout, &metrics.transport);
+        let (sink, source, _) = durable(log, t.queue_events, t.enqueue_timeout, &metrics.transport);
         let state = Arc::new(CollectorState::new(config, Arc::new(sink), metrics.clone()));
         Harness {
             app: router(state.clone()),
             state,
             source,
             metrics,
+            _state: dir,
         }
     }
 
