@@ -54,6 +54,19 @@ impl Serve {
             .as_u16()
     }
 
+    /// Opens a cart in each of `sessions` (one batch each) and waits until all are open.
+    async fn open_carts(&self, sessions: std::ops::Range<usize>) {
+        let now = touchstream::now_ms();
+        for s in sessions.clone() {
+            assert_eq!(self.post(vec![cart(s, &format!("c{s}"), now)]).await, 200);
+        }
+        let open = sessions.end as u64;
+        wait_for_at(self.admin, "the carts", |s| {
+            figure(s, "touchstream_carts_open", &[]) == open
+        })
+        .await;
+    }
+
     async fn scrape(&self) -> Scrape {
         scrape_at(self.admin).await.expect("/metrics answers")
     }
@@ -159,14 +172,7 @@ async fn every_batch_acknowledged_before_a_kill_9_is_counted_once_after_the_rest
 async fn sessions_open_across_a_sigterm_finish_as_one_session_each() {
     let state = tempfile::tempdir().unwrap();
     let mut first = serve(state.path(), "3s");
-    let now = touchstream::now_ms();
-    for s in 0..40 {
-        assert_eq!(first.post(vec![cart(s, &format!("c{s}"), now)]).await, 200);
-    }
-    wait_for_at(first.admin, "the carts", |s| {
-        figure(s, "touchstream_carts_open", &[]) == 40
-    })
-    .await;
+    first.open_carts(0..40).await;
     let status = signal(first.guard.0.take().unwrap(), "-TERM").await;
     assert!(status.success(), "{status}");
 
@@ -347,14 +353,7 @@ async fn a_log_lost_behind_a_checkpoint_never_reuses_its_positions() {
     // batches positions the checkpoint claimed, and the next checkpoints were thrown away.
     let state = tempfile::tempdir().unwrap();
     let mut first = serve(state.path(), "30m");
-    let now = touchstream::now_ms();
-    for s in 0..50 {
-        assert_eq!(first.post(vec![cart(s, &format!("c{s}"), now)]).await, 200);
-    }
-    wait_for_at(first.admin, "the carts", |s| {
-        figure(s, "touchstream_carts_open", &[]) == 50
-    })
-    .await;
+    first.open_carts(0..50).await;
     assert!(
         signal(first.guard.0.take().unwrap(), "-TERM")
             .await
@@ -363,13 +362,8 @@ async fn a_log_lost_behind_a_checkpoint_never_reuses_its_positions() {
     std::fs::remove_dir_all(state.path().join("log")).unwrap();
 
     let mut second = serve(state.path(), "30m");
-    for s in 50..60 {
-        assert_eq!(second.post(vec![cart(s, &format!("c{s}"), now)]).await, 200);
-    }
-    let before = wait_for_at(second.admin, "the new carts", |s| {
-        figure(s, "touchstream_carts_open", &[]) == 60
-    })
-    .await;
+    second.open_carts(50..60).await;
+    let before = second.scrape().await;
     // More than a checkpoint interval, so the new batches are checkpointed too.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     signal(second.guard.0.take().unwrap(), "-KILL").await;
