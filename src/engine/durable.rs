@@ -115,9 +115,10 @@ pub fn recover(
     Ok((Arc::new(engine), log, found))
 }
 
-/// The newest checkpoint that reads: a damaged file, or one whose content does not decode,
-/// is skipped for the one before it (whose log is kept for that); one written by a newer
-/// release stops the start, since the older ones would lose what it holds.
+/// The newest checkpoint that reads: a damaged file, or one whose content does not decode (set
+/// aside as `.ckpt.unreadable`), is skipped for the one before it (whose log is kept for that);
+/// one written by a newer release stops the start, since the older ones would lose what it
+/// holds.
 pub(super) fn newest_usable(
     dir: &Path,
 ) -> anyhow::Result<(Option<state::Checkpoint>, Option<CheckpointData>)> {
@@ -138,7 +139,11 @@ pub(super) fn newest_usable(
                 );
             }
             Err(e) => {
-                tracing::error!(file = %c.path.display(), error = %e, "checkpoint skipped");
+                // Set aside (kept for a person to look at), so that the checkpoints written
+                // from now on, at lsns it may have claimed, are not refused as older.
+                let aside = c.path.with_extension("ckpt.unreadable");
+                let moved = std::fs::rename(&c.path, &aside);
+                tracing::error!(file = %c.path.display(), error = %e, aside = moved.is_ok(), "checkpoint skipped");
                 before = c.lsn;
             }
         }
