@@ -70,13 +70,18 @@ fn admin_state(
     exposition: Arc<dyn Exposition>,
     sink: Option<Arc<dyn EventSink>>,
 ) -> Arc<AdminState> {
-    Arc::new(AdminState {
+    let state = Arc::new(AdminState {
         metrics: metrics.clone(),
         exposition,
-        sink,
+        sink: Default::default(),
         ready: true.into(),
+        recovering: false.into(),
         collector: Default::default(),
-    })
+    });
+    if let Some(sink) = sink {
+        _ = state.sink.set(sink);
+    }
+    state
 }
 
 fn new_metrics(config: &Config) -> Arc<Metrics> {
@@ -218,7 +223,15 @@ pub async fn run(
         // Held until the engine has written its last checkpoint; the kernel lets go of it
         // however the process ends.
         let state = StateDir::open(&config.state.dir)?;
-        let (engine, log, recovered) = engine::durable::recover(&config, &metrics, state.path())?;
+        // The admin listener answers while the state is recovered (`/readyz`: recovering).
+        let admin = admin_state(&metrics, metrics.clone(), None);
+        admin.recovering.store(true, Ordering::Relaxed);
+        let process = Process::start(listeners.admin, admin.clone(), &config);
+        let (engine, log, recovered) = {
+            let (config, metrics, dir) = (config.clone(), metrics.clone(), state.path().to_owned());
+            tokio::task::spawn_blocking(move || engine::durable::recover(&config, &metrics, &dir))
+                .await??
+        };
         tracing::info!(
             dir = %state.path().display(),
             checkpoint = ?recovered.checkpoint,
@@ -235,36 +248,34 @@ pub async fn run(
             &metrics.transport,
         );
         let sink: Arc<dyn EventSink> = Arc::new(sink);
+        _ = admin.sink.set(sink.clone());
+        admin.recovering.store(false, Ordering::Relaxed);
         let sweep = config.engine.sweep_interval;
         let checkpoints = engine::durable::Checkpointing {
             dir: state.path().to_path_buf(),
             interval: config.state.checkpoint_interval,
         };
-        Process::start(
-            listeners.admin,
-            admin_state(&metrics, metrics.clone(), Some(sink.clone())),
-            &config,
-        )
-        .with_engine(|stop| async move {
-            let applied = engine::durable::run(
-                engine.clone(),
-                source,
-                clock,
-                sweep,
-                checkpoints,
-                recovered,
-                stop,
-            )
-            .await;
-            tracing::info!(
-                applied,
-                open_sessions = engine.open_sessions(),
-                "engine stopped"
-            );
-            drop(state);
-            Ok(())
-        })
-        .with_collector(listeners.public, &config, sink)
+        process
+            .with_engine(|stop| async move {
+                let applied = engine::durable::run(
+                    engine.clone(),
+                    source,
+                    clock,
+                    sweep,
+                    checkpoints,
+                    recovered,
+                    stop,
+                )
+                .await;
+                tracing::info!(
+                    applied,
+                    open_sessions = engine.open_sessions(),
+                    "engine stopped"
+                );
+                drop(state);
+                Ok(())
+            })
+            .with_collector(listeners.public, &config, sink)
     };
     let transport = if config.kafka.enabled() {
         "kafka"

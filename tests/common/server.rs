@@ -34,20 +34,26 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server on `config`, in a state directory of its own, so that no test inherits
-    /// another's state.
+    /// another's state, and waits until it has recovered that state (`/readyz`).
     pub async fn start(mut config: Config) -> Self {
         let state = tempfile::Builder::new()
             .prefix("touchstream-state-")
             .tempdir()
             .unwrap();
         config.state.dir = state.path().to_path_buf();
-        let mut server = Self::start_in_own_dir(config).await;
+        let mut server = Self::spawn(config).await;
         server._state = Some(state);
-        server
+        let ready = format!("http://{}/readyz", server.admin);
+        for _ in 0..500 {
+            match server.client.get(&ready).send().await {
+                Ok(r) if r.status().is_success() => return server,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        panic!("the server never became ready");
     }
 
-    /// Starts a server on `config` as given, its `state.dir` included (a restart test's).
-    async fn start_in_own_dir(config: Config) -> Self {
+    async fn spawn(config: Config) -> Self {
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
