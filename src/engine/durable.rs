@@ -253,6 +253,8 @@ struct Written {
     lsn: Lsn,
     taken_at_ms: i64,
     bytes: usize,
+    /// How long the engine stood still while its state was taken.
+    paused_ms: u128,
 }
 
 impl Writer {
@@ -285,6 +287,8 @@ impl Writer {
             engine: engine.snapshot(),
             figures: engine.metrics.figures(),
         };
+        // The engine applies nothing while it takes its state: say how long that was.
+        let paused_ms = self.last.elapsed().as_millis();
         let dir = self.dir.clone();
         self.written = Some(lsn);
         self.pending = Some(tokio::task::spawn_blocking(move || {
@@ -294,6 +298,7 @@ impl Writer {
                 lsn: data.lsn,
                 taken_at_ms: data.taken_at_ms,
                 bytes: payload.len(),
+                paused_ms,
             })
         }));
         if now {
@@ -314,7 +319,8 @@ impl Writer {
                 }
                 m.checkpoint_time.set(w.taken_at_ms / 1000);
                 m.checkpoint_bytes.set(w.bytes as i64);
-                tracing::debug!(lsn = w.lsn, bytes = w.bytes, "checkpoint written");
+                let (lsn, bytes, paused_ms) = (w.lsn, w.bytes, w.paused_ms);
+                tracing::debug!(lsn, bytes, paused_ms, "checkpoint written");
                 return;
             }
             Ok(Err(e)) => e.to_string(),

@@ -86,27 +86,24 @@ impl Engine {
     /// The engine's open sessions as data. Call it between events (the durable driver does):
     /// sessions changed while it runs may be taken before or after the change.
     pub fn snapshot(&self) -> EngineState {
-        let sessions = self
-            .sessions
-            .iter()
-            .map(|e| {
-                let (k, s) = (e.key(), e.value());
-                SessionState {
-                    key: (k.0, k.1),
-                    site: s.site,
-                    first_ms: s.first_ms,
-                    last_ms: s.last_ms,
-                    ids: s.ids.iter().collect(),
-                    events: s.events,
-                    origin: s.origin,
-                    cart: s.cart.to_vec(),
-                    reached: s.reached,
-                    channel: s.channel as u8,
-                    device: s.device as u8,
-                    ordered: s.ordered,
-                }
-            })
-            .collect();
+        let mut sessions = Vec::with_capacity(self.sessions.len());
+        sessions.extend(self.sessions.iter().map(|e| {
+            let (k, s) = (e.key(), e.value());
+            SessionState {
+                key: (k.0, k.1),
+                site: s.site,
+                first_ms: s.first_ms,
+                last_ms: s.last_ms,
+                ids: s.ids.iter().collect(),
+                events: s.events,
+                origin: s.origin,
+                cart: s.cart.to_vec(),
+                reached: s.reached,
+                channel: s.channel as u8,
+                device: s.device as u8,
+                ordered: s.ordered,
+            }
+        }));
         let mut sites: Vec<(&String, &u16)> = self.sites.iter().collect();
         sites.sort_by_key(|(_, i)| **i);
         EngineState {
