@@ -23,6 +23,11 @@ macro_rules! closed_label {
             pub fn index(self) -> usize {
                 self as usize
             }
+
+            /// The value whose label text is `text` (as written in a checkpoint or log).
+            pub fn from_label(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
         }
     };
 }

@@ -201,10 +201,10 @@ impl Mapping {
         Mapping {
             stages,
             channels: (state.channels.iter())
-                .map(|n| Channel::ALL.iter().copied().find(|c| c.as_str() == n))
+                .map(|n| Channel::from_label(n))
                 .collect(),
             devices: (state.devices.iter())
-                .map(|n| Device::ALL.iter().copied().find(|d| d.as_str() == n))
+                .map(|n| Device::from_label(n))
                 .collect(),
             currencies,
         }

@@ -28,11 +28,7 @@ closed_label!(
 impl Route {
     /// The route of a request path.
     pub fn of(path: &str) -> Route {
-        Route::ALL
-            .iter()
-            .copied()
-            .find(|r| *r != Route::Other && r.as_str() == path)
-            .unwrap_or(Route::Other)
+        Route::from_label(path).unwrap_or(Route::Other)
     }
 }
 

@@ -106,11 +106,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
 }
 
 fn event(w: Wire<String>, sites: &mut Vec<Arc<str>>) -> Result<Event, RecordError> {
-    let channel = (Channel::ALL.iter().copied())
-        .find(|c| c.as_str() == w.channel)
+    let channel = Channel::from_label(&w.channel)
         .ok_or_else(|| RecordError::Label("channel", w.channel.clone()))?;
-    let device = (Device::ALL.iter().copied())
-        .find(|d| d.as_str() == w.device)
+    let device = Device::from_label(&w.device)
         .ok_or_else(|| RecordError::Label("device", w.device.clone()))?;
     // A batch is one site's: its events share one allocation of the name, as the collector's.
     let site = match sites.iter().find(|s| ***s == *w.site) {
