@@ -174,10 +174,9 @@ pub async fn run(
     let mut writer = Writer::new(checkpoints, clock.log().clone(), from.checkpoint);
     let mut syncs = 0;
     // What was replayed (or a new directory) is checkpointed at once: the next start replays
-    // only what comes after, and the checkpoint's age is known from the start.
-    if from.checkpoint != Some(from.lsn) {
-        writer.maybe(&engine, from.lsn, true).await;
-    }
+    // only what comes after, and the checkpoint's age is known from the start. (Nothing is
+    // written when the checkpoint loaded already covers the log.)
+    writer.maybe(&engine, from.lsn, true).await;
     let mut closing = false;
     loop {
         tokio::select! {
