@@ -138,21 +138,26 @@ fn event(w: Wire<String>, sites: &mut Vec<Arc<str>>) -> Result<Event, RecordErro
 mod tests {
     use super::*;
 
-    #[test]
-    fn batches_and_ticks_read_back_as_written() {
-        let events = vec![
+    /// A purchase with every field set, and a bare page view.
+    fn sample() -> Vec<Event> {
+        vec![
             Event {
-                channel: Channel::PaidSearch,
-                device: Device::Tablet,
+                channel: Channel::Email,
+                device: Device::Mobile,
                 value: Some(129.99),
                 currency: Some("PLN".into()),
                 order_id: Some("o-1".into()),
-                origin: 42,
-                received_at_ms: 1_763_800_000_123,
+                origin: 9,
+                received_at_ms: 1_763_800_000_500,
                 ..Event::new("demo", "s-1", "e-1", "purchase", 1_763_800_000_000)
             },
-            Event::new("demo", "s-2", "e-2", "page_view", 5),
-        ];
+            Event::new("demo", "s-1", "e-2", "page_view", 1_763_800_000_001),
+        ]
+    }
+
+    #[test]
+    fn batches_and_ticks_read_back_as_written() {
+        let events = sample();
         let bytes = batch(&events);
         assert_eq!(decode(&bytes).unwrap(), Record::Batch(events));
         assert_eq!(decode(&tick(-7)).unwrap(), Record::Tick { now_ms: -7 });
@@ -167,19 +172,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/golden/log-record-version-1.bin"
         );
-        let events = vec![
-            Event {
-                channel: Channel::Email,
-                device: Device::Mobile,
-                value: Some(129.99),
-                currency: Some("PLN".into()),
-                order_id: Some("o-1".into()),
-                origin: 9,
-                received_at_ms: 1_763_800_000_500,
-                ..Event::new("demo", "s-1", "e-1", "purchase", 1_763_800_000_000)
-            },
-            Event::new("demo", "s-1", "e-2", "page_view", 1_763_800_000_001),
-        ];
+        let events = sample();
         let mut written = batch(&events);
         written.extend(tick(1_763_800_001_000));
         if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
