@@ -88,6 +88,11 @@ fn figure(s: &Scrape, name: &str, filter: &[(&str, &str)]) -> u64 {
     s.sum(name, filter) as u64
 }
 
+/// Sessions that reached `stage`.
+fn reached(s: &Scrape, stage: &str) -> u64 {
+    figure(s, "touchstream_funnel_sessions_total", &[("stage", stage)])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_batch_acknowledged_before_a_kill_9_is_counted_once_after_the_restart() {
     let state = tempfile::tempdir().unwrap();
@@ -116,22 +121,8 @@ async fn every_batch_acknowledged_before_a_kill_9_is_counted_once_after_the_rest
         figure(s, "touchstream_engine_events_applied_total", &[]) == 240
     })
     .await;
-    assert_eq!(
-        figure(
-            &s,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "visit")]
-        ),
-        120
-    );
-    assert_eq!(
-        figure(
-            &s,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "add_to_cart")]
-        ),
-        120
-    );
+    assert_eq!(reached(&s, "visit"), 120);
+    assert_eq!(reached(&s, "add_to_cart"), 120);
     assert_eq!(figure(&s, "touchstream_carts_open", &[]), 120);
     assert_eq!(
         s.sum("touchstream_carts_open_value", &[("currency", "PLN")]),
@@ -157,14 +148,7 @@ async fn every_batch_acknowledged_before_a_kill_9_is_counted_once_after_the_rest
         ) == 240
     })
     .await;
-    assert_eq!(
-        figure(
-            &s,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "visit")]
-        ),
-        120
-    );
+    assert_eq!(reached(&s, "visit"), 120);
     assert_eq!(figure(&s, "touchstream_carts_open", &[]), 120);
 }
 
@@ -179,14 +163,7 @@ async fn sessions_open_across_a_sigterm_finish_as_one_session_each() {
     let second = serve(state.path(), "3s");
     let after = second.scrape().await;
     assert_eq!(figure(&after, "touchstream_carts_open", &[]), 40);
-    assert_eq!(
-        figure(
-            &after,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "visit")]
-        ),
-        40
-    );
+    assert_eq!(reached(&after, "visit"), 40);
     // Half the shoppers buy in the session they opened before the restart.
     for s in 0..20 {
         let buy = json!({"id": format!("p{s}"), "type": "purchase", "ts": touchstream::now_ms(), "session": format!("s{s}"),
@@ -198,14 +175,7 @@ async fn sessions_open_across_a_sigterm_finish_as_one_session_each() {
         figure(s, "touchstream_engine_open_sessions", &[]) == 0
     })
     .await;
-    assert_eq!(
-        figure(
-            &s,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "visit")]
-        ),
-        40
-    );
+    assert_eq!(reached(&s, "visit"), 40);
     assert_eq!(figure(&s, "touchstream_orders_total", &[]), 20);
     assert_eq!(figure(&s, "touchstream_carts_abandoned_total", &[]), 20);
     assert_eq!(
@@ -303,14 +273,7 @@ async fn a_full_disk_is_a_503_and_loses_nothing() {
         ),
         acknowledged * 20
     );
-    assert_eq!(
-        figure(
-            &s,
-            "touchstream_funnel_sessions_total",
-            &[("stage", "add_to_cart")]
-        ),
-        refused as u64 + 1
-    );
+    assert_eq!(reached(&s, "add_to_cart"), refused as u64 + 1);
 }
 
 /// The engine's counters (funnel, orders, revenue, carts, duplicates...) of `after` are none
