@@ -118,3 +118,16 @@ fn rejects_unusable_credentials_and_connection_limits() {
     c.sites[0].require_key = true;
     c.validate().unwrap();
 }
+
+#[test]
+fn rejects_unusable_state_settings() {
+    let e = rejected(|c| c.state.dir = "".into(), "state.dir");
+    assert!(e.contains("must name a directory"), "{e}");
+    let e = rejected(
+        |c| c.state.checkpoint_interval = Duration::from_millis(500),
+        "state.checkpoint_interval",
+    );
+    assert!(e.contains("at least 1s"), "{e}");
+    let e = rejected(|c| c.state.segment_bytes = 4096, "state.segment_bytes");
+    assert!(e.contains("1 MiB"), "{e}");
+}
