@@ -1,5 +1,6 @@
-//! Engine and collector throughput (criterion): apply rate on decoded events, and batch decode
-//! plus validation plus enrichment. Both run on one thread, so elements/s is per core.
+//! Engine and collector throughput (criterion): apply rate on decoded events, the sweep closing
+//! the sessions they opened (and remembering them for the dedup horizon), and batch decode plus
+//! validation plus enrichment. All run on one thread, so elements/s is per core.
 //!
 //! `cargo bench --bench engine`
 
@@ -74,6 +75,23 @@ fn apply(c: &mut Criterion) {
                 for e in &events {
                     black_box(engine.apply(e));
                 }
+                engine
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The sessions of those events, closed by one sweep: drop-offs, carts, and their ids moved
+    // to the closed sessions remembered. Per session closed.
+    g.throughput(Throughput::Elements(20_000));
+    g.bench_function("sweep_close", |b| {
+        b.iter_batched(
+            || {
+                let engine = engine();
+                events.iter().for_each(|e| _ = engine.apply(e));
+                engine
+            },
+            |engine| {
+                black_box(engine.sweep(1_763_900_000_000));
                 engine
             },
             BatchSize::PerIteration,

@@ -1,6 +1,7 @@
 //! Memory per open session at a million open sessions, measured with a counting allocator
 //! (bytes requested from the allocator) and, for comparison, resident memory from /proc.
-//! Each session holds one event, so its id set holds one id.
+//! Each session holds one event, so its id set holds one id. Then memory per id remembered
+//! for the dedup horizon: the same number of ids in closed sessions of 1 and of 10 events.
 //!
 //! `cargo bench --bench session_memory` (env SESSIONS to change the count)
 
@@ -68,4 +69,35 @@ fn main() {
         heap - ids
     );
     println!("resident bytes per session:    {rss:.1}");
+    drop(engine);
+    for per_session in [1, 10] {
+        remembered(&config, n, per_session);
+    }
+}
+
+/// Bytes per remembered id: `n` ids in sessions of `per_session` events, all closed, against
+/// the same sessions released (forgotten: the store's own table keeps its room either way).
+fn remembered(config: &Config, n: usize, per_session: usize) {
+    let run = |remember: bool| {
+        let metrics = Arc::new(Metrics::new(config));
+        let engine = Engine::new(config, metrics.clone());
+        let t = 1_763_800_000_000;
+        let heap0 = LIVE.load(Ordering::Relaxed);
+        for i in 0..n {
+            let (s, id) = (i / per_session, format!("{i:032x}"));
+            let e = Event::new("demo", format!("session-{s:016x}"), id, "view_item", t);
+            engine.apply(&e);
+        }
+        if remember {
+            engine.sweep(t + 3_600_000);
+            assert_eq!(metrics.engine.remembered_ids.get(), n as i64);
+        } else {
+            engine.release();
+        }
+        let held = LIVE.load(Ordering::Relaxed) - heap0;
+        drop(engine);
+        held
+    };
+    let heap = (run(true) - run(false)) as f64 / n as f64;
+    println!("heap bytes per remembered id:  {heap:.1} (closed sessions of {per_session} events)");
 }

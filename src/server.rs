@@ -236,6 +236,7 @@ pub async fn run(
             dir = %state.path().display(),
             checkpoint = ?recovered.checkpoint,
             sessions = recovered.sessions,
+            remembered = recovered.remembered,
             records = recovered.records,
             events = recovered.events,
             "state recovered"

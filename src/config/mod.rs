@@ -5,6 +5,7 @@
 //! `Config::default()`. After loading, [`Config::validate`] guarantees the invariants the rest of
 //! the crate relies on (non-empty, unique sites and stages; limits that fit together).
 
+mod engine;
 mod journey;
 mod kafka;
 mod load;
@@ -12,6 +13,7 @@ mod redact;
 mod state;
 mod validate;
 
+pub use engine::EngineConfig;
 pub use journey::{JourneyConfig, StageConfig};
 pub use kafka::KafkaConfig;
 pub use load::{ConfigError, load, load_str};
@@ -237,45 +239,6 @@ impl Default for LimitsConfig {
             client_ipv6_prefix: 64,
             max_client_connections: 256,
             max_inflight_body_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// The engine's session store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EngineConfig {
-    /// Most open sessions kept in memory. When full, 1 % is forgotten: single-event sessions
-    /// first, then those without an open cart, then the longest idle; they count in
-    /// `touchstream_engine_sessions_evicted_total` and `touchstream_engine_carts_evicted_total`,
-    /// never as drop-offs or abandoned carts.
-    pub max_open_sessions: usize,
-    /// How often idle sessions are looked for and closed.
-    #[serde(with = "duration")]
-    pub sweep_interval: Duration,
-    /// Most events one session takes; later new events of it are filtered (`session_limit`).
-    pub max_session_events: u32,
-    /// Room of the sessions' id hash tables (a session's ids move to one past 64): past it, or
-    /// past its client's sixteenth once it is half full, sessions holding 64 ids or more take
-    /// no new event (`session_memory`). About 12 bytes each.
-    pub max_stored_ids: usize,
-    /// New sessions a second one client address may open while the store is more than half
-    /// full, over its burst; beyond it, events that would open one are filtered
-    /// (`session_rate`). Trusted proxies and signed requests are exempt. 0: no limit.
-    pub client_sessions_per_second: u64,
-    /// New sessions a client address may open at once above its rate, under pressure.
-    pub client_burst_sessions: u64,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            max_open_sessions: 2_000_000,
-            sweep_interval: Duration::from_secs(1),
-            max_session_events: 2_000,
-            max_stored_ids: 20_000_000,
-            client_sessions_per_second: 5,
-            client_burst_sessions: 100,
         }
     }
 }

@@ -42,6 +42,7 @@ impl Config {
         self.validate_journey()?;
         self.validate_kafka()?;
         self.state.validate()?;
+        self.engine.validate(self.journey.session_timeout)?;
         let path = &self.snippet.path;
         let reserved = path == "/v1/events" || path == "/demo" || path.starts_with("/demo/");
         if !path.starts_with('/')
@@ -65,6 +66,7 @@ impl Config {
                 self.engine.max_session_events as usize,
             ),
             ("engine.max_stored_ids", self.engine.max_stored_ids),
+            ("engine.max_remembered_ids", self.engine.max_remembered_ids),
             ("limits.max_connections", l.max_connections),
             ("limits.trusted_proxy_hops", l.trusted_proxy_hops),
             (

@@ -18,7 +18,7 @@ use crate::event::FilterReason;
 use crate::ratelimit::{Limiter, LimiterState};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 /// Ids a session may always hold, whatever the process holds in all: a shopper's visit.
 pub const SMALL: usize = 64;
@@ -38,6 +38,14 @@ pub struct Bounds {
     /// New sessions per client, on the events' received time (not the wall clock): a replay
     /// of old events (a catch-up after lag, a restart's log) is rated as it happened live.
     new_sessions: Limiter,
+    /// Ids the engines remember of closed sessions (`super::past`), against `max_remembered`.
+    remembered: AtomicUsize,
+    max_remembered: usize,
+    horizon_ms: i64,
+    /// Close time of the newest closed session forgotten before its horizon was up (to make
+    /// room, or never remembered: the state started empty or came from a release that kept
+    /// none); `i64::MIN` when none was.
+    forgotten_ms: AtomicI64,
 }
 
 impl Bounds {
@@ -65,7 +73,66 @@ impl Bounds {
                 Some(state) => Limiter::restored(rate, burst, capacity, state),
                 None => Limiter::new(rate, burst, capacity),
             },
+            remembered: AtomicUsize::new(0),
+            max_remembered: e.max_remembered_ids,
+            horizon_ms: e.dedup_horizon.as_millis().min(i64::MAX as u128) as i64,
+            forgotten_ms: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The remembered ids changed by `delta`.
+    pub fn remembered(&self, delta: isize) {
+        if delta >= 0 {
+            self.remembered.fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.remembered
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// Ids remembered of closed sessions, over every engine sharing the bounds.
+    pub fn remembered_ids(&self) -> usize {
+        self.remembered.load(Ordering::Relaxed)
+    }
+
+    /// Whether the engines remember more ids than `engine.max_remembered_ids`.
+    pub fn over_remembered(&self) -> bool {
+        self.remembered_ids() > self.max_remembered
+    }
+
+    /// `engine.max_remembered_ids`.
+    pub fn max_remembered(&self) -> usize {
+        self.max_remembered
+    }
+
+    /// How many ids over `engine.max_remembered_ids` less `slack` the engines remember.
+    pub fn over_by(&self, slack: usize) -> usize {
+        let room = self.max_remembered.saturating_sub(slack);
+        self.remembered_ids().saturating_sub(room)
+    }
+
+    /// `engine.dedup_horizon`, ms.
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
+    }
+
+    /// A session closed at `closed_ms` was forgotten before its horizon was up.
+    pub fn forgot_early(&self, closed_ms: i64) {
+        self.forgotten_ms.fetch_max(closed_ms, Ordering::Relaxed);
+    }
+
+    /// When the newest session forgotten early had closed, if any was.
+    pub fn forgotten_ms(&self) -> Option<i64> {
+        Some(self.forgotten_ms.load(Ordering::Relaxed)).filter(|&t| t != i64::MIN)
+    }
+
+    /// The effective dedup horizon at `now_ms`, ms: the configured one, or less when a
+    /// session closed more recently than that was forgotten early.
+    pub fn effective_horizon_ms(&self, now_ms: i64) -> i64 {
+        let since = self
+            .forgotten_ms()
+            .map_or(i64::MAX, |t| now_ms.saturating_sub(t));
+        self.horizon_ms.min(since.max(0))
     }
 
     /// The new-session rate's buckets, for a checkpoint.

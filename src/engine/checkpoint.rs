@@ -9,8 +9,11 @@ use super::snapshot::EngineState;
 use crate::metrics::Figures;
 use serde::{Deserialize, Serialize};
 
-/// The format this release writes.
-pub const FORMAT: u32 = 1;
+mod v1;
+
+/// The format this release writes. 2: the engine's state gained the closed sessions
+/// remembered for the dedup horizon (`EngineState::past`, `forgotten_ms`).
+pub const FORMAT: u32 = 2;
 
 /// A checkpoint's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +57,8 @@ impl CheckpointData {
             .ok_or(CheckpointFormatError::Short)?;
         match u32::from_le_bytes(*format) {
             FORMAT => Ok(postcard::from_bytes(body)?),
-            // 0 was never written; below FORMAT, each older format's migration goes here.
+            1 => Ok(postcard::from_bytes::<v1::FormatOne>(body)?.into()),
+            // 0 was never written.
             newer if newer > FORMAT => Err(CheckpointFormatError::Newer(newer)),
             other => Err(CheckpointFormatError::Unknown(other)),
         }
@@ -64,7 +68,7 @@ impl CheckpointData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::SessionState;
+    use crate::engine::{EngineState, PastSession, SessionState};
     use crate::metrics::{Figure, HistogramFigure, Micros};
     use crate::ratelimit::LimiterState;
 
@@ -110,6 +114,17 @@ mod tests {
                     keys: (11, 12),
                     buckets: vec![(13, 4.5, 1_763_799_900_000_000)],
                 },
+                past: vec![PastSession {
+                    key: (14, 15),
+                    site: 0,
+                    ids: vec![16, 17],
+                    last_ms: 1_763_790_000_000,
+                    closed_ms: 1_763_791_800_000,
+                    reached: 5,
+                    channel: 0,
+                    device: 1,
+                }],
+                forgotten_ms: Some(1_763_700_000_000),
             },
             figures: Figures {
                 counters: vec![Figure {
@@ -138,10 +153,10 @@ mod tests {
     /// must bump [`FORMAT`], keep this file as the previous format's and add its migration
     /// (`TOUCHSTREAM_BLESS=1` writes the file of a new format).
     #[test]
-    fn format_1_reads_as_it_was_written() {
+    fn format_2_reads_as_it_was_written() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/checkpoint-format-1.bin"
+            "/tests/golden/checkpoint-format-2.bin"
         );
         if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
             std::fs::write(path, known().encode()).unwrap();
@@ -153,6 +168,29 @@ mod tests {
             kept,
             "format {FORMAT} changed: bump FORMAT and migrate"
         );
+    }
+
+    /// Format 1's bytes (written by the release before the dedup horizon) still load: the same
+    /// sessions, figures and rates, no closed session remembered, and the effective horizon
+    /// starting at the checkpoint.
+    #[test]
+    fn format_1_migrates() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/checkpoint-format-1.bin"
+        );
+        let kept = std::fs::read(path).unwrap();
+        assert_eq!(u32::from_le_bytes(kept[..4].try_into().unwrap()), 1);
+        let want = known();
+        let want = CheckpointData {
+            engine: EngineState {
+                past: Vec::new(),
+                forgotten_ms: Some(want.taken_at_ms),
+                ..want.engine.clone()
+            },
+            ..want
+        };
+        assert_eq!(CheckpointData::decode(&kept).unwrap(), want);
     }
     use crate::config::Config;
     use crate::engine::Engine;

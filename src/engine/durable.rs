@@ -35,6 +35,8 @@ pub struct Recovered {
     /// The lsn of the checkpoint loaded, if any.
     pub checkpoint: Option<Lsn>,
     pub sessions: usize,
+    /// Closed sessions remembered for the dedup horizon.
+    pub remembered: usize,
     /// Log records replayed after it, and the events among them.
     pub records: u64,
     pub events: u64,
@@ -69,6 +71,7 @@ pub fn recover(
             }
             found.checkpoint = Some(data.lsn);
             found.sessions = restored.sessions;
+            found.remembered = restored.remembered;
             let m = &metrics.state;
             m.checkpoint_time.set(data.taken_at_ms / 1000);
             m.checkpoint_bytes.set(c.payload.len() as i64);

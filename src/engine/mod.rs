@@ -20,14 +20,17 @@
 
 mod bounds;
 pub mod checkpoint;
+mod close;
 pub mod durable;
 pub mod kafka;
+mod past;
 mod record;
 mod rules;
 mod session;
 mod snapshot;
 
 pub use bounds::Bounds;
+pub use past::PastSession;
 pub(crate) use record::{Counting, Recorder, Silent};
 pub use snapshot::{EngineState, Restored, SessionState, SnapshotError};
 
@@ -37,18 +40,21 @@ use crate::journey::Journey;
 use crate::metrics::Metrics;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use past::Past;
 use record::Gauges;
 use session::{Prehashed, Session};
 use siphasher::sip::SipHasher13;
 use siphasher::sip128::{Hasher128, SipHasher13 as SipHasher13x128};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
+    /// A new event of a session that had closed, counted against it (no second visit).
+    Late,
     /// Kept out of the funnel: `duplicate`, `session_limit` or `session_rate`.
     Filtered(FilterReason),
     UnknownSite,
@@ -59,6 +65,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
+            Outcome::Late => "late",
             Outcome::Filtered(reason) => reason.as_str(),
             Outcome::UnknownSite => "unknown_site",
         }
@@ -83,6 +90,9 @@ pub struct Engine {
     /// Open sessions, ids held and new sessions per client, shared by every engine of a
     /// process (one per Kafka partition).
     bounds: Arc<Bounds>,
+    /// Closed sessions remembered for the dedup horizon. Locked after a session's map entry,
+    /// never before one.
+    past: Mutex<Past>,
     keys: [u64; 4],
     metrics: Arc<Metrics>,
 }
@@ -98,16 +108,19 @@ impl Engine {
     /// partitions a Kafka consumer owns).
     pub fn with_bounds(config: &Config, metrics: Arc<Metrics>, bounds: Arc<Bounds>) -> Self {
         let random = RandomState::new();
-        Self {
+        let engine = Self {
             journey: metrics.journey().clone(),
             sites: (config.sites.iter().enumerate())
                 .map(|(i, s)| (s.id.clone(), i as u16))
                 .collect(),
             sessions: DashMap::with_hasher(Prehashed::default()),
             bounds,
+            past: Mutex::default(),
             keys: [0u8, 1, 2, 3].map(|i| random.hash_one(i)),
             metrics,
-        }
+        };
+        engine.remembered_gauges(crate::now_ms());
+        engine
     }
 
     /// The compiled journey map.
@@ -124,6 +137,15 @@ impl Engine {
     /// The recorder that counts into this engine's metrics.
     pub(crate) fn counting(&self) -> Counting<'_> {
         Counting(&self.metrics)
+    }
+
+    fn past(&self) -> MutexGuard<'_, Past> {
+        self.past.lock().expect("never poisoned")
+    }
+
+    /// Whether `s` (of `key`) or a closed session of its key holds the id hash `id`.
+    fn seen(&self, key: SessionKey, s: &Session, id: u64) -> bool {
+        s.ids.contains(id) || (s.past && self.past().holds(key, id))
     }
 
     fn gauges(&self) -> Gauges<'_> {
@@ -170,23 +192,69 @@ impl Engine {
         if self.bounds.full() && !self.sessions.contains_key(&key) {
             self.evict();
         }
+        let id = self.id_hash(0, &ev.id);
         let timeout = self.journey.session_timeout_ms;
-        let fresh = || Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin);
+        let fresh = |past| Session {
+            past,
+            ..Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin)
+        };
         let mut entry = match self.sessions.entry(key) {
             Entry::Occupied(mut o) => {
                 if ev.event_time_ms >= o.get().last_ms.saturating_add(timeout) {
-                    let old = std::mem::replace(o.get_mut(), fresh());
-                    self.close(&old, rec);
+                    // A duplicate changes nothing, not even which session is open.
+                    if self.seen(key, o.get(), id) {
+                        rec.filtered(usize::from(site), FilterReason::Duplicate);
+                        return Outcome::Filtered(FilterReason::Duplicate);
+                    }
+                    let mut old = std::mem::replace(o.get_mut(), fresh(true));
+                    self.close(key, &mut old, ev.received_at_ms, rec);
                     self.opened();
                 }
                 o.into_ref()
             }
             Entry::Vacant(v) => {
+                let mut past = self.past();
+                let had = match past.get_mut(key) {
+                    Some(r) if r.ids.contains(id) => {
+                        rec.filtered(usize::from(site), FilterReason::Duplicate);
+                        return Outcome::Filtered(FilterReason::Duplicate);
+                    }
+                    Some(r) if ev.event_time_ms < r.last_ms.saturating_add(timeout) => {
+                        let (outcome, added) = self.late(r, ev, id, rec);
+                        past.grew(added, &self.bounds);
+                        let held = self.bounds.remembered_ids();
+                        self.metrics.engine.remembered_ids.set(held as i64);
+                        return outcome;
+                    }
+                    had => had.is_some(),
+                };
+                drop(past);
                 self.opened();
-                v.insert(fresh())
+                v.insert(fresh(had))
             }
         };
-        self.update(entry.value_mut(), ev, rec)
+        self.update(key, entry.value_mut(), ev, id, rec)
+    }
+
+    /// Counts a new event of a closed session against it: its touchpoint, its order once, and
+    /// the late counter; no stage, visit, drop-off or cart changes (CONTRACT.md section 2).
+    /// Returns the outcome and the ids it added to the record.
+    fn late<R: Recorder>(
+        &self,
+        r: &mut past::Record,
+        ev: &Event,
+        id: u64,
+        rec: &R,
+    ) -> (Outcome, usize) {
+        let before = r.ids.len();
+        r.ids.insert(id);
+        let site = usize::from(r.site);
+        let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
+        let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
+        let step = rules::late(&self.journey, r, ev, currency, order_id);
+        rec.step(&step);
+        rec.late(site);
+        (Outcome::Late, r.ids.len() - before)
     }
 
     /// Under pressure, whether `ev` may open a session (or continue one): a client past its
@@ -203,12 +271,19 @@ impl Engine {
         continues || self.bounds.may_open(ev.origin, ev.received_at_ms)
     }
 
-    fn update<R: Recorder>(&self, s: &mut Session, ev: &Event, rec: &R) -> Outcome {
+    fn update<R: Recorder>(
+        &self,
+        key: SessionKey,
+        s: &mut Session,
+        ev: &Event,
+        id: u64,
+        rec: &R,
+    ) -> Outcome {
         let site = usize::from(s.site);
         if let Some(limit) = self.bounds.refuses(s, R::COUNTS) {
             // Checked before the id is remembered, so the set stays within its bound; a retry
             // of an event the session took still counts as a duplicate.
-            let reason = if s.ids.contains(self.id_hash(0, &ev.id)) {
+            let reason = if self.seen(key, s, id) {
                 FilterReason::Duplicate
             } else {
                 limit
@@ -217,13 +292,17 @@ impl Engine {
             return Outcome::Filtered(reason);
         }
         let cost = s.ids.cost();
-        if !s.ids.insert(self.id_hash(0, &ev.id)) {
+        if (s.past && self.past().holds(key, id)) || !s.ids.insert(id) {
             rec.filtered(site, FilterReason::Duplicate);
             return Outcome::Filtered(FilterReason::Duplicate);
         }
         s.events += 1;
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
+        if let Some(o) = order_id.filter(|&o| s.past && self.past().holds(key, o)) {
+            // Counted by a closed session of the same key within the horizon: counted already.
+            s.insert_order(o);
+        }
         let gauges = self.gauges();
         let was = gauges.before(s);
         let step = rules::advance(&self.journey, s, ev, currency, order_id);
@@ -238,99 +317,6 @@ impl Engine {
     fn opened(&self) {
         self.bounds.opened();
         self.metrics.engine.open_sessions.inc();
-    }
-
-    /// Reports a session's close (drop-off, abandoned cart) and forgets it.
-    fn close(&self, s: &Session, rec: &impl Recorder) {
-        rec.closed(&rules::closing(&self.journey, s));
-        self.forget(s);
-    }
-
-    /// Takes a session out of the gauges and the open count.
-    fn forget(&self, s: &Session) {
-        self.gauges().remove(s);
-        if let Some(pool) = self.bounds.closed(s.origin, s.ids.cost()) {
-            self.metrics.engine.stored_ids.set(pool as i64);
-        }
-        self.metrics.engine.open_sessions.dec();
-    }
-
-    /// Drops every session without reporting a close: another engine takes them over (a
-    /// revoked Kafka partition). Returns how many.
-    pub fn release(&self) -> usize {
-        let mut released = 0;
-        self.sessions.retain(|_, s| {
-            self.forget(s);
-            released += 1;
-            false
-        });
-        released
-    }
-
-    /// Closes and counts every session idle since `now_ms - session_timeout` or earlier;
-    /// returns how many.
-    pub fn sweep(&self, now_ms: i64) -> usize {
-        self.sweep_into(now_ms, &self.counting())
-    }
-
-    /// [`Engine::sweep`], reporting into `rec`.
-    pub(crate) fn sweep_into(&self, now_ms: i64, rec: &impl Recorder) -> usize {
-        let cutoff = now_ms.saturating_sub(self.journey.session_timeout_ms);
-        self.close_where(|s| s.last_ms <= cutoff, rec)
-    }
-
-    /// Closes and counts every open session (the end of a replayed log).
-    pub fn close_all(&self) -> usize {
-        self.close_where(|_| true, &self.counting())
-    }
-
-    fn close_where(&self, mut pred: impl FnMut(&Session) -> bool, rec: &impl Recorder) -> usize {
-        let mut closed = 0;
-        self.sessions.retain(|_, s| {
-            if pred(s) {
-                self.close(s, rec);
-                closed += 1;
-                false
-            } else {
-                true
-            }
-        });
-        closed
-    }
-
-    /// Makes room when the store is full: forgets 1 % of the sessions (more when they tie),
-    /// those with a single event first (what a flood of new sessions creates), then those
-    /// without an open cart, then the longest idle. They are not drop-offs or abandoned carts (a
-    /// flood must not fire the funnel alerts): they count in the eviction counters only.
-    #[cold]
-    fn evict(&self) {
-        let cart_stage = self.journey.cart_stage;
-        let rank = |s: &Session| (s.events > 1, s.cart_open(cart_stage), s.last_ms);
-        let mut ranks: Vec<_> = self.sessions.iter().map(|e| rank(&e)).collect();
-        if ranks.is_empty() {
-            return;
-        }
-        let n = (ranks.len() / 100).max(1).min(ranks.len()) - 1;
-        let (_, cutoff, _) = ranks.select_nth_unstable(n);
-        let cutoff = *cutoff;
-        let (mut evicted, mut carts) = (0, 0);
-        self.sessions.retain(|_, s| {
-            if rank(s) > cutoff {
-                return true;
-            }
-            evicted += 1;
-            carts += u64::from(s.cart_open(cart_stage));
-            self.forget(s);
-            false
-        });
-        self.metrics.engine.evicted.inc_by(evicted);
-        self.metrics.engine.carts_evicted.inc_by(carts);
-        tracing::warn!(
-            evicted,
-            carts,
-            open = self.bounds.open(),
-            "session store full: forgot sessions early, single-event ones first"
-        );
     }
 }
 

@@ -28,6 +28,8 @@ pub trait Recorder {
     fn step(&self, step: &Step);
     /// A session closed.
     fn closed(&self, closed: &Closed<'_>);
+    /// A new event of a closed session was counted against it (after its [`Recorder::step`]).
+    fn late(&self, site: usize);
 }
 
 /// Counts everything into the process's metrics.
@@ -63,6 +65,9 @@ impl Recorder for Counting<'_> {
             m.order_value(st.site, order.currency).observe(order.value);
         }
     }
+    fn late(&self, site: usize) {
+        self.0.engine.late(site).inc();
+    }
     #[inline]
     fn closed(&self, c: &Closed<'_>) {
         let m = &self.0.funnel;
@@ -90,6 +95,7 @@ impl Recorder for Silent {
     fn filtered(&self, _: usize, _: FilterReason) {}
     fn step(&self, _: &Step) {}
     fn closed(&self, _: &Closed<'_>) {}
+    fn late(&self, _: usize) {}
 }
 
 /// The gauges' view of one session, taken before a change.

@@ -2,9 +2,10 @@
 //! closing session counts as. They change the session and state what happened; they write no
 //! metric, so the same rules serve counting and rebuilding alike (see `record`).
 
+use super::past::Record;
 use super::session::Session;
 use crate::event::{Channel, Event};
-use crate::journey::{CartEffect, Journey, Kind};
+use crate::journey::{CartEffect, Journey, Kind, Touchpoint};
 use crate::metrics::money::to_micros;
 use std::ops::Range;
 
@@ -61,15 +62,7 @@ pub fn advance(
         before..before
     };
 
-    let phase = match tp.kind {
-        Kind::Funnel => j.stages[target].phase,
-        Kind::PostPurchase => j.post_purchase_phase(),
-        Kind::Friction(_) | Kind::Other => j.stages[s.furthest()].phase,
-    };
-    let friction = match tp.kind {
-        Kind::Friction(kind) => Some((s.furthest(), kind)),
-        _ => None,
-    };
+    let (phase, friction) = placed(j, &tp, s.furthest());
 
     let micros = ev.value.map(to_micros).unwrap_or(0);
     match tp.cart {
@@ -79,15 +72,12 @@ pub fn advance(
     }
     let mut order = None;
     if tp.order {
-        // An order id seen twice in a session counts once; an order without one always counts.
+        // An order id counts once per session id within the dedup horizon (the caller marks
+        // those its closed sessions counted); an order without one always counts. Either way
+        // the session bought.
         let first_time = order_id.is_none_or(|id| s.insert_order(id));
-        s.ordered |= first_time;
-        order = first_time.then(|| Order {
-            currency,
-            micros,
-            // The collector refuses negative values; another writer of the topic might not.
-            value: ev.value.unwrap_or(0.0).max(0.0),
-        });
+        s.ordered = true;
+        order = first_time.then(|| counted(ev, currency));
     }
     Step {
         site: usize::from(s.site),
@@ -99,6 +89,59 @@ pub fn advance(
         touchpoint: tp.label,
         friction,
         order,
+    }
+}
+
+/// What a new event of a closed session counts (its touchpoint, friction and order, once per
+/// order id); the session's stages, cart and visit were counted when it closed and stay so.
+pub fn late(
+    j: &Journey,
+    r: &mut Record,
+    ev: &Event,
+    currency: usize,
+    order_id: Option<u64>,
+) -> Step {
+    let tp = j.classify(&ev.kind);
+    r.last_ms = r.last_ms.max(ev.event_time_ms);
+    let (phase, friction) = placed(j, &tp, usize::from(r.reached.max(1)) - 1);
+    let first_time = tp.order && order_id.is_none_or(|id| r.ids.insert(id));
+    Step {
+        site: usize::from(r.site),
+        channel: r.channel,
+        device: r.device,
+        reached: 0..0,
+        seconds: 0.0,
+        phase,
+        touchpoint: tp.label,
+        friction,
+        order: first_time.then(|| counted(ev, currency)),
+    }
+}
+
+/// The phase a touchpoint counts under, and its friction `(stage, kind)` if it is one, for a
+/// session standing at stage `furthest`.
+#[inline(always)]
+fn placed(j: &Journey, tp: &Touchpoint, furthest: usize) -> (usize, Option<(usize, usize)>) {
+    let phase = match tp.kind {
+        Kind::Funnel => j.stages[tp.stage.unwrap_or(0)].phase,
+        Kind::PostPurchase => j.post_purchase_phase(),
+        Kind::Friction(_) | Kind::Other => j.stages[furthest].phase,
+    };
+    let friction = match tp.kind {
+        Kind::Friction(kind) => Some((furthest, kind)),
+        _ => None,
+    };
+    (phase, friction)
+}
+
+/// An order counted for an event.
+#[inline(always)]
+fn counted(ev: &Event, currency: usize) -> Order {
+    Order {
+        currency,
+        micros: ev.value.map(to_micros).unwrap_or(0),
+        // The collector refuses negative values; another writer of the topic might not.
+        value: ev.value.unwrap_or(0.0).max(0.0),
     }
 }
 

@@ -38,6 +38,12 @@ pub enum IdSet {
     Large(Box<HashSet<u64, Prehashed>>),
 }
 
+impl Default for IdSet {
+    fn default() -> Self {
+        IdSet::Small(ThinVec::new())
+    }
+}
+
 impl IdSet {
     /// Ids held.
     #[inline]
@@ -128,6 +134,9 @@ pub struct Session {
     pub device: Device,
     /// Whether an order was counted.
     pub ordered: bool,
+    /// Whether a closed session of the same key was remembered when it opened: only then are
+    /// its events' ids looked up among the closed sessions' too.
+    pub past: bool,
 }
 
 impl Session {
@@ -149,6 +158,7 @@ impl Session {
             channel,
             device,
             ordered: false,
+            past: false,
         }
     }
 

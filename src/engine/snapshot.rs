@@ -13,6 +13,7 @@
 //! new-session rate's buckets are written ([`EngineState::limiter`]): the caller builds the
 //! restored engine's [`Bounds`] from them, so it refuses what the stopped one would have.
 
+use super::past::{Leaving, PastSession};
 use super::session::Session;
 use super::{Bounds, Engine, SessionKey};
 use crate::config::Config;
@@ -37,6 +38,10 @@ pub struct EngineState {
     pub sessions: Vec<SessionState>,
     /// The new-session rate's buckets (of every engine sharing the bounds).
     pub limiter: LimiterState,
+    /// Closed sessions remembered for the dedup horizon, in the order they closed.
+    pub past: Vec<PastSession>,
+    /// When the newest closed session forgotten before its horizon had closed, if any was.
+    pub forgotten_ms: Option<i64>,
 }
 
 /// One open session.
@@ -62,6 +67,8 @@ pub struct SessionState {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Restored {
     pub sessions: usize,
+    /// Closed sessions remembered for the dedup horizon.
+    pub remembered: usize,
     /// Sessions of sites no longer configured, left out.
     pub unknown_site: usize,
     /// Sessions whose furthest stage is gone, moved to an earlier one.
@@ -69,7 +76,7 @@ pub struct Restored {
     /// Cart values in a currency no longer listed, moved to `other`.
     pub currency_moved: usize,
     /// Sessions whose channel or device the running code does not know (a newer writer's),
-    /// kept as `other` / `desktop`.
+    /// kept as `other` / `desktop` (each label counted).
     pub label_unknown: usize,
 }
 
@@ -117,6 +124,8 @@ impl Engine {
             devices: Device::ALL.iter().map(|d| d.as_str().into()).collect(),
             sessions,
             limiter: self.bounds.limiter_state(),
+            past: self.past().snapshot(),
+            forgotten_ms: self.bounds.forgotten_ms(),
         }
     }
 
@@ -132,6 +141,27 @@ impl Engine {
         engine.keys = state.keys;
         let map = Mapping::new(&engine, state);
         let mut report = Restored::default();
+        if let Some(t) = state.forgotten_ms {
+            engine.bounds.forgot_early(t);
+        }
+        for (n, p) in state.past.iter().enumerate() {
+            let site_name = (state.sites.get(usize::from(p.site)))
+                .ok_or(SnapshotError::BadSite(n, p.site, state.sites.len()))?;
+            let Some(&site) = engine.sites.get(site_name) else {
+                report.unknown_site += 1;
+                continue;
+            };
+            let leaving = Leaving {
+                channel: map.channel(p.channel, &mut report),
+                device: map.device(p.device, &mut report),
+                ..Leaving::from_ids(&p.ids, p.last_ms, site, map.reached(p.reached, &mut report))
+            };
+            let key = SessionKey(p.key.0, p.key.1);
+            engine
+                .past()
+                .remember(key, leaving, p.closed_ms, &engine.bounds);
+            report.remembered += 1;
+        }
         for (n, s) in state.sessions.iter().enumerate() {
             let old_site = usize::from(s.site);
             let site_name = (state.sites.get(old_site)).ok_or(SnapshotError::BadSite(
@@ -146,10 +176,15 @@ impl Engine {
                 report.unknown_site += 1;
                 continue;
             };
-            let session = map.session(&engine, s, site, &mut report);
-            engine.put_back(SessionKey(s.key.0, s.key.1), session);
+            let key = SessionKey(s.key.0, s.key.1);
+            let session = Session {
+                past: engine.past().has(key),
+                ..map.session(&engine, s, site, &mut report)
+            };
+            engine.put_back(key, session);
             report.sessions += 1;
         }
+        engine.remembered_gauges(crate::now_ms());
         Ok((engine, report))
     }
 
@@ -210,8 +245,9 @@ impl Mapping {
         }
     }
 
-    fn session(&self, engine: &Engine, s: &SessionState, site: u16, r: &mut Restored) -> Session {
-        let reached = match usize::from(s.reached) {
+    /// Stages reached, `reached` of the state's, on the running journey.
+    fn reached(&self, reached: u8, r: &mut Restored) -> u8 {
+        match usize::from(reached) {
             0 => 0,
             n => match self.stages[n - 1] {
                 Some((i, same)) => {
@@ -223,12 +259,24 @@ impl Mapping {
                     1
                 }
             },
-        };
-        let channel = self.channels.get(usize::from(s.channel)).copied().flatten();
-        let device = self.devices.get(usize::from(s.device)).copied().flatten();
-        if channel.is_none() || device.is_none() {
-            r.label_unknown += 1;
         }
+    }
+
+    fn channel(&self, index: u8, r: &mut Restored) -> Channel {
+        let known = self.channels.get(usize::from(index)).copied().flatten();
+        r.label_unknown += usize::from(known.is_none());
+        known.unwrap_or(Channel::Other)
+    }
+
+    fn device(&self, index: u8, r: &mut Restored) -> Device {
+        let known = self.devices.get(usize::from(index)).copied().flatten();
+        r.label_unknown += usize::from(known.is_none());
+        known.unwrap_or(Device::Desktop)
+    }
+
+    fn session(&self, engine: &Engine, s: &SessionState, site: u16, r: &mut Restored) -> Session {
+        let reached = self.reached(s.reached, r);
+        let (channel, device) = (self.channel(s.channel, r), self.device(s.device, r));
         let other = engine.metrics.funnel.currencies[usize::from(site)]
             .codes
             .len()
@@ -248,8 +296,8 @@ impl Mapping {
             events: s.events,
             origin: s.origin,
             reached,
-            channel: channel.unwrap_or(Channel::Other),
-            device: device.unwrap_or(Device::Desktop),
+            channel,
+            device,
             ordered: s.ordered,
             ..session
         }

@@ -1,7 +1,7 @@
 //! The engine's own health: how far behind it runs, and what its session store holds. Its
 //! counters are kept in the figures; the gauges follow the sessions and the lag is the process's.
 
-use super::cells::Registrar;
+use super::cells::{Registrar, Space};
 use super::latency_buckets;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,10 +26,17 @@ pub struct EngineMetrics {
     pub applied: Counter,
     /// `touchstream_engine_events_unknown_site_total`: events for a site this engine lacks.
     pub unknown_site: Counter,
+    /// `touchstream_engine_late_events_total{site}`: new events of closed sessions, counted
+    /// against them.
+    late: Vec<Counter>,
+    /// `touchstream_engine_remembered_ids`: ids of closed sessions held for dedup.
+    pub remembered_ids: Gauge,
+    /// `touchstream_engine_dedup_horizon_seconds`: how far back dedup is exact.
+    pub dedup_horizon: Gauge,
 }
 
 impl EngineMetrics {
-    pub(super) fn new(r: &mut Registrar) -> Self {
+    pub(super) fn new(r: &mut Registrar, sites: &[String]) -> Self {
         // A family with one empty label set, as it always was: its samples print with `{}`.
         let lag = r
             .histograms(
@@ -67,7 +74,31 @@ impl EngineMetrics {
                 "touchstream_engine_events_unknown_site",
                 "Events for a site missing from this engine's configuration.",
             )),
+            late: r.kept_series(
+                (
+                    "touchstream_engine_late_events",
+                    "New events of sessions already closed, counted against them (touchpoints, \
+                     orders) without a second visit.",
+                ),
+                Default::default(),
+                &Space::sites(sites),
+            ),
+            remembered_ids: r.gauge((
+                "touchstream_engine_remembered_ids",
+                "Event and order ids of closed sessions held for dedup, against \
+                 engine.max_remembered_ids.",
+            )),
+            dedup_horizon: r.gauge((
+                "touchstream_engine_dedup_horizon_seconds",
+                "How long after its session closed an id is still surely remembered: \
+                 engine.dedup_horizon, or less once ids were forgotten to make room.",
+            )),
         }
+    }
+
+    /// The late events of `site`.
+    pub fn late(&self, site: usize) -> &Counter {
+        &self.late[site]
     }
 
     /// Records how long ago the collector received events just applied (`now_ms` is the

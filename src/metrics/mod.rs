@@ -94,7 +94,7 @@ impl Metrics {
             Family::default(),
             &Space::sites(&sites).by("reason", engine_reasons),
         );
-        let engine = EngineMetrics::new(&mut r);
+        let engine = EngineMetrics::new(&mut r, &sites);
         let ingest = IngestMetrics::new(&mut r, &sites, &filtered);
         let http = HttpMetrics::new(&mut r);
         let transport = TransportMetrics::new(&mut r);

@@ -21,6 +21,8 @@ pub struct SiteReport {
     pub orders: u64,
     pub revenue: Vec<(String, f64)>,
     pub duplicates: u64,
+    /// New events of closed sessions, counted against them.
+    pub late: u64,
 }
 
 /// Figures of every configured site.
@@ -66,6 +68,7 @@ impl Report {
                     orders: f.orders_total(s),
                     revenue: money(codes, |c| f.revenue(s, c).clone()),
                     duplicates: metrics.ingest.filtered(s, FilterReason::Duplicate).get(),
+                    late: metrics.engine.late(s).get(),
                 };
                 (site.id.clone(), report)
             })
@@ -95,6 +98,7 @@ impl Report {
                     "orders": r.orders,
                     "revenue": obj(&r.revenue),
                     "duplicates": r.duplicates,
+                    "late_events": r.late,
                 });
                 (id.clone(), v)
             })
@@ -145,6 +149,7 @@ impl Report {
                 amounts(&r.revenue)
             );
             let _ = writeln!(out, "  duplicates       {}", r.duplicates);
+            let _ = writeln!(out, "  late events      {}", r.late);
         }
         out
     }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod deploy;
+pub mod durable;
 pub mod exports;
 pub mod kafka;
 pub mod process;
@@ -11,3 +12,4 @@ pub mod prometheus;
 pub mod rees46;
 pub mod reference;
 pub mod server;
+pub mod workload;

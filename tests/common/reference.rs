@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 pub use touchstream_load::truth::{
-    Event as RefEvent, Figures, Money, STAGES, figures as reference, micros,
+    Arrival, Event as RefEvent, Figures, Money, STAGES, figures as reference,
+    figures_in_arrival_order, micros,
 };
 
 /// Asserts two figure sets are equal, money to a millionth.
@@ -41,5 +42,6 @@ pub fn from_report_json(report: &serde_json::Value, site: &str) -> Figures {
     f.orders = count(&s["orders"]);
     f.revenue = money(&s["revenue"]);
     f.duplicates = count(&s["duplicates"]);
+    f.late = count(&s["late_events"]);
     f
 }

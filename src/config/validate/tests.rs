@@ -131,3 +131,16 @@ fn rejects_unusable_state_settings() {
     let e = rejected(|c| c.state.segment_bytes = 4096, "state.segment_bytes");
     assert!(e.contains("1 MiB"), "{e}");
 }
+
+#[test]
+fn rejects_a_dedup_horizon_shorter_than_a_session() {
+    let e = rejected(
+        |c| c.engine.dedup_horizon = Duration::from_secs(60),
+        "engine.dedup_horizon",
+    );
+    assert!(e.contains("journey.session_timeout"), "{e}");
+    rejected(
+        |c| c.engine.max_remembered_ids = 0,
+        "engine.max_remembered_ids",
+    );
+}

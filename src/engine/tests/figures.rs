@@ -115,6 +115,7 @@ fn the_figures_of_a_run_restore_exactly_into_a_fresh_process() {
         "touchstream_engine_carts_evicted",
         "touchstream_engine_events_applied",
         "touchstream_engine_events_unknown_site",
+        "touchstream_engine_late_events",
         "touchstream_events_filtered",
     ] {
         assert!(has(family), "{family} not in the figures");

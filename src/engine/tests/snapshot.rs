@@ -70,9 +70,11 @@ fn a_restored_engine_goes_on_as_the_original_would() {
             report,
             Restored {
                 sessions: report.sessions,
+                remembered: state.past.len(),
                 ..Default::default()
             }
         );
+        assert_eq!(restored_past(&config, &state), state.past, "seed {seed}");
         events[cut..].iter().for_each(|e| _ = restored.apply(e));
         assert_eq!(restored.open_sessions(), open, "seed {seed}");
         assert_eq!(restored.snapshot().sessions.len(), open);
@@ -147,6 +149,7 @@ fn a_restore_maps_names_onto_a_changed_configuration() {
         report,
         Restored {
             sessions: 1,
+            remembered: 0,
             unknown_site: 1,
             stage_moved: 1,
             currency_moved: 1,
@@ -241,4 +244,12 @@ fn a_restored_engine_rates_new_sessions_as_the_original_would() {
             "cut {cut}"
         );
     }
+}
+
+/// The closed sessions an engine restored from `state` remembers, as it would write them.
+fn restored_past(config: &Config, state: &EngineState) -> Vec<crate::engine::PastSession> {
+    let bounds = Arc::new(Bounds::new(&config.engine));
+    let metrics = Arc::new(Metrics::new(config));
+    let (engine, _) = Engine::restore(config, metrics, bounds, state).unwrap();
+    engine.snapshot().past
 }

@@ -9,7 +9,7 @@ use crate::metrics::{IngestMetrics, Route};
 
 /// The counter families a restore brings back (the brief's list, written out here rather than
 /// read from the ledger, so a family dropped from it fails the tests).
-const COUNTERS: [&str; 12] = [
+const COUNTERS: [&str; 13] = [
     "touchstream_funnel_sessions",
     "touchstream_funnel_dropoffs",
     "touchstream_carts_abandoned",
@@ -20,6 +20,7 @@ const COUNTERS: [&str; 12] = [
     "touchstream_engine_carts_evicted",
     "touchstream_engine_events_applied",
     "touchstream_engine_events_unknown_site",
+    "touchstream_engine_late_events",
     "touchstream_revenue",
     "touchstream_carts_abandoned_value",
 ];
