@@ -208,14 +208,15 @@ pub fn engine(steps: &[Step]) {
 
 fn check(config: &Config, metrics: &Arc<Metrics>, steps: &[Step]) {
     let (as_sent, in_turn) = arrivals(steps);
-    for events in [in_turn, as_sent] {
+    // In turn, as sent, and as sent with the clock ticking after each event at the latest
+    // event time so far (sessions close between events, so late events come).
+    for (events, ticking) in [(in_turn, false), (as_sent.clone(), false), (as_sent, true)] {
         let before = figures(config, metrics);
-        run(config, metrics, &events);
+        let arrivals = run(config, metrics, &events, ticking);
         let got = figures(config, metrics).since(&before);
-        let arrivals: Vec<_> = events.iter().cloned().map(truth::Arrival::Event).collect();
         let expected = truth::figures_in_arrival_order(&arrivals, TIMEOUT_MS);
         let differences = got.differences(&expected);
-        assert!(differences.is_empty(), "{differences:?}\n{events:?}");
+        assert!(differences.is_empty(), "{differences:?}\n{arrivals:?}");
         // The funnel never widens; every closed session bought or dropped off once.
         assert!(got.reached.windows(2).all(|w| w[0] >= w[1]), "{got:?}");
         assert_eq!(
@@ -226,8 +227,16 @@ fn check(config: &Config, metrics: &Arc<Metrics>, steps: &[Step]) {
 }
 
 /// Applies `events` to a fresh engine and closes every session; the gauges are back at zero.
-fn run(config: &Config, metrics: &Arc<Metrics>, events: &[truth::Event]) {
+/// Applies `events` to a fresh engine, with a tick after each at the latest event time so far
+/// when `ticking`, and closes every session; returns what arrived, for the model.
+fn run(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    events: &[truth::Event],
+    ticking: bool,
+) -> Vec<truth::Arrival> {
     let engine = Engine::new(config, metrics.clone());
+    let (mut clock, mut arrivals) = (i64::MIN, Vec::new());
     for e in events {
         engine.apply(&Event {
             value: e.value,
@@ -235,8 +244,15 @@ fn run(config: &Config, metrics: &Arc<Metrics>, events: &[truth::Event]) {
             order_id: e.order_id.clone(),
             ..Event::new("demo", &e.session, &e.id, &e.kind, e.ts)
         });
+        arrivals.push(truth::Arrival::Event(e.clone()));
+        if ticking {
+            clock = clock.max(e.ts);
+            engine.sweep(clock);
+            arrivals.push(truth::Arrival::Tick(clock));
+        }
     }
     close_all(&engine, metrics);
+    arrivals
 }
 
 /// Closes every session of `engine`; the gauges are back at zero.

@@ -1,9 +1,12 @@
-//! `touchstream replay FILE`: the engine over a recorded log, in event time.
+//! `touchstream replay FILE`: the engine over a recorded log, in the file's order.
 //!
 //! The log is one wire-format batch (possibly pretty-printed), or JSON Lines where each line is
 //! a batch or a single event carrying `site`. Events are validated exactly as the collector
-//! does; the clock is the largest event time seen, and every session closes at the end of the
-//! log. A bad line stops the replay with its line number, unless `skip_invalid` is set.
+//! does. The clock is the largest event time read so far; it ticks (closing idle sessions) each
+//! time it enters a new minute, and every session closes at the end of the log. So the figures
+//! follow from the file's order and event times alone, the same on every run (CONTRACT.md
+//! section 2, as the README's "What is counted" states it). A bad line stops the replay with
+//! its line number, unless `skip_invalid` is set.
 
 use crate::collector::{BatchContext, Clock, WireBatch, decode_batch, mask};
 use crate::config::Config;
@@ -15,9 +18,8 @@ use serde_json::value::RawValue;
 use std::io::BufRead;
 use std::sync::Arc;
 
-/// Sweep for idle sessions every this many events (bounds memory on long logs; figures do not
-/// depend on it, because an event after a gap closes its old session itself).
-const SWEEP_EVERY: u64 = 10_000;
+/// The clock ticks each time it enters a new one of these (ms of event time).
+const TICK_MS: i64 = 60_000;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]
@@ -170,13 +172,50 @@ impl Replayer<'_> {
             self.fail(line, format!("{at}{} ({})", r.message, r.reason.as_str()))?;
         }
         for event in &decoded.events {
-            self.clock = self.clock.max(event.event_time_ms);
             self.engine.apply(event);
             self.applied += 1;
-            if self.applied.is_multiple_of(SWEEP_EVERY) {
-                self.engine.sweep(self.clock);
+            let clock = self.clock.max(event.event_time_ms);
+            if clock.div_euclid(TICK_MS) > self.clock.div_euclid(TICK_MS) {
+                self.engine.sweep(clock);
             }
+            self.clock = clock;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session's cart, then `filler` events of other sessions carrying the clock two hours
+    /// on, then the session's purchase dated ten minutes after its cart.
+    fn run(filler: usize) -> crate::metrics::SiteReport {
+        let t = 1_763_800_000_000i64;
+        let line = |session: &str, id: &str, kind: &str, ts: i64| {
+            format!(
+                r#"{{"site":"demo","id":"{id}","type":"{kind}","ts":{ts},"session":"{session}","props":{{"value":10,"currency":"PLN"}}}}"#
+            ) + "\n"
+        };
+        let mut log = line("a", "c", "add_to_cart", t);
+        for i in 0..filler {
+            let ts = t + 7_200_000 * (i as i64 + 1) / filler as i64;
+            log += &line(&format!("f{i}"), "1", "page_view", ts);
+        }
+        log += &line("a", "p", "purchase", t + 600_000);
+        let config = Config::default();
+        let out = replay(&config, log.as_bytes(), ReplayOptions::default()).unwrap();
+        out.report.sites[0].1.clone()
+    }
+
+    #[test]
+    fn the_clock_is_the_files_and_its_ticks_do_not_depend_on_how_many_events_pass() {
+        // The clock passed the cart's session timeout, so the purchase is late: the cart was
+        // abandoned, the order counts once, no second visit.
+        for filler in [1, 20_000] {
+            let r = run(filler);
+            assert_eq!(r.reached[0].1, filler as u64 + 1, "{filler}");
+            assert_eq!((r.carts_abandoned, r.orders, r.late), (1, 1, 1), "{filler}");
+        }
     }
 }

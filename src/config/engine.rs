@@ -32,8 +32,8 @@ pub struct EngineConfig {
     /// event counted against it (never a second visit).
     #[serde(with = "super::duration")]
     pub dedup_horizon: Duration,
-    /// Most event and order ids remembered for closed sessions (16 bytes an id in sessions of
-    /// ten events, about 45 at REES46's 3.4 events a session, 127 for a session of one); past
+    /// Most event and order ids remembered for closed sessions (19 bytes an id in sessions of
+    /// ten events, about 46 at REES46's 3.4 events a session, 140 for a session of one); past
     /// it the sessions closed longest ago are forgotten first, and
     /// `touchstream_engine_dedup_horizon_seconds` falls below `dedup_horizon`.
     pub max_remembered_ids: usize,

@@ -100,6 +100,11 @@ impl Bounds {
         self.remembered_ids() > self.max_remembered
     }
 
+    /// `engine.max_session_events`.
+    pub fn max_session_events(&self) -> u32 {
+        self.max_session_events
+    }
+
     /// `engine.max_remembered_ids`.
     pub fn max_remembered(&self) -> usize {
         self.max_remembered

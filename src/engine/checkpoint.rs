@@ -68,7 +68,7 @@ impl CheckpointData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EngineState, PastSession, SessionState};
+    use crate::engine::{EngineState, PastSession, PastState, SessionState};
     use crate::metrics::{Figure, HistogramFigure, Micros};
     use crate::ratelimit::LimiterState;
 
@@ -114,17 +114,22 @@ mod tests {
                     keys: (11, 12),
                     buckets: vec![(13, 4.5, 1_763_799_900_000_000)],
                 },
-                past: vec![PastSession {
-                    key: (14, 15),
-                    site: 0,
-                    ids: vec![16, 17],
-                    last_ms: 1_763_790_000_000,
-                    closed_ms: 1_763_791_800_000,
-                    reached: 5,
-                    channel: 0,
-                    device: 1,
-                }],
-                forgotten_ms: Some(1_763_700_000_000),
+                past: PastState {
+                    sessions: vec![PastSession {
+                        key: (14, 15),
+                        site: 0,
+                        ids: vec![16, 17],
+                        first_ms: 1_763_789_000_000,
+                        last_ms: 1_763_790_000_000,
+                        closed_ms: 1_763_791_800_000,
+                        events: 2,
+                        reached: 5,
+                        channel: 0,
+                        device: 1,
+                    }],
+                    forgotten_ms: Some(1_763_700_000_000),
+                    next_scan_ms: 1_763_792_000_000,
+                },
             },
             figures: Figures {
                 counters: vec![Figure {
@@ -184,13 +189,26 @@ mod tests {
         let want = known();
         let want = CheckpointData {
             engine: EngineState {
-                past: Vec::new(),
-                forgotten_ms: Some(want.taken_at_ms),
+                past: PastState {
+                    forgotten_ms: Some(want.taken_at_ms),
+                    ..PastState::default()
+                },
                 ..want.engine.clone()
             },
             ..want
         };
-        assert_eq!(CheckpointData::decode(&kept).unwrap(), want);
+        let migrated = CheckpointData::decode(&kept).unwrap();
+        assert_eq!(migrated, want);
+        // And an engine takes it up and goes on: its session back, a new one counted.
+        let config = Config::default();
+        let metrics = Arc::new(Metrics::new(&config));
+        let bounds = Arc::new(crate::engine::Bounds::new(&config.engine));
+        let (engine, restored) =
+            Engine::restore(&config, metrics.clone(), bounds, &migrated.engine).unwrap();
+        assert_eq!((restored.sessions, restored.remembered), (1, 0));
+        let event = Event::new("demo", "s", "1", "page_view", migrated.taken_at_ms);
+        assert_eq!(engine.apply(&event), crate::engine::Outcome::Applied);
+        assert_eq!(engine.open_sessions(), 2);
     }
     use crate::config::Config;
     use crate::engine::Engine;

@@ -14,7 +14,9 @@ impl Engine {
         self.forget(s);
         let leaving = Leaving {
             ids: std::mem::take(&mut s.ids),
+            first_ms: s.first_ms,
             last_ms: s.last_ms,
+            events: s.events,
             site: s.site,
             reached: s.reached,
             channel: s.channel,

@@ -77,7 +77,12 @@ pub fn recover(
             m.checkpoint_bytes.set(c.payload.len() as i64);
             engine
         }
-        _ => Engine::new(config, metrics.clone()),
+        _ => {
+            // Nothing of an earlier run is known: dedup covers what closes from now on.
+            let bounds = Arc::new(super::Bounds::new(&config.engine));
+            bounds.forgot_early(crate::now_ms());
+            Engine::with_bounds(config, metrics.clone(), bounds)
+        }
     };
     let from = found.checkpoint.unwrap_or(0);
     let options = LogOptions {

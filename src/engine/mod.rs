@@ -30,7 +30,7 @@ mod session;
 mod snapshot;
 
 pub use bounds::Bounds;
-pub use past::PastSession;
+pub use past::{PastSession, PastState};
 pub(crate) use record::{Counting, Recorder, Silent};
 pub use snapshot::{EngineState, Restored, SessionState, SnapshotError};
 
@@ -189,72 +189,108 @@ impl Engine {
             rec.filtered(usize::from(site), FilterReason::SessionRate);
             return Outcome::Filtered(FilterReason::SessionRate);
         }
-        if self.bounds.full() && !self.sessions.contains_key(&key) {
+        if self.bounds.full() && !self.sessions.contains_key(&key) && !self.late_for(key, ev) {
             self.evict();
         }
         let id = self.id_hash(0, &ev.id);
         let timeout = self.journey.session_timeout_ms;
-        let fresh = |past| Session {
-            past,
-            ..Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin)
+        let dup = || {
+            rec.filtered(usize::from(site), FilterReason::Duplicate);
+            Outcome::Filtered(FilterReason::Duplicate)
         };
-        let mut entry = match self.sessions.entry(key) {
-            Entry::Occupied(mut o) => {
-                if ev.event_time_ms >= o.get().last_ms.saturating_add(timeout) {
-                    // A duplicate changes nothing, not even which session is open.
-                    if self.seen(key, o.get(), id) {
-                        rec.filtered(usize::from(site), FilterReason::Duplicate);
-                        return Outcome::Filtered(FilterReason::Duplicate);
+        // The rules of CONTRACT.md section 2, in arrival order. A duplicate changes nothing,
+        // not even which session is open.
+        loop {
+            match self.sessions.entry(key) {
+                Entry::Occupied(mut o) => {
+                    let s = o.get();
+                    if self.seen(key, s, id) {
+                        return dup();
                     }
-                    let mut old = std::mem::replace(o.get_mut(), fresh(true));
-                    self.close(key, &mut old, ev.received_at_ms, rec);
-                    self.opened();
+                    if ev.event_time_ms >= s.last_ms.saturating_add(timeout) {
+                        // Closes it; the event is then taken as with no session open.
+                        let (_, mut old) = o.remove_entry();
+                        self.close(key, &mut old, ev.received_at_ms, rec);
+                        continue;
+                    }
+                    if ev.event_time_ms <= s.first_ms.saturating_sub(timeout)
+                        && let Some(late) = self.late(key, Some(s), ev, id, rec)
+                    {
+                        return late;
+                    }
+                    return self.update(key, o.get_mut(), ev, id, rec);
                 }
-                o.into_ref()
-            }
-            Entry::Vacant(v) => {
-                let mut past = self.past();
-                let had = match past.get_mut(key) {
-                    Some(r) if r.ids.contains(id) => {
-                        rec.filtered(usize::from(site), FilterReason::Duplicate);
-                        return Outcome::Filtered(FilterReason::Duplicate);
+                Entry::Vacant(v) => {
+                    let (had, seen) = {
+                        let past = self.past();
+                        (past.has(key), past.holds(key, id))
+                    };
+                    if seen {
+                        return dup();
                     }
-                    Some(r) if ev.event_time_ms < r.last_ms.saturating_add(timeout) => {
-                        let (outcome, added) = self.late(r, ev, id, rec);
-                        past.grew(added, &self.bounds);
-                        let held = self.bounds.remembered_ids();
-                        self.metrics.engine.remembered_ids.set(held as i64);
-                        return outcome;
+                    if had && let Some(late) = self.late(key, None, ev, id, rec) {
+                        return late;
                     }
-                    had => had.is_some(),
-                };
-                drop(past);
-                self.opened();
-                v.insert(fresh(had))
+                    self.opened();
+                    let fresh = Session {
+                        past: had,
+                        ..Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin)
+                    };
+                    return self.update(key, v.insert(fresh).value_mut(), ev, id, rec);
+                }
             }
-        };
-        self.update(key, entry.value_mut(), ev, id, rec)
+        }
     }
 
-    /// Counts a new event of a closed session against it: its touchpoint, its order once, and
-    /// the late counter; no stage, visit, drop-off or cart changes (CONTRACT.md section 2).
-    /// Returns the outcome and the ids it added to the record.
+    /// Whether `ev` would be a late event of a closed session of `key`.
+    fn late_for(&self, key: SessionKey, ev: &Event) -> bool {
+        let timeout = self.journey.session_timeout_ms;
+        self.past().covers(key, ev.event_time_ms, timeout)
+    }
+
+    /// Counts a new event against the closed session of `key` it belongs to, if one does: its
+    /// touchpoint, friction and order (once per session id: `open` is the session open now),
+    /// and the late counter; no stage, visit, drop-off or cart changes (CONTRACT.md section 2).
+    /// Past `engine.max_session_events` it is filtered as `session_limit`, as in an open one.
     fn late<R: Recorder>(
         &self,
-        r: &mut past::Record,
+        key: SessionKey,
+        open: Option<&Session>,
         ev: &Event,
         id: u64,
         rec: &R,
-    ) -> (Outcome, usize) {
-        let before = r.ids.len();
-        r.ids.insert(id);
-        let site = usize::from(r.site);
-        let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
+    ) -> Option<Outcome> {
+        let mut past = self.past();
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
-        let step = rules::late(&self.journey, r, ev, currency, order_id);
+        let counted =
+            order_id.filter(|&o| past.holds(key, o) || open.is_some_and(|s| s.ids.contains(o)));
+        let max_events = self.bounds.max_session_events();
+        let timeout = self.journey.session_timeout_ms;
+        let c = past.covering(key, ev.event_time_ms, timeout)?;
+        let site = usize::from(c.site);
+        if c.events >= max_events {
+            rec.filtered(site, FilterReason::SessionLimit);
+            return Some(Outcome::Filtered(FilterReason::SessionLimit));
+        }
+        c.events += 1;
+        let before = c.ids.len();
+        c.ids.insert(id);
+        if let Some(o) = counted {
+            // Counted by another session of the same id: marked, so it counts no more.
+            c.ids.insert(o);
+        }
+        let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
+        let step = rules::late(&self.journey, c, ev, currency, order_id);
+        let added = c.ids.len() - before;
+        past.grew(added, &self.bounds);
+        drop(past);
+        self.metrics
+            .engine
+            .remembered_ids
+            .set(self.bounds.remembered_ids() as i64);
         rec.step(&step);
         rec.late(site);
-        (Outcome::Late, r.ids.len() - before)
+        Some(Outcome::Late)
     }
 
     /// Under pressure, whether `ev` may open a session (or continue one): a client past its
@@ -268,7 +304,7 @@ impl Engine {
             .sessions
             .get(&key)
             .is_some_and(|s| ev.event_time_ms < s.last_ms.saturating_add(timeout));
-        continues || self.bounds.may_open(ev.origin, ev.received_at_ms)
+        continues || self.late_for(key, ev) || self.bounds.may_open(ev.origin, ev.received_at_ms)
     }
 
     fn update<R: Recorder>(
@@ -280,26 +316,22 @@ impl Engine {
         rec: &R,
     ) -> Outcome {
         let site = usize::from(s.site);
+        // The caller took out duplicates (`seen`); checked before the id is remembered, so the
+        // set stays within its bound.
         if let Some(limit) = self.bounds.refuses(s, R::COUNTS) {
-            // Checked before the id is remembered, so the set stays within its bound; a retry
-            // of an event the session took still counts as a duplicate.
-            let reason = if self.seen(key, s, id) {
-                FilterReason::Duplicate
-            } else {
-                limit
-            };
-            rec.filtered(site, reason);
-            return Outcome::Filtered(reason);
+            rec.filtered(site, limit);
+            return Outcome::Filtered(limit);
         }
         let cost = s.ids.cost();
-        if (s.past && self.past().holds(key, id)) || !s.ids.insert(id) {
+        if !s.ids.insert(id) {
             rec.filtered(site, FilterReason::Duplicate);
             return Outcome::Filtered(FilterReason::Duplicate);
         }
         s.events += 1;
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
-        if let Some(o) = order_id.filter(|&o| s.past && self.past().holds(key, o)) {
+        let is_order = || self.journey.classify(&ev.kind).order;
+        if let Some(o) = order_id.filter(|&o| s.past && is_order() && self.past().holds(key, o)) {
             // Counted by a closed session of the same key within the horizon: counted already.
             s.insert_order(o);
         }

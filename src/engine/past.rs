@@ -1,18 +1,20 @@
 //! Sessions remembered after they close, for `engine.dedup_horizon` (CONTRACT.md section 2):
 //! an event whose id a closed session of the same `(site, session)` holds is a duplicate, and a
-//! new event that falls inside a closed session's timeout (an offline queue flushed late, a
+//! new event that falls inside a closed session's window (an offline queue flushed late, a
 //! server's late call) is a late event counted against it, never a second visit.
 //!
 //! Each closed session keeps its ids (event and order id hashes, as while open) in a sorted
-//! array cut to size, its last event time and what a late event is counted under (site,
-//! furthest stage, channel, device): 48 bytes in the table plus 8 an id (`benches/
-//! session_memory.rs` measures it). A session id that closes again merges into its record.
-//! There is no queue: records are scanned when some may have passed the horizon (at most every
-//! hundredth of it, so an id is kept at most 1 % longer than the horizon, never shorter), and
-//! when the ids held (counted in the shared [`Bounds`], over every engine of the process) pass
-//! `engine.max_remembered_ids`, the records closed longest ago are forgotten, down to 99 % of
-//! it; the effective horizon is then the time since the newest of them closed. Within it,
-//! dedup is exact.
+//! array, its first and last event times, its event count and what a late event is counted
+//! under (site, furthest stage, channel, device); a session id's closed sessions sit together,
+//! each forgotten on its own. `benches/session_memory.rs` measures the cost: about 130 bytes a
+//! closed session plus 8 an id. Sessions leave once `dedup_horizon` has passed since they
+//! closed: records are scanned when the oldest may have passed it, at most every hundredth of
+//! the horizon (so an id is kept at most 1 % longer, never shorter); the scan's schedule is part
+//! of the state, so a restored engine forgets at the same ticks as the live one. When the ids
+//! held (counted in the shared [`Bounds`], over every engine of the process) pass
+//! `engine.max_remembered_ids`, every engine forgets its sessions closed longest ago until the
+//! process holds 99 % of it, each in proportion to what it holds; the effective horizon is then
+//! the time since the newest of them closed. Within it, dedup is exact.
 
 use super::session::{IdSet, Prehashed};
 use super::{Bounds, SessionKey};
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use thin_vec::ThinVec;
 
-/// A closed session's ids: sorted, no spare room.
+/// A closed session's ids: sorted.
 #[derive(Debug, Default)]
 pub struct Ids(ThinVec<u64>);
 
@@ -50,42 +52,44 @@ impl Ids {
             Ok(_) => false,
             Err(at) => {
                 self.0.insert(at, id);
-                self.0.shrink_to_fit();
                 true
             }
         }
-    }
-
-    fn merge(&mut self, other: Ids) {
-        let mut all: ThinVec<u64> = std::mem::take(&mut self.0);
-        all.extend(other.0);
-        all.sort_unstable();
-        all.dedup();
-        all.shrink_to_fit();
-        self.0 = all;
     }
 }
 
 /// A closed session, remembered.
 #[derive(Debug)]
-pub struct Record {
+pub struct Closed {
     pub ids: Ids,
-    /// Latest event time of the session (and of its late events), ms.
+    /// Earliest and latest event time of the session and of its late events, ms.
+    pub first_ms: i64,
     pub last_ms: i64,
     /// When it closed (the engine's clock), ms: the horizon runs from here.
     pub closed_ms: i64,
+    /// Events it took, late ones included: capped by `engine.max_session_events`.
+    pub events: u32,
     pub site: u16,
-    /// Stages reached, as the session had when it closed.
+    /// Stages reached when it closed.
     pub reached: u8,
     pub channel: Channel,
     pub device: Device,
+}
+
+impl Closed {
+    /// Whether an event at `ts` belongs to it: less than a timeout from its events.
+    fn covers(&self, ts: i64, timeout: i64) -> bool {
+        ts > self.first_ms.saturating_sub(timeout) && ts < self.last_ms.saturating_add(timeout)
+    }
 }
 
 /// What a closing session leaves behind.
 #[derive(Debug)]
 pub struct Leaving {
     pub ids: IdSet,
+    pub first_ms: i64,
     pub last_ms: i64,
+    pub events: u32,
     pub site: u16,
     pub reached: u8,
     pub channel: Channel,
@@ -93,15 +97,27 @@ pub struct Leaving {
 }
 
 /// One engine's remembered sessions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Past {
-    records: HashMap<SessionKey, Record, Prehashed>,
+    /// Each session id's closed sessions, in closing order.
+    records: HashMap<SessionKey, ThinVec<Closed>, Prehashed>,
     /// Ids held here (the bounds count every engine's).
     ids: usize,
-    /// No record closed before this (a lower bound): until the horizon reaches it, no scan.
+    /// When the oldest session held closed (`i64::MAX` when none is).
     oldest_ms: i64,
-    /// The earliest time of the next scan for records past the horizon.
+    /// The earliest time of the next scan for sessions past the horizon.
     next_scan_ms: i64,
+}
+
+impl Default for Past {
+    fn default() -> Self {
+        Past {
+            records: HashMap::default(),
+            ids: 0,
+            oldest_ms: i64::MAX,
+            next_scan_ms: i64::MIN,
+        }
+    }
 }
 
 impl Past {
@@ -110,79 +126,86 @@ impl Past {
         self.records.contains_key(&key)
     }
 
-    /// Whether the closed sessions of `key` hold the id hash `id`.
+    /// Whether a closed session of `key` holds the id hash `id`.
     pub fn holds(&self, key: SessionKey, id: u64) -> bool {
-        self.records.get(&key).is_some_and(|r| r.ids.contains(id))
+        (self.records.get(&key)).is_some_and(|all| all.iter().any(|c| c.ids.contains(id)))
     }
 
-    pub fn get_mut(&mut self, key: SessionKey) -> Option<&mut Record> {
-        self.records.get_mut(&key)
+    /// Whether a closed session of `key` covers an event at `ts`.
+    pub fn covers(&self, key: SessionKey, ts: i64, timeout: i64) -> bool {
+        (self.records.get(&key)).is_some_and(|all| all.iter().any(|c| c.covers(ts, timeout)))
     }
 
-    /// Ids a late event added to a record (its id, an order id): counted in the bounds.
+    /// The closed session of `key` an event at `ts` belongs to: the last closed that covers it.
+    pub fn covering(&mut self, key: SessionKey, ts: i64, timeout: i64) -> Option<&mut Closed> {
+        let all = self.records.get_mut(&key)?;
+        all.iter_mut().rev().find(|c| c.covers(ts, timeout))
+    }
+
+    /// Ids a late event added to a closed session (its id, an order id).
     pub fn grew(&mut self, added: usize, bounds: &Bounds) {
         self.ids += added;
         bounds.remembered(added as isize);
     }
 
-    /// Remembers a session closed at `closed_ms`, merged into an earlier record of its key.
+    /// Remembers a session closed at `closed_ms`.
     pub fn remember(&mut self, key: SessionKey, s: Leaving, closed_ms: i64, bounds: &Bounds) {
-        let ids = Ids::of(s.ids);
-        let before = self.records.get(&key).map_or(0, |r| r.ids.len());
-        let r = self.records.entry(key).or_insert_with(|| Record {
-            ids: Ids::default(),
+        let closed = Closed {
+            ids: Ids::of(s.ids),
+            first_ms: s.first_ms,
             last_ms: s.last_ms,
             closed_ms,
+            events: s.events,
             site: s.site,
             reached: s.reached,
             channel: s.channel,
             device: s.device,
-        });
-        r.ids.merge(ids);
-        r.last_ms = r.last_ms.max(s.last_ms);
-        r.closed_ms = r.closed_ms.max(closed_ms);
-        r.reached = r.reached.max(s.reached);
-        let added = r.ids.len() - before;
-        if self.records.len() == 1 {
-            self.oldest_ms = closed_ms;
-        }
+        };
+        let added = closed.ids.len();
+        let all = self.records.entry(key).or_default();
+        all.reserve_exact(1);
+        all.push(closed);
         self.oldest_ms = self.oldest_ms.min(closed_ms);
         self.grew(added, bounds);
     }
 
-    /// Forgets the records closed a horizon before `now_ms` or earlier (when a scan is due),
-    /// then, while the process remembers more ids than it may, the oldest (noting in `bounds`
-    /// when they were forgotten early).
+    /// Forgets the sessions closed a horizon before `now_ms` or earlier (when a scan is due),
+    /// then, while the process remembers more ids than it may, this engine's share of the
+    /// oldest (noting in `bounds` when they were forgotten early).
     pub fn expire(&mut self, now_ms: i64, bounds: &Bounds) {
         let horizon = bounds.horizon_ms();
         let cutoff = now_ms.saturating_sub(horizon);
-        if !self.records.is_empty() && cutoff >= self.oldest_ms && now_ms >= self.next_scan_ms {
+        if cutoff >= self.oldest_ms && now_ms >= self.next_scan_ms {
             self.forget_until(cutoff, bounds);
             self.next_scan_ms = now_ms.saturating_add(horizon / 100);
         }
-        if bounds.over_remembered() && !self.records.is_empty() {
-            self.make_room(bounds);
+        let excess = bounds.over_by(bounds.max_remembered() / 100);
+        if excess > 0 && self.ids > 0 && bounds.over_remembered() {
+            self.make_room(excess, bounds);
         }
     }
 
-    /// Forgets the oldest records until the process holds at most 99 % of what it may (or this
-    /// engine holds none).
+    /// Forgets this engine's share of `excess` ids (in proportion to the ids it holds of the
+    /// process's), the sessions closed longest ago first.
     #[cold]
-    fn make_room(&mut self, bounds: &Bounds) {
-        let excess = bounds.over_by(bounds.max_remembered() / 100);
-        let mut by_age: Vec<(i64, usize)> = (self.records.values())
-            .map(|r| (r.closed_ms, r.ids.len()))
+    fn make_room(&mut self, excess: usize, bounds: &Bounds) {
+        let share = (excess as u128 * self.ids as u128)
+            .div_ceil(bounds.remembered_ids().max(1) as u128) as usize;
+        // Ordered by when they closed, then by key: many close at the same tick.
+        let mut by_age: Vec<((i64, SessionKey), usize)> = (self.records.iter())
+            .flat_map(|(k, all)| all.iter().map(|c| ((c.closed_ms, *k), c.ids.len())))
             .collect();
-        by_age.sort_unstable();
-        let (mut freed, mut until) = (0, i64::MIN);
-        for (closed_ms, n) in by_age {
-            if freed >= excess {
+        by_age.sort_unstable_by_key(|((t, k), _)| (*t, k.0, k.1));
+        let (mut freed, mut until) = (0, (i64::MIN, SessionKey(0, 0)));
+        for (at, n) in by_age {
+            if freed >= share {
                 break;
             }
-            (freed, until) = (freed + n, closed_ms);
+            (freed, until) = (freed + n, at);
         }
-        self.forget_until(until, bounds);
-        bounds.forgot_early(until);
+        let last = (until.0, until.1.0, until.1.1);
+        self.forget(|closed_ms, key| (closed_ms, key.0, key.1) <= last, bounds);
+        bounds.forgot_early(until.0);
         tracing::warn!(
             forgotten = freed,
             held = bounds.remembered_ids(),
@@ -190,75 +213,90 @@ impl Past {
         );
     }
 
-    /// Forgets every record closed at `until_ms` or earlier.
+    /// Forgets every session closed at `until_ms` or earlier.
     fn forget_until(&mut self, until_ms: i64, bounds: &Bounds) {
+        self.forget(|closed_ms, _| closed_ms <= until_ms, bounds);
+    }
+
+    /// Forgets the sessions `pick` names by closing time and key.
+    fn forget(&mut self, pick: impl Fn(i64, SessionKey) -> bool, bounds: &Bounds) {
         let (mut freed, mut oldest) = (0, i64::MAX);
-        self.records.retain(|_, r| {
-            if r.closed_ms <= until_ms {
-                freed += r.ids.len();
-                return false;
-            }
-            oldest = oldest.min(r.closed_ms);
-            true
+        self.records.retain(|key, all| {
+            all.retain(|c| {
+                if pick(c.closed_ms, *key) {
+                    freed += c.ids.len();
+                    return false;
+                }
+                oldest = oldest.min(c.closed_ms);
+                true
+            });
+            !all.is_empty()
         });
         self.ids -= freed;
         self.oldest_ms = oldest;
         bounds.remembered(-(freed as isize));
     }
 
-    /// Forgets every record (a released partition).
+    /// Forgets every session (a released partition).
     pub fn clear(&mut self, bounds: &Bounds) {
         bounds.remembered(-(self.ids as isize));
         *self = Past::default();
     }
 
-    /// The records, oldest first, for a checkpoint.
-    pub fn snapshot(&self) -> Vec<PastSession> {
-        let mut out: Vec<PastSession> = (self.records.iter())
-            .map(|(k, r)| PastSession {
+    /// The sessions, oldest first, and the scan's schedule, for a checkpoint.
+    pub fn snapshot(&self, forgotten_ms: Option<i64>) -> PastState {
+        let mut sessions: Vec<PastSession> = (self.records.iter())
+            .flat_map(|(k, all)| all.iter().map(move |c| (k, c)))
+            .map(|(k, c)| PastSession {
                 key: (k.0, k.1),
-                site: r.site,
-                ids: r.ids.0.to_vec(),
-                last_ms: r.last_ms,
-                closed_ms: r.closed_ms,
-                reached: r.reached,
-                channel: r.channel as u8,
-                device: r.device as u8,
+                site: c.site,
+                ids: c.ids.0.to_vec(),
+                first_ms: c.first_ms,
+                last_ms: c.last_ms,
+                closed_ms: c.closed_ms,
+                events: c.events,
+                reached: c.reached,
+                channel: c.channel as u8,
+                device: c.device as u8,
             })
             .collect();
-        out.sort_unstable_by_key(|p| (p.closed_ms, p.key));
-        out
+        // Stable: a session id's sessions keep their closing order.
+        sessions.sort_by_key(|p| (p.closed_ms, p.key));
+        PastState {
+            sessions,
+            forgotten_ms,
+            next_scan_ms: self.next_scan_ms,
+        }
+    }
+
+    /// Takes up a checkpoint's scan schedule (its sessions are put back with `remember`).
+    pub fn restore_schedule(&mut self, next_scan_ms: i64) {
+        self.next_scan_ms = next_scan_ms;
     }
 }
 
-/// One remembered session in a checkpoint (`EngineState::past`), indices as in
-/// [`super::SessionState`].
+/// The closed sessions in a checkpoint (`EngineState::past`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PastState {
+    /// Oldest first; a session id's in closing order.
+    pub sessions: Vec<PastSession>,
+    /// When the newest closed session forgotten before its horizon had closed, if any was.
+    pub forgotten_ms: Option<i64>,
+    /// The earliest time of the next scan for sessions past the horizon.
+    pub next_scan_ms: i64,
+}
+
+/// One remembered session, indices as in [`super::SessionState`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PastSession {
     pub key: (u64, u64),
     pub site: u16,
     pub ids: Vec<u64>,
+    pub first_ms: i64,
     pub last_ms: i64,
     pub closed_ms: i64,
+    pub events: u32,
     pub reached: u8,
     pub channel: u8,
     pub device: u8,
-}
-
-impl Leaving {
-    /// What a checkpoint's record leaves, its labels already mapped.
-    pub fn from_ids(ids: &[u64], last_ms: i64, site: u16, reached: u8) -> Self {
-        let mut set = IdSet::default();
-        for &id in ids {
-            set.insert(id);
-        }
-        Leaving {
-            ids: set,
-            last_ms,
-            site,
-            reached,
-            channel: Channel::Other,
-            device: Device::Desktop,
-        }
-    }
 }

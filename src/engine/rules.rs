@@ -2,7 +2,7 @@
 //! closing session counts as. They change the session and state what happened; they write no
 //! metric, so the same rules serve counting and rebuilding alike (see `record`).
 
-use super::past::Record;
+use super::past::Closed as ClosedSession;
 use super::session::Session;
 use crate::event::{Channel, Event};
 use crate::journey::{CartEffect, Journey, Kind, Touchpoint};
@@ -96,12 +96,13 @@ pub fn advance(
 /// order id); the session's stages, cart and visit were counted when it closed and stay so.
 pub fn late(
     j: &Journey,
-    r: &mut Record,
+    r: &mut ClosedSession,
     ev: &Event,
     currency: usize,
     order_id: Option<u64>,
 ) -> Step {
     let tp = j.classify(&ev.kind);
+    r.first_ms = r.first_ms.min(ev.event_time_ms);
     r.last_ms = r.last_ms.max(ev.event_time_ms);
     let (phase, friction) = placed(j, &tp, usize::from(r.reached.max(1)) - 1);
     let first_time = tp.order && order_id.is_none_or(|id| r.ids.insert(id));

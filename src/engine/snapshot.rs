@@ -13,8 +13,8 @@
 //! new-session rate's buckets are written ([`EngineState::limiter`]): the caller builds the
 //! restored engine's [`Bounds`] from them, so it refuses what the stopped one would have.
 
-use super::past::{Leaving, PastSession};
-use super::session::Session;
+use super::past::{Leaving, PastState};
+use super::session::{IdSet, Session};
 use super::{Bounds, Engine, SessionKey};
 use crate::config::Config;
 use crate::event::{Channel, Device};
@@ -38,10 +38,8 @@ pub struct EngineState {
     pub sessions: Vec<SessionState>,
     /// The new-session rate's buckets (of every engine sharing the bounds).
     pub limiter: LimiterState,
-    /// Closed sessions remembered for the dedup horizon, in the order they closed.
-    pub past: Vec<PastSession>,
-    /// When the newest closed session forgotten before its horizon had closed, if any was.
-    pub forgotten_ms: Option<i64>,
+    /// Closed sessions remembered for the dedup horizon.
+    pub past: PastState,
 }
 
 /// One open session.
@@ -124,8 +122,7 @@ impl Engine {
             devices: Device::ALL.iter().map(|d| d.as_str().into()).collect(),
             sessions,
             limiter: self.bounds.limiter_state(),
-            past: self.past().snapshot(),
-            forgotten_ms: self.bounds.forgotten_ms(),
+            past: self.past().snapshot(self.bounds.forgotten_ms()),
         }
     }
 
@@ -141,25 +138,34 @@ impl Engine {
         engine.keys = state.keys;
         let map = Mapping::new(&engine, state);
         let mut report = Restored::default();
-        if let Some(t) = state.forgotten_ms {
+        if let Some(t) = state.past.forgotten_ms {
             engine.bounds.forgot_early(t);
         }
-        for (n, p) in state.past.iter().enumerate() {
+        engine.past().restore_schedule(state.past.next_scan_ms);
+        for (n, p) in state.past.sessions.iter().enumerate() {
             let site_name = (state.sites.get(usize::from(p.site)))
                 .ok_or(SnapshotError::BadSite(n, p.site, state.sites.len()))?;
+            if usize::from(p.reached) > state.stages.len() {
+                return Err(SnapshotError::BadStage(n, p.reached, state.stages.len()));
+            }
             let Some(&site) = engine.sites.get(site_name) else {
                 report.unknown_site += 1;
                 continue;
             };
+            let mut ids = IdSet::default();
+            p.ids.iter().for_each(|&id| _ = ids.insert(id));
             let leaving = Leaving {
+                ids,
+                first_ms: p.first_ms,
+                last_ms: p.last_ms,
+                events: p.events,
+                site,
+                reached: map.reached(p.reached, &mut report),
                 channel: map.channel(p.channel, &mut report),
                 device: map.device(p.device, &mut report),
-                ..Leaving::from_ids(&p.ids, p.last_ms, site, map.reached(p.reached, &mut report))
             };
             let key = SessionKey(p.key.0, p.key.1);
-            engine
-                .past()
-                .remember(key, leaving, p.closed_ms, &engine.bounds);
+            (engine.past()).remember(key, leaving, p.closed_ms, &engine.bounds);
             report.remembered += 1;
         }
         for (n, s) in state.sessions.iter().enumerate() {

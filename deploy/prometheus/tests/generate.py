@@ -206,7 +206,38 @@ tests.append({
     ],
 })
 
-# 8. Events flow at 10 a minute for a day, then stop at minute 1500.
+# 8. The effective dedup horizon: stuck at 1 hour (the remembered ids are spent) warns after 7
+#    hours; growing from 0 after an upgrade from a state that kept none (it reaches 6 hours
+#    after 6) never does.
+HORIZON = 'touchstream_engine_dedup_horizon_seconds{instance="engine"}'
+tests.append({
+    'name': 'a short dedup horizon warns after 7 hours; one growing after an upgrade does not',
+    'interval': '1m',
+    'input_series': [
+        {'series': HORIZON, 'values': '3600+0x600'},
+        {'series': 'touchstream_engine_dedup_horizon_seconds{instance="upgraded"}', 'values': '0+60x600'},
+    ],
+    'alert_rule_test': [
+        {'eval_time': '6h50m', 'alertname': 'DedupHorizonShort', 'exp_alerts': []},
+        {'eval_time': '7h10m', 'alertname': 'DedupHorizonShort', 'exp_alerts': [
+            {'exp_labels': {'severity': 'warning', 'team': 'platform'}, 'exp_annotations': {
+                'summary': "touchstream remembers closed sessions' ids for less than 6 hours",
+                'description': 'For 7 hours the effective dedup horizon has been under 6 hours: engine.max_remembered_ids is too small for the traffic, so a retry or an offline queue flushed later than that after its session closed counts twice (a second visit, a second order).',
+                'runbook_url': 'deploy/prometheus/RUNBOOK.md#deduphorizonshort',
+            }}]},
+    ],
+})
+tests.append({
+    'name': 'a dedup horizon growing after an upgrade never warns',
+    'interval': '1m',
+    'input_series': [{'series': HORIZON, 'values': '0+60x600'}],
+    'alert_rule_test': [
+        {'eval_time': '7h10m', 'alertname': 'DedupHorizonShort', 'exp_alerts': []},
+        {'eval_time': '9h', 'alertname': 'DedupHorizonShort', 'exp_alerts': []},
+    ],
+})
+
+# 9. Events flow at 10 a minute for a day, then stop at minute 1500.
 tests.append({
     'name': 'no touchpoints fires after its window',
     'interval': '1m',

@@ -13,19 +13,22 @@ pub enum Arrival {
 }
 
 /// The contract's figures (CONTRACT.md section 2, "Sessions, duplicates and late events") for
-/// `arrivals` with the given session timeout, every id within the dedup horizon. Per session id,
-/// in arrival order:
+/// `arrivals` with the given session timeout, every id within the dedup horizon and no session
+/// at its event limit. A session's window is the times less than a timeout from its events
+/// (after its first less a timeout, before its last plus a timeout). Per session id, in arrival
+/// order:
 /// - an event whose id the session id has seen (in its open session or in one closed) is a
-///   duplicate and changes nothing, not even the last activity;
-/// - else, with a session open: one less than a timeout after its last activity joins it (its
-///   time may be earlier; the last activity is the latest time); one a timeout or more after
-///   closes it, and is then taken as with no session open;
-/// - else, with no session open: one less than a timeout after the last activity of the
-///   session id's closed sessions is late: it counts its order (an order id counts once per
-///   session id; an order without one always counts) and the late counter, and moves that last
-///   activity, but opens no session and changes no stage, drop-off or cart; any other opens a
-///   new session;
-/// - a tick closes every open session whose last activity is a timeout or more before it.
+///   duplicate and changes nothing, not even the session's times;
+/// - else, with a session open: one a timeout or more after its last event closes it and is
+///   then taken as with no session open; one a timeout or more before its first event is late
+///   if one of the session id's closed sessions has it in its window; any other joins it;
+/// - else, with no session open: one in the window of one of the session id's closed sessions
+///   is late; any other opens a new session;
+/// - a late event goes to the last closed session whose window has it, widens that session's
+///   times, counts its order (an order id counts once per session id; an order without one
+///   always counts) and the late counter, and opens no session and changes no stage, drop-off
+///   or cart;
+/// - a tick closes every open session whose last event is a timeout or more before it.
 ///
 /// A closed session counts its furthest stage and every one before it, a drop-off at the
 /// furthest unless it is the last stage, and an abandoned cart (its value, never below zero)
@@ -53,20 +56,24 @@ pub fn figures_in_arrival_order(arrivals: &[Arrival], timeout_ms: i64) -> Figure
         if s.open.as_ref().is_some_and(|o| e.ts >= o.last + timeout_ms) {
             s.close(&mut f);
         }
+        let before_open = s.open.as_ref().is_none_or(|o| e.ts <= o.first - timeout_ms);
+        let window = |c: &&mut (i64, i64)| e.ts > c.0 - timeout_ms && e.ts < c.1 + timeout_ms;
+        if before_open && let Some(c) = s.closed.iter_mut().rev().find(window) {
+            (c.0, c.1) = (c.0.min(e.ts), c.1.max(e.ts));
+            f.late += 1;
+            if is_order(e) && e.order_id.as_ref().is_none_or(|o| s.orders.insert(o)) {
+                f.count_order(e);
+            }
+            continue;
+        }
         match &mut s.open {
             Some(open) => {
-                open.last = open.last.max(e.ts);
+                (open.first, open.last) = (open.first.min(e.ts), open.last.max(e.ts));
                 open.events.push(e);
-            }
-            None if s.closed_last.is_some_and(|last| e.ts < last + timeout_ms) => {
-                f.late += 1;
-                s.closed_last = s.closed_last.max(Some(e.ts));
-                if is_order(e) && e.order_id.as_ref().is_none_or(|o| s.orders.insert(o)) {
-                    f.count_order(e);
-                }
             }
             None => {
                 s.open = Some(Visit {
+                    first: e.ts,
                     last: e.ts,
                     events: vec![e],
                 })
@@ -86,11 +93,12 @@ struct SessionId<'a> {
     /// Order ids counted, in any of its sessions.
     orders: HashSet<&'a String>,
     open: Option<Visit<'a>>,
-    /// The last activity of its closed sessions, if one closed.
-    closed_last: Option<i64>,
+    /// Its closed sessions' first and last event times, in closing order.
+    closed: Vec<(i64, i64)>,
 }
 
 struct Visit<'a> {
+    first: i64,
     last: i64,
     /// Its events (duplicates left out), in arrival order.
     events: Vec<&'a Event>,
@@ -99,7 +107,7 @@ struct Visit<'a> {
 impl SessionId<'_> {
     fn close(&mut self, f: &mut Figures) {
         if let Some(v) = self.open.take() {
-            self.closed_last = self.closed_last.max(Some(v.last));
+            self.closed.push((v.first, v.last));
             f.add_closed(&v.events, &mut self.orders);
         }
     }

@@ -2,7 +2,7 @@
 //! sessions remembered for the dedup horizon. Read and migrated, never written.
 
 use super::CheckpointData;
-use crate::engine::{EngineState, SessionState};
+use crate::engine::{EngineState, PastState, SessionState};
 use crate::metrics::Figures;
 use crate::ratelimit::LimiterState;
 use serde::Deserialize;
@@ -46,8 +46,10 @@ impl From<FormatOne> for CheckpointData {
                 devices: e.devices,
                 sessions: e.sessions,
                 limiter: e.limiter,
-                past: Vec::new(),
-                forgotten_ms: Some(one.taken_at_ms),
+                past: PastState {
+                    forgotten_ms: Some(one.taken_at_ms),
+                    ..PastState::default()
+                },
             },
             figures: one.figures,
         }

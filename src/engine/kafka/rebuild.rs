@@ -64,6 +64,9 @@ fn read_back(
         .set("enable.partition.eof", "true")
         .create()?;
     let since = until_time - k.rebuild_lookback.as_millis() as i64;
+    // Sessions that closed before the lookback are not remembered: the effective dedup
+    // horizon starts there.
+    shared.bounds.forgot_early(since);
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition_offset(topic, partition, Offset::Offset(since))?;
     let found = reader.offsets_for_times(wanted, Duration::from_secs(10))?;

@@ -3,6 +3,7 @@
 
 mod bounds;
 mod figures;
+mod past;
 mod snapshot;
 
 use super::*;
@@ -303,7 +304,9 @@ fn silent_rebuild_restores_state_and_gauges_without_counting() {
     assert_eq!(f.metrics.engine.applied.get(), 0);
     // The silent sweep closed the first `s`; the rebuilt second one knows it reached
     // product_view, so a purchase now counts only the stages after it.
-    f.apply_value("s", "3", "purchase", 10.0, None, Some("o"));
+    let mut buy = f.ev("s", "3", "purchase", 41 * MIN);
+    (buy.value, buy.order_id) = (Some(10.0), Some("o".into()));
+    f.engine.apply(&buy);
     assert_eq!(f.reached(), [0, 0, 1, 1, 1]);
     assert_eq!(f.report().orders, 1);
     assert_eq!(f.engine.release(), 1);

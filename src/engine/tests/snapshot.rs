@@ -70,7 +70,7 @@ fn a_restored_engine_goes_on_as_the_original_would() {
             report,
             Restored {
                 sessions: report.sessions,
-                remembered: state.past.len(),
+                remembered: state.past.sessions.len(),
                 ..Default::default()
             }
         );
@@ -247,7 +247,7 @@ fn a_restored_engine_rates_new_sessions_as_the_original_would() {
 }
 
 /// The closed sessions an engine restored from `state` remembers, as it would write them.
-fn restored_past(config: &Config, state: &EngineState) -> Vec<crate::engine::PastSession> {
+fn restored_past(config: &Config, state: &EngineState) -> crate::engine::PastState {
     let bounds = Arc::new(Bounds::new(&config.engine));
     let metrics = Arc::new(Metrics::new(config));
     let (engine, _) = Engine::restore(config, metrics, bounds, state).unwrap();
