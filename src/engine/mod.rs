@@ -143,11 +143,6 @@ impl Engine {
         self.past.lock().expect("never poisoned")
     }
 
-    /// Whether `s` (of `key`) or a closed session of its key holds the id hash `id`.
-    fn seen(&self, key: SessionKey, s: &Session, id: u64) -> bool {
-        s.ids.contains(id) || (s.past && self.past().holds(key, id))
-    }
-
     fn gauges(&self) -> Gauges<'_> {
         Gauges {
             metrics: &self.metrics,
@@ -204,18 +199,23 @@ impl Engine {
             match self.sessions.entry(key) {
                 Entry::Occupied(mut o) => {
                     let s = o.get();
-                    if self.seen(key, s, id) {
+                    if s.past && self.past().holds(key, id) {
                         return dup();
                     }
-                    if ev.event_time_ms >= s.last_ms.saturating_add(timeout) {
+                    // Within the session's window the common case: `update` finds a duplicate
+                    // of the open session as it remembers the id.
+                    let after = ev.event_time_ms >= s.last_ms.saturating_add(timeout);
+                    let before = ev.event_time_ms <= s.first_ms.saturating_sub(timeout);
+                    if (after || before) && s.ids.contains(id) {
+                        return dup();
+                    }
+                    if after {
                         // Closes it; the event is then taken as with no session open.
                         let (_, mut old) = o.remove_entry();
                         self.close(key, &mut old, ev.received_at_ms, rec);
                         continue;
                     }
-                    if ev.event_time_ms <= s.first_ms.saturating_sub(timeout)
-                        && let Some(late) = self.late(key, Some(s), ev, id, rec)
-                    {
+                    if before && let Some(late) = self.late(key, Some(s), ev, id, rec) {
                         return late;
                     }
                     return self.update(key, o.get_mut(), ev, id, rec);
@@ -316,11 +316,16 @@ impl Engine {
         rec: &R,
     ) -> Outcome {
         let site = usize::from(s.site);
-        // The caller took out duplicates (`seen`); checked before the id is remembered, so the
-        // set stays within its bound.
+        // Checked before the id is remembered, so the set stays within its bound; a retry of
+        // an event the session took still counts as a duplicate.
         if let Some(limit) = self.bounds.refuses(s, R::COUNTS) {
-            rec.filtered(site, limit);
-            return Outcome::Filtered(limit);
+            let reason = if s.ids.contains(id) {
+                FilterReason::Duplicate
+            } else {
+                limit
+            };
+            rec.filtered(site, reason);
+            return Outcome::Filtered(reason);
         }
         let cost = s.ids.cost();
         if !s.ids.insert(id) {
