@@ -17,7 +17,8 @@ use touchstream::event::{Channel, Device};
 use touchstream::metrics::{Metrics, Report};
 
 /// One session id's events at any time over four timeouts (ids `e0`.., some re-sent, order
-/// ids shared by its sessions), on `site`, in any arrival order.
+/// ids shared by its sessions, each sent with values of its own), on `site`, in any arrival
+/// order.
 fn crossing(index: usize, site: usize) -> impl Strategy<Value = Vec<Sent>> {
     let events = proptest::collection::vec((spec(), 0..4 * TIMEOUT_MS, any::<bool>()), 1..10);
     events
@@ -28,7 +29,10 @@ fn crossing(index: usize, site: usize) -> impl Strategy<Value = Vec<Sent>> {
                 e.event.id = format!("e{i}");
                 e.event.ts = 1_000_000 + at;
                 if let Some(o) = &mut e.event.order_id {
+                    // Shared by the session id's sessions, and re-sent with another value: which
+                    // one counts is the first to arrive.
                     *o = o.replace("order-0-", "order-");
+                    e.event.value = Some(f64::from(spec.2.unwrap_or(0)) / 100.0);
                 }
                 if resend {
                     sent.push(e.clone());

@@ -174,7 +174,14 @@ fn orders(s: &Scrape) -> (u64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_killed_with_sigkill_and_restarted_loses_nothing_and_counts_nothing_twice() {
     let broker = Broker::memory();
-    let cfg = config(&broker, 2, LONG);
+    let mut cfg = config(&broker, 2, LONG);
+    // The restarted engine is the same static member (a StatefulSet's pod keeps its name): it
+    // takes its partitions back without the group waiting for the old one's session to end.
+    // tansu takes about 6 s to take a static member in: the session must outlast that.
+    cfg.kafka.instance_id = "engine-0".into();
+    cfg.kafka
+        .consumer
+        .insert("session.timeout.ms".into(), "15000".into());
     let collector = Running::collect(cfg.clone()).await;
     let mut first = EngineProcess::start(&cfg);
 

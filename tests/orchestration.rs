@@ -106,6 +106,13 @@ fn compose_file_is_valid_and_runs_touchstream_as_the_code_expects() {
     );
     let kafka_topics = strings(&services["kafka-topics"]["command"]).join(" ");
     let engines = ours.iter().filter(|(_, _, c, _)| c == "engine").count();
+    // Each engine a static member of its own: two sharing an id would fence each other out.
+    let ids: BTreeSet<Option<&str>> = (ours.iter())
+        .filter(|(_, _, c, _)| c == "engine")
+        .map(|(_, _, _, config)| config.kafka.instance_id())
+        .collect();
+    assert_eq!(ids.len(), engines, "{ids:?}");
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
     for (name, service, command, config) in &ours {
         // Built from this repository's Dockerfile, running a real subcommand.
         let context = Path::new(str_of(&service["build"]["context"]));
@@ -367,10 +374,13 @@ fn deployment_config(docs: &[Value], deployment: &Value) -> (String, Config) {
         .flatten()
         .filter(|e| str_of(&e["name"]).starts_with("TOUCHSTREAM_"))
         .map(|e| {
-            (
-                str_of(&e["name"]).to_string(),
-                str_of(&e["value"]).to_string(),
-            )
+            // The downward API's pod name, as Kubernetes fills it in.
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.name") => "touchstream-engine-7d9f8-x2k4q",
+                Some(other) => panic!("no stand-in for {other}"),
+                None => str_of(&e["value"]),
+            };
+            (str_of(&e["name"]).to_string(), value.to_string())
         })
         .collect();
     (subcommand.clone(), container_config(Some(text), &env))

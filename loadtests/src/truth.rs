@@ -107,15 +107,16 @@ impl Figures {
                 self.duplicates += 1;
             }
         }
-        self.add_closed(&events, &mut HashSet::new());
+        self.add_closed(&events, Some(&mut HashSet::new()));
     }
 
     /// Adds one closed session (its events, duplicates left out), counting each order id not
-    /// in `orders` (the session id's counted orders) once.
+    /// in `orders` (the session id's counted orders) once; `None` when its orders were counted
+    /// as they arrived.
     pub(crate) fn add_closed<'a>(
         &mut self,
         events: &[&'a Event],
-        orders: &mut HashSet<&'a String>,
+        mut orders: Option<&mut HashSet<&'a String>>,
     ) {
         let furthest = events
             .iter()
@@ -142,7 +143,9 @@ impl Figures {
                 "purchase" | "Order Completed" => {
                     // Bought, even when the order was counted already (a re-sent confirmation).
                     ordered = true;
-                    if e.order_id.as_ref().is_none_or(|o| orders.insert(o)) {
+                    if let Some(orders) = orders.as_mut()
+                        && e.order_id.as_ref().is_none_or(|o| orders.insert(o))
+                    {
                         self.count_order(e);
                     }
                 }

@@ -46,6 +46,9 @@ pub struct Bounds {
     /// room, or never remembered: the state started empty or came from a release that kept
     /// none); `i64::MIN` when none was.
     forgotten_ms: AtomicI64,
+    /// The current round of making room, and the fraction (ppm) of its ids each engine forgets
+    /// in it: set once by the engine that finds the bound passed, taken once by each.
+    room: Mutex<(u64, u32)>,
 }
 
 impl Bounds {
@@ -77,7 +80,23 @@ impl Bounds {
             max_remembered: e.max_remembered_ids,
             horizon_ms: e.dedup_horizon.as_millis().min(i64::MAX as u128) as i64,
             forgotten_ms: AtomicI64::new(i64::MIN),
+            room: Mutex::new((0, 0)),
         }
+    }
+
+    /// The round of making room an engine that last took `taken` should take now, with the
+    /// fraction (ppm) of its ids to forget: a round it has not taken yet, or a new one when the
+    /// process holds more than `engine.max_remembered_ids` (the fraction that brings it to
+    /// 99 % of the bound, the same for every engine).
+    pub fn room_round(&self, taken: u64) -> Option<(u64, u32)> {
+        let mut room = self.room.lock().expect("never poisoned");
+        if room.0 == taken && self.over_remembered() {
+            let held = self.remembered_ids() as u128;
+            let keep = self.max_remembered as u128 * 99 / 100;
+            let ppm = ((held - keep.min(held)) * 1_000_000).div_ceil(held.max(1));
+            *room = (room.0 + 1, ppm.min(1_000_000) as u32);
+        }
+        (room.0 != taken).then_some(*room)
     }
 
     /// The remembered ids changed by `delta`.
@@ -103,17 +122,6 @@ impl Bounds {
     /// `engine.max_session_events`.
     pub fn max_session_events(&self) -> u32 {
         self.max_session_events
-    }
-
-    /// `engine.max_remembered_ids`.
-    pub fn max_remembered(&self) -> usize {
-        self.max_remembered
-    }
-
-    /// How many ids over `engine.max_remembered_ids` less `slack` the engines remember.
-    pub fn over_by(&self, slack: usize) -> usize {
-        let room = self.max_remembered.saturating_sub(slack);
-        self.remembered_ids().saturating_sub(room)
     }
 
     /// `engine.dedup_horizon`, ms.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 mod v1;
 
 /// The format this release writes. 2: the engine's state gained the closed sessions
-/// remembered for the dedup horizon (`EngineState::past`, `forgotten_ms`).
+/// remembered for the dedup horizon (`EngineState::past`).
 pub const FORMAT: u32 = 2;
 
 /// A checkpoint's content.

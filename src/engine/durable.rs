@@ -77,12 +77,7 @@ pub fn recover(
             m.checkpoint_bytes.set(c.payload.len() as i64);
             engine
         }
-        _ => {
-            // Nothing of an earlier run is known: dedup covers what closes from now on.
-            let bounds = Arc::new(super::Bounds::new(&config.engine));
-            bounds.forgot_early(crate::now_ms());
-            Engine::with_bounds(config, metrics.clone(), bounds)
-        }
+        _ => Engine::new(config, metrics.clone()),
     };
     let from = found.checkpoint.unwrap_or(0);
     let options = LogOptions {
@@ -91,6 +86,12 @@ pub fn recover(
         ..LogOptions::default()
     };
     let (log, recovery) = state::log::open(dir, options)?;
+    if found.checkpoint.is_none() && recovery.first_lsn() != Some(1) {
+        // Nothing of an earlier run is known (a first start, a lost directory): dedup covers
+        // what closes from now on.
+        engine.bounds.forgot_early(crate::now_ms());
+        engine.remembered_gauges(crate::now_ms());
+    }
     for d in recovery.damage() {
         tracing::error!(damage = ?d, "log damaged: the records there are lost");
     }
@@ -107,8 +108,22 @@ pub fn recover(
             "the log starts after the checkpoint: the records between are lost"
         );
     }
+    // A long replay says how far it is, every few seconds.
+    let total = recovery
+        .last_lsn()
+        .map_or(0, |last| last.saturating_sub(from));
+    let mut progress = Instant::now();
     for r in recovery.read_after(from) {
         let (lsn, bytes) = r?;
+        if progress.elapsed() >= Duration::from_secs(5) {
+            progress = Instant::now();
+            tracing::info!(
+                replayed = found.records,
+                of = total,
+                events = found.events,
+                "replaying the log"
+            );
+        }
         match record::decode(&bytes).with_context(|| format!("log record {lsn}"))? {
             Record::Batch(events) => {
                 found.events += events.len() as u64;

@@ -262,8 +262,10 @@ impl Engine {
     ) -> Option<Outcome> {
         let mut past = self.past();
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
-        let counted =
-            order_id.filter(|&o| past.holds(key, o) || open.is_some_and(|s| s.ids.contains(o)));
+        let is_order = self.journey.classify(&ev.kind).order;
+        let counted = order_id.filter(|&o| {
+            is_order && (past.holds(key, o) || open.is_some_and(|s| s.ids.contains(o)))
+        });
         let max_events = self.bounds.max_session_events();
         let timeout = self.journey.session_timeout_ms;
         let c = past.covering(key, ev.event_time_ms, timeout)?;

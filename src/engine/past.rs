@@ -12,9 +12,11 @@
 //! the horizon (so an id is kept at most 1 % longer, never shorter); the scan's schedule is part
 //! of the state, so a restored engine forgets at the same ticks as the live one. When the ids
 //! held (counted in the shared [`Bounds`], over every engine of the process) pass
-//! `engine.max_remembered_ids`, every engine forgets its sessions closed longest ago until the
-//! process holds 99 % of it, each in proportion to what it holds; the effective horizon is then
-//! the time since the newest of them closed. Within it, dedup is exact.
+//! `engine.max_remembered_ids`, a round of making room starts: each engine, at its next tick,
+//! forgets the same fraction of its ids (what brings the process to 99 % of the bound), its
+//! sessions closed longest ago first; the effective horizon is then the time since the newest
+//! of them closed. A session id keeps at most [`PER_SESSION_ID`] closed sessions. Within the
+//! effective horizon, dedup is exact.
 
 use super::session::{IdSet, Prehashed};
 use super::{Bounds, SessionKey};
@@ -22,6 +24,10 @@ use crate::event::{Channel, Device};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use thin_vec::ThinVec;
+
+/// Closed sessions kept per session id; past it the id's oldest is forgotten (a client that
+/// steps one session id's times forward by a timeout would open and close one per event).
+pub const PER_SESSION_ID: usize = 32;
 
 /// A closed session's ids: sorted.
 #[derive(Debug, Default)]
@@ -107,6 +113,8 @@ pub struct Past {
     oldest_ms: i64,
     /// The earliest time of the next scan for sessions past the horizon.
     next_scan_ms: i64,
+    /// The last round of making room this engine took its share of (see [`Bounds`]).
+    trimmed_round: u64,
 }
 
 impl Default for Past {
@@ -116,6 +124,7 @@ impl Default for Past {
             ids: 0,
             oldest_ms: i64::MAX,
             next_scan_ms: i64::MIN,
+            trimmed_round: 0,
         }
     }
 }
@@ -163,9 +172,21 @@ impl Past {
         };
         let added = closed.ids.len();
         let all = self.records.entry(key).or_default();
-        all.reserve_exact(1);
+        if all.is_empty() {
+            // Most session ids close once: no spare room for them.
+            all.reserve_exact(1);
+        }
+        let dropped = if all.len() >= PER_SESSION_ID {
+            let oldest = all.remove(0);
+            bounds.forgot_early(oldest.closed_ms);
+            oldest.ids.len()
+        } else {
+            0
+        };
         all.push(closed);
         self.oldest_ms = self.oldest_ms.min(closed_ms);
+        self.ids -= dropped;
+        bounds.remembered(-(dropped as isize));
         self.grew(added, bounds);
     }
 
@@ -179,18 +200,18 @@ impl Past {
             self.forget_until(cutoff, bounds);
             self.next_scan_ms = now_ms.saturating_add(horizon / 100);
         }
-        let excess = bounds.over_by(bounds.max_remembered() / 100);
-        if excess > 0 && self.ids > 0 && bounds.over_remembered() {
-            self.make_room(excess, bounds);
+        if let Some((round, ppm)) = bounds.room_round(self.trimmed_round)
+            && self.ids > 0
+        {
+            self.trimmed_round = round;
+            let share = (self.ids as u128 * u128::from(ppm)).div_ceil(1_000_000) as usize;
+            self.make_room(share, bounds);
         }
     }
 
-    /// Forgets this engine's share of `excess` ids (in proportion to the ids it holds of the
-    /// process's), the sessions closed longest ago first.
+    /// Forgets `share` ids, the sessions closed longest ago first.
     #[cold]
-    fn make_room(&mut self, excess: usize, bounds: &Bounds) {
-        let share = (excess as u128 * self.ids as u128)
-            .div_ceil(bounds.remembered_ids().max(1) as u128) as usize;
+    fn make_room(&mut self, share: usize, bounds: &Bounds) {
         // Ordered by when they closed, then by key: many close at the same tick.
         let mut by_age: Vec<((i64, SessionKey), usize)> = (self.records.iter())
             .flat_map(|(k, all)| all.iter().map(|c| ((c.closed_ms, *k), c.ids.len())))
@@ -243,7 +264,7 @@ impl Past {
         *self = Past::default();
     }
 
-    /// The sessions, oldest first, and the scan's schedule, for a checkpoint.
+    /// The sessions and the scan's schedule, for a checkpoint.
     pub fn snapshot(&self, forgotten_ms: Option<i64>) -> PastState {
         let mut sessions: Vec<PastSession> = (self.records.iter())
             .flat_map(|(k, all)| all.iter().map(move |c| (k, c)))
@@ -260,8 +281,9 @@ impl Past {
                 device: c.device as u8,
             })
             .collect();
-        // Stable: a session id's sessions keep their closing order.
-        sessions.sort_by_key(|p| (p.closed_ms, p.key));
+        // By key, stable: a session id's sessions keep their closing order (which their close
+        // times need not follow: a tick and an event's receipt are two clocks).
+        sessions.sort_by_key(|p| p.key);
         PastState {
             sessions,
             forgotten_ms,
@@ -278,7 +300,7 @@ impl Past {
 /// The closed sessions in a checkpoint (`EngineState::past`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PastState {
-    /// Oldest first; a session id's in closing order.
+    /// By session id, each id's in closing order.
     pub sessions: Vec<PastSession>,
     /// When the newest closed session forgotten before its horizon had closed, if any was.
     pub forgotten_ms: Option<i64>,

@@ -66,6 +66,10 @@ pub fn figures_in_arrival_order(arrivals: &[Arrival], timeout_ms: i64) -> Figure
             }
             continue;
         }
+        // An order counts as it arrives, once per session id.
+        if is_order(e) && e.order_id.as_ref().is_none_or(|o| s.orders.insert(o)) {
+            f.count_order(e);
+        }
         match &mut s.open {
             Some(open) => {
                 (open.first, open.last) = (open.first.min(e.ts), open.last.max(e.ts));
@@ -108,7 +112,7 @@ impl SessionId<'_> {
     fn close(&mut self, f: &mut Figures) {
         if let Some(v) = self.open.take() {
             self.closed.push((v.first, v.last));
-            f.add_closed(&v.events, &mut self.orders);
+            f.add_closed(&v.events, None);
         }
     }
 }

@@ -122,7 +122,8 @@ pub struct KafkaEngine {
 }
 
 impl KafkaEngine {
-    /// A consumer in `kafka.group_id`, not yet subscribed.
+    /// A consumer in `kafka.group_id`, not yet subscribed; a static member of it when
+    /// `kafka.instance_id` names one.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let k = &config.kafka;
         let shared = Arc::new(Shared {
@@ -136,6 +137,10 @@ impl KafkaEngine {
             bounds: Arc::new(crate::engine::Bounds::new(&config.engine)),
         });
         let mut c = client_config(k, &Default::default());
+        if let Some(instance) = k.instance_id() {
+            tracing::info!(group = %k.group_id, instance, "joining the engines' group as a static member");
+            c.set("group.instance.id", instance);
+        }
         c.set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

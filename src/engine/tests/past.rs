@@ -162,3 +162,47 @@ fn late_events_stop_at_the_sessions_event_limit() {
     // Not remembered: the ids held are the session's three.
     assert_eq!(m.engine.remembered_ids.get(), 3);
 }
+
+#[test]
+fn a_session_id_keeps_at_most_its_share_of_closed_sessions() {
+    let c = config(24 * HOUR, 1_000_000);
+    let (e, m) = engine(&c, Arc::new(Bounds::new(&c.engine)));
+    // One session id whose times step a timeout forward at each event: each closes the one
+    // before. Only the last few closed sessions of it are kept.
+    let n = super::super::past::PER_SESSION_ID as i64 + 10;
+    for i in 0..n {
+        e.apply(&view("s", &i.to_string(), T0 + i * 30 * MIN));
+    }
+    assert_eq!(
+        m.engine.remembered_ids.get(),
+        super::super::past::PER_SESSION_ID as i64
+    );
+    // The oldest were forgotten, and the effective horizon says so.
+    assert_eq!(e.apply(&view("s", "0", T0)), Outcome::Applied);
+    e.sweep(T0 + n * 30 * MIN);
+    assert!(m.engine.dedup_horizon.get() < 24 * 3_600);
+}
+
+#[test]
+fn three_engines_over_the_bound_each_forget_the_same_share() {
+    let c = config(24 * HOUR, 300);
+    let bounds = Arc::new(Bounds::new(&c.engine));
+    let engines: Vec<_> = (0..3).map(|_| engine(&c, bounds.clone()).0).collect();
+    for (n, e) in engines.iter().enumerate() {
+        for i in 0..101 {
+            e.apply(&view(&format!("{n}-{i}"), "1", T0 + i * 1_000));
+        }
+        e.sweep(T0 + HOUR);
+    }
+    // 303 ids for room for 300: the round the third engine started is taken by all three at
+    // their next tick, each forgetting the same fraction (to 297 in all).
+    engines.iter().for_each(|e| _ = e.sweep(T0 + HOUR + 1_000));
+    let held = bounds.remembered_ids();
+    assert!((294..=300).contains(&held), "{held}");
+    for (n, e) in engines.iter().enumerate() {
+        let kept = (0..101)
+            .filter(|i| e.apply(&view(&format!("{n}-{i}"), "1", T0)) != Outcome::Applied)
+            .count();
+        assert!((97..=100).contains(&kept), "engine {n} kept {kept}");
+    }
+}
