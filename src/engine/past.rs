@@ -266,7 +266,9 @@ impl Past {
 
     /// The sessions and the scan's schedule, for a checkpoint.
     pub fn snapshot(&self, forgotten_ms: Option<i64>) -> PastState {
-        let mut sessions: Vec<PastSession> = (self.records.iter())
+        // Each session id's closed sessions stay together and in closing order (which their
+        // close times need not follow: a tick and an event's receipt are two clocks).
+        let sessions: Vec<PastSession> = (self.records.iter())
             .flat_map(|(k, all)| all.iter().map(move |c| (k, c)))
             .map(|(k, c)| PastSession {
                 key: (k.0, k.1),
@@ -281,9 +283,6 @@ impl Past {
                 device: c.device as u8,
             })
             .collect();
-        // By key, stable: a session id's sessions keep their closing order (which their close
-        // times need not follow: a tick and an event's receipt are two clocks).
-        sessions.sort_by_key(|p| p.key);
         PastState {
             sessions,
             forgotten_ms,
@@ -300,7 +299,7 @@ impl Past {
 /// The closed sessions in a checkpoint (`EngineState::past`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PastState {
-    /// By session id, each id's in closing order.
+    /// Each session id's together, in closing order.
     pub sessions: Vec<PastSession>,
     /// When the newest closed session forgotten before its horizon had closed, if any was.
     pub forgotten_ms: Option<i64>,
