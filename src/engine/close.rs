@@ -2,7 +2,7 @@
 //! a gap, or at the end of a replay), remembered afterwards for the dedup horizon (`past`),
 //! released to another engine, or evicted when the store is full.
 
-use super::past::Leaving;
+use super::past::{Closed, Ids};
 use super::session::Session;
 use super::{Engine, Recorder, SessionKey, rules};
 
@@ -12,19 +12,19 @@ impl Engine {
     pub(super) fn close(&self, key: SessionKey, s: &mut Session, now_ms: i64, rec: &impl Recorder) {
         rec.closed(&rules::closing(&self.journey, s));
         self.forget(s);
-        let leaving = Leaving {
-            ids: std::mem::take(&mut s.ids),
+        let closed = Closed {
+            ids: Ids::of(std::mem::take(&mut s.ids)),
             first_ms: s.first_ms,
             last_ms: s.last_ms,
+            closed_ms: now_ms,
             events: s.events,
             site: s.site,
             reached: s.reached,
             channel: s.channel,
             device: s.device,
         };
-        self.past().remember(key, leaving, now_ms, &self.bounds);
-        let held = self.bounds.remembered_ids();
-        self.metrics.engine.remembered_ids.set(held as i64);
+        self.past().remember(key, closed, &self.bounds);
+        self.held_gauge();
     }
 
     /// Takes a session out of the gauges and the open count.
@@ -97,10 +97,14 @@ impl Engine {
 
     /// Sets the gauges of the remembered ids and the effective dedup horizon.
     pub(super) fn remembered_gauges(&self, now_ms: i64) {
-        let e = &self.metrics.engine;
-        e.remembered_ids.set(self.bounds.remembered_ids() as i64);
-        e.dedup_horizon
-            .set(self.bounds.effective_horizon_ms(now_ms) / 1000);
+        self.held_gauge();
+        (self.metrics.engine.dedup_horizon).set(self.bounds.effective_horizon_ms(now_ms) / 1000);
+    }
+
+    /// Sets the gauge of the remembered ids (every engine sharing the bounds).
+    pub(super) fn held_gauge(&self) {
+        let held = self.bounds.remembered_ids();
+        self.metrics.engine.remembered_ids.set(held as i64);
     }
 
     /// Makes room when the store is full: forgets 1 % of the sessions (more when they tie),

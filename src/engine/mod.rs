@@ -286,10 +286,7 @@ impl Engine {
         let added = c.ids.len() - before;
         past.grew(added, &self.bounds);
         drop(past);
-        self.metrics
-            .engine
-            .remembered_ids
-            .set(self.bounds.remembered_ids() as i64);
+        self.held_gauge();
         rec.step(&step);
         rec.late(site);
         Some(Outcome::Late)

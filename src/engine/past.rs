@@ -34,12 +34,22 @@ pub const PER_SESSION_ID: usize = 32;
 pub struct Ids(ThinVec<u64>);
 
 impl Ids {
-    fn of(set: IdSet) -> Self {
-        let mut ids: ThinVec<u64> = match set {
-            IdSet::Small(v) => v,
-            IdSet::Large(set) => set.into_iter().collect(),
-        };
+    /// The ids of a closing session's set.
+    pub fn of(set: IdSet) -> Self {
+        match set {
+            IdSet::Small(v) => Self::sorted(v),
+            IdSet::Large(set) => Self::sorted(set.into_iter().collect()),
+        }
+    }
+
+    /// The ids of a checkpoint (sorted and deduplicated here: the file is not trusted).
+    pub fn from_checkpoint(ids: &[u64]) -> Self {
+        Self::sorted(ids.iter().copied().collect())
+    }
+
+    fn sorted(mut ids: ThinVec<u64>) -> Self {
         ids.sort_unstable();
+        ids.dedup();
         ids.shrink_to_fit();
         Ids(ids)
     }
@@ -87,19 +97,6 @@ impl Closed {
     fn covers(&self, ts: i64, timeout: i64) -> bool {
         ts > self.first_ms.saturating_sub(timeout) && ts < self.last_ms.saturating_add(timeout)
     }
-}
-
-/// What a closing session leaves behind.
-#[derive(Debug)]
-pub struct Leaving {
-    pub ids: IdSet,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub events: u32,
-    pub site: u16,
-    pub reached: u8,
-    pub channel: Channel,
-    pub device: Device,
 }
 
 /// One engine's remembered sessions.
@@ -157,19 +154,9 @@ impl Past {
         bounds.remembered(added as isize);
     }
 
-    /// Remembers a session closed at `closed_ms`.
-    pub fn remember(&mut self, key: SessionKey, s: Leaving, closed_ms: i64, bounds: &Bounds) {
-        let closed = Closed {
-            ids: Ids::of(s.ids),
-            first_ms: s.first_ms,
-            last_ms: s.last_ms,
-            closed_ms,
-            events: s.events,
-            site: s.site,
-            reached: s.reached,
-            channel: s.channel,
-            device: s.device,
-        };
+    /// Remembers a closed session of `key`.
+    pub fn remember(&mut self, key: SessionKey, closed: Closed, bounds: &Bounds) {
+        let closed_ms = closed.closed_ms;
         let added = closed.ids.len();
         let all = self.records.entry(key).or_default();
         if all.is_empty() {

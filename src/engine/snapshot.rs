@@ -13,8 +13,8 @@
 //! new-session rate's buckets are written ([`EngineState::limiter`]): the caller builds the
 //! restored engine's [`Bounds`] from them, so it refuses what the stopped one would have.
 
-use super::past::{Leaving, PastState};
-use super::session::{IdSet, Session};
+use super::past::{Closed, Ids, PastState};
+use super::session::Session;
 use super::{Bounds, Engine, SessionKey};
 use crate::config::Config;
 use crate::event::{Channel, Device};
@@ -152,12 +152,11 @@ impl Engine {
                 report.unknown_site += 1;
                 continue;
             };
-            let mut ids = IdSet::default();
-            p.ids.iter().for_each(|&id| _ = ids.insert(id));
-            let leaving = Leaving {
-                ids,
+            let closed = Closed {
+                ids: Ids::from_checkpoint(&p.ids),
                 first_ms: p.first_ms,
                 last_ms: p.last_ms,
+                closed_ms: p.closed_ms,
                 events: p.events,
                 site,
                 reached: map.reached(p.reached, &mut report),
@@ -165,7 +164,7 @@ impl Engine {
                 device: map.device(p.device, &mut report),
             };
             let key = SessionKey(p.key.0, p.key.1);
-            (engine.past()).remember(key, leaving, p.closed_ms, &engine.bounds);
+            (engine.past()).remember(key, closed, &engine.bounds);
             report.remembered += 1;
         }
         for (n, s) in state.sessions.iter().enumerate() {
