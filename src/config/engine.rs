@@ -27,9 +27,9 @@ pub struct EngineConfig {
     pub client_sessions_per_second: u64,
     /// New sessions a client address may open at once above its rate, under pressure.
     pub client_burst_sessions: u64,
-    /// How long after its session closed an event id is still remembered: a retry or a flushed
-    /// offline queue within it is a duplicate, and a new event of the closed session is a late
-    /// event counted against it (never a second visit).
+    /// How long after its session closed an event id is still remembered: a retry of an event
+    /// it took is a duplicate within it, and a new event of the closed session (an offline
+    /// queue flushed late) a late event counted against it (never a second visit).
     #[serde(with = "super::duration")]
     pub dedup_horizon: Duration,
     /// Most event and order ids remembered for closed sessions (19 bytes an id in sessions of
