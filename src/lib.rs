@@ -23,8 +23,9 @@
 //! `transport::durable::DurableSink`, which answers once the batch is in the log on disk;
 //! `engine::durable::run` takes it from the queue and applies it; `metrics` holds the figures that
 //! `admin` serves. Over Kafka: `transport::kafka::KafkaSink` produces it to the events topic;
-//! `engine::kafka::KafkaEngine` consumes it on its partition's engine; its `/metrics` commits
-//! the offsets behind the figures it serves.
+//! `engine::kafka::KafkaEngine` consumes it on its partition's engine, whose state and figures
+//! are checkpointed with the partition's offset to the state topic; `/metrics` serves each
+//! partition's figures labelled `partition`.
 
 #[macro_use]
 mod label;

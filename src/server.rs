@@ -211,11 +211,7 @@ pub async fn run(
         create_topics(&config).await;
         let sink = kafka_sink(&config, &metrics)?;
         let consumer = KafkaEngine::new(&config, metrics.clone())?;
-        let state = admin_state(
-            &metrics,
-            Arc::new(consumer.scrape_commit()),
-            Some(sink.clone()),
-        );
+        let state = admin_state(&metrics, Arc::new(consumer.scrape()), Some(sink.clone()));
         Process::start(listeners.admin, state, &config)
             .with_engine(|stop| consumer.run(stop))
             .with_collector(listeners.public, &config, sink)
@@ -325,7 +321,7 @@ pub async fn run_engine(
     let consumer = KafkaEngine::new(&config, metrics.clone())?;
     let process = Process::start(
         admin,
-        admin_state(&metrics, Arc::new(consumer.scrape_commit()), None),
+        admin_state(&metrics, Arc::new(consumer.scrape()), None),
         &config,
     )
     .with_engine(|stop| consumer.run(stop));

@@ -23,7 +23,6 @@ fn first_uses(m: &Metrics) {
         .get_or_create(&labels([("partition", "0")]))
         .set(0);
     m.kafka.commit(true);
-    m.kafka.parked("resumed");
 }
 
 /// Family lines as they are; the series of each family without their values, sorted.

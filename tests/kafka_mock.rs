@@ -1,7 +1,7 @@
 //! The collector over Kafka against rdkafka's mock cluster, which injects broker errors: a 2xx
 //! only after delivery, every class of broker failure a 503 with Retry-After (never a 4xx, never
-//! a 2xx), rejected events on the dead-letter topic, readiness following the brokers. And an
-//! engine whose partitions are revoked while offset commits fail.
+//! a 2xx), rejected events on the dead-letter topic, readiness following the brokers. And
+//! engines between which partitions move, with their checkpoints, while scrapes change nothing.
 
 mod common;
 
@@ -333,131 +333,160 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
     }
 }
 
-/// `n` add-to-cart events, one per session `k0`..: keyed by session, they spread over the
-/// partitions.
+/// `n` add-to-cart events of 5, one per session `{prefix}0`..: keyed by session, they spread
+/// over the partitions.
 fn carts(prefix: &str, n: usize) -> Value {
     let events: Vec<Value> = (0..n)
-        .map(|i| json!({"id": format!("{prefix}{i}"), "type": "add_to_cart", "ts": 1_763_800_000_000i64, "session": format!("k{i}"), "props": {"value": 5}}))
+        .map(|i| json!({"id": format!("{prefix}{i}"), "type": "add_to_cart", "ts": 1_763_800_000_000i64, "session": format!("{prefix}{i}"), "props": {"value": 5}}))
         .collect();
     json!({"site": "demo", "events": events})
 }
 
+/// The group's committed offsets of the events topic's 4 partitions.
+fn committed(cfg: &Config) -> Vec<Offset> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .set("group.id", &cfg.kafka.group_id)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..4 {
+        list.add_partition(&cfg.kafka.topic, p);
+    }
+    let found = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    found.elements().iter().map(|e| e.offset()).collect()
+}
+
+/// An engine of this process, with its metrics and `/metrics`.
+struct InProcess {
+    metrics: Arc<Metrics>,
+    exposition: touchstream::engine::kafka::Scrape,
+    stop: touchstream::shutdown::Trigger,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    fn start(cfg: &Config) -> Self {
+        let metrics = Arc::new(Metrics::new(cfg));
+        let engine = KafkaEngine::new(cfg, metrics.clone()).unwrap();
+        let exposition = engine.scrape();
+        let (stop, shutdown) = touchstream::shutdown::channel();
+        let task = tokio::spawn(engine.run(shutdown));
+        Self {
+            metrics,
+            exposition,
+            stop,
+            task,
+        }
+    }
+
+    async fn scrape(&self) -> Scrape {
+        Scrape::parse(&self.exposition.render().await.expect("a scrape"))
+    }
+
+    fn partitions(&self) -> f64 {
+        Scrape::parse(&self.metrics.encode()).sum("touchstream_kafka_assigned_partitions", &[])
+    }
+
+    async fn stop(self) {
+        self.stop.fire();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_revoked_before_its_commit_resumes_where_it_stopped() {
+async fn partitions_moving_between_engines_keep_their_figures_and_scrapes_change_nothing() {
     let s = setup();
     let mut cfg = s.config.clone();
-    cfg.kafka.group_id = "engines-parked".into();
+    s.cluster
+        .create_topic(&cfg.kafka.state_topic, 4, 1)
+        .unwrap();
+    cfg.kafka.group_id = "engines-moving".into();
     cfg.engine.sweep_interval = Duration::from_millis(200);
+    // Checkpoints only when partitions are revoked.
+    cfg.state.checkpoint_interval = Duration::from_secs(3600);
     for (key, value) in [
         ("session.timeout.ms", "6000"),
         ("heartbeat.interval.ms", "500"),
     ] {
         cfg.kafka.consumer.insert(key.into(), value.into());
     }
-    // The engine in this process: its metrics can be read without a scrape, which would commit.
-    let metrics = Arc::new(Metrics::new(&cfg));
-    let engine = KafkaEngine::new(&cfg, metrics.clone()).unwrap();
-    let exposition = engine.scrape_commit();
-    let (stop, shutdown) = touchstream::shutdown::channel();
-    let task = tokio::spawn(engine.run(shutdown));
-    let scrape = || async { Scrape::parse(&exposition.render().await.expect("a scrape")) };
-    let unscraped = || Scrape::parse(&metrics.encode());
-    wait_until("4 partitions", || {
-        unscraped().sum("touchstream_kafka_assigned_partitions", &[]) == 4.0
-    })
-    .await;
+    let one = InProcess::start(&cfg);
+    wait_until("4 partitions", || one.partitions() == 4.0).await;
     let (status, _, _) = post(&s.app, &carts("a", 16)).await;
     assert_eq!(status, StatusCode::OK);
-    wait_until("the first batch applied", || {
-        common::kafka::applied(&unscraped()) == 16
-    })
-    .await;
-    // Scraped, so committed.
-    assert_eq!(common::kafka::applied(&scrape().await), 16);
-    // Applied, never scraped: these counts are past the committed offsets.
-    let (status, _, _) = post(&s.app, &carts("b", 16)).await;
-    assert_eq!(status, StatusCode::OK);
-    wait_until("the second batch applied", || {
-        common::kafka::applied(&unscraped()) == 32
-    })
-    .await;
-
-    // The group rebalances while commits fail, as when Kafka has expelled a member whose
-    // coordinator was unreachable: the revoke cannot commit.
-    s.cluster.request_errors(
-        RDKafkaApiKey::OffsetCommit,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION],
-    );
-    let brokers = cfg.kafka.brokers.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let other = std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "engines-parked")
-            .set("enable.auto.commit", "false")
-            .set("partition.assignment.strategy", "range,roundrobin")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[&cfg.kafka.topic]).unwrap();
-        let mut told = false;
-        while stop_rx.try_recv().is_err() {
-            let _ = consumer.poll(Duration::from_millis(100));
-            if !told && consumer.assignment().unwrap().count() > 0 {
-                told = true;
-                tx.send(()).unwrap();
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the second member got partitions");
-
-    // Each kept partition is decided on its first message after the rebalance (the engine's
-    // clock ticks reach it within a sweep interval): resumed, or (had it not been parked)
-    // rebuilt and counted again. Both moved partitions are let go at the assignment.
-    let parked = |m: &Scrape, outcome| {
-        m.sum(
-            "touchstream_kafka_parked_partitions_total",
-            &[("outcome", outcome)],
-        )
-    };
-    // librdkafka rejoins the group after a refused commit, so a kept partition may be revoked,
-    // parked and resumed more than once: each time must count nothing again.
-    let decided = |m: &Scrape| {
-        m.sum("touchstream_kafka_assigned_partitions", &[]) == 2.0
-            && parked(m, "resumed") >= 2.0
-            && parked(m, "handed_over") >= 2.0
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !decided(&unscraped()) {
-        let m = unscraped();
-        let state = format!(
-            "{} assigned, {} resumed, {} handed over",
-            m.sum("touchstream_kafka_assigned_partitions", &[]),
-            parked(&m, "resumed"),
-            parked(&m, "handed_over")
-        );
-        assert!(
-            common::kafka::applied(&m) <= 32,
-            "events counted again: {state}"
-        );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while common::kafka::applied(&one.scrape().await) != 16 {
         assert!(
             Instant::now() < deadline,
-            "parked partitions undecided: {state}"
+            "the first batch was never applied"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let m = scrape().await;
-    // Every event counted once. The kept partitions resumed at their next message instead of
-    // being rebuilt and counted again; the others went to the other member, which counts
-    // nothing here.
-    assert_eq!(common::kafka::applied(&m), 32);
-    assert!(decided(&m));
-    assert!(m.sum("touchstream_kafka_commits_total", &[("result", "error")]) >= 1.0);
-    stop_tx.send(()).unwrap();
-    other.join().unwrap();
-    stop.fire();
-    task.await.unwrap().unwrap();
+    // Scrapes (a second Prometheus, a curl) commit nothing and change no figure.
+    let committed_before = committed(&cfg);
+    let scrapes = scrapes_of(&one, 20).await;
+    assert!(scrapes.iter().all(|m| common::kafka::applied(m) == 16));
+    assert_eq!(committed(&cfg), committed_before);
+    let (status, _, _) = post(&s.app, &carts("b", 16)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A second engine joins: two partitions move, checkpointed by the first as it lets them
+    // go and restored by the second, which counts them on from there.
+    let two = InProcess::start(&cfg);
+    let joined = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (a, b) = (one.scrape().await, two.scrape().await);
+        let both = Scrape::combine([a.clone(), b.clone()]);
+        let split = one.partitions() == 2.0 && two.partitions() == 2.0;
+        if split && common::kafka::applied(&both) == 32 && common::kafka::applied(&b) > 0 {
+            // Each partition's series come from one engine at a time, and together they are
+            // every event once: 32 sessions, each a cart of 5 closed (their events are a year
+            // old) as abandoned.
+            let series = |m: &Scrape| {
+                m.series("touchstream_engine_events_applied_total", &[])
+                    .count()
+            };
+            assert_eq!(series(&a) + series(&b), 4);
+            assert_eq!(both.sum("touchstream_carts_abandoned_total", &[]), 32.0);
+            assert_eq!(
+                both.sum("touchstream_carts_abandoned_value_total", &[]),
+                160.0
+            );
+            assert_eq!(common::kafka::reached(&both)[2], 32);
+            // The moved partitions' checkpoints covered everything: nothing was re-read.
+            let reread = Scrape::parse(&two.metrics.encode())
+                .sum("touchstream_kafka_rebuild_messages_total", &[]);
+            assert_eq!(reread, 0.0);
+            eprintln!(
+                "settled {:?} after the second engine started",
+                joined.elapsed()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "engines never settled: {} and {} partitions, {} applied",
+            one.partitions(),
+            two.partitions(),
+            common::kafka::applied(&both)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    two.stop().await;
+    one.stop().await;
+}
+
+/// `n` scrapes of `engine`, one after another.
+async fn scrapes_of(engine: &InProcess, n: usize) -> Vec<Scrape> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(engine.scrape().await);
+    }
+    out
 }
 
 /// The funnel figures an engine reports after applying `events` and closing every session.

@@ -233,7 +233,7 @@ HEALTH = [
                [target(quantile(0.99, 'touchstream_kafka_produce_seconds', by='le, instance'), '{{instance}}')], unit='s'),
     timeseries('Kafka delivery errors', 'Delivery failures by kind; KafkaDeliveryFailures pages after 5 minutes of them.',
                [target(rate('touchstream_kafka_delivery_errors_total', '', by='kind'), '{{kind}}')], no_value='0'),
-    timeseries('Kafka partitions and commits', 'Partitions each engine owns, and offset commits per minute (at each scrape).',
+    timeseries('Kafka partitions and commits', 'Partitions each engine owns, and offset commits per minute (after each checkpoint).',
                [target('sum by (instance) (touchstream_kafka_assigned_partitions)', '{{instance}} partitions'),
                 target(rate('touchstream_kafka_commits_total', '', by='result', scale=' * 60'), 'commits {{result}}')]),
 ]

@@ -131,7 +131,30 @@ impl Scrape {
     }
 
     /// The samples of several scrapes together (collectors and engines of one deployment).
+    /// A Kafka engine's series labelled `partition` are the partition's figures whoever owns
+    /// it, so the same series scraped from two engines (a partition that moved) is taken
+    /// once, at its largest value: what `max by (partition)` does in the recording rules.
     pub fn combine(scrapes: impl IntoIterator<Item = Scrape>) -> Scrape {
-        Scrape(scrapes.into_iter().flat_map(|s| s.0).collect())
+        let mut out: Vec<Sample> = Vec::new();
+        let mut at = std::collections::HashMap::new();
+        for sample in scrapes.into_iter().flat_map(|s| s.0) {
+            if !sample.labels.iter().any(|(k, _)| k == "partition") {
+                out.push(sample);
+                continue;
+            }
+            let mut key = sample.labels.clone();
+            key.sort();
+            match at.entry((sample.name.clone(), key)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let kept: &mut Sample = &mut out[*e.get()];
+                    kept.value = kept.value.max(sample.value);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(out.len());
+                    out.push(sample);
+                }
+            }
+        }
+        Scrape(out)
     }
 }

@@ -15,6 +15,9 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Topic of rejected events, each with its reason.
     pub dead_letter_topic: String,
+    /// Topic of the engines' checkpoints: compacted, one partition per events partition
+    /// (partition `p` holds the checkpoints of events partition `p`).
+    pub state_topic: String,
     /// Whether `collect`, `engine` and `serve` create missing topics at start-up.
     pub create_topics: bool,
     /// Partitions of the events topic when touchstream creates it: the most engines that can
@@ -37,7 +40,9 @@ pub struct KafkaConfig {
     #[serde(with = "super::duration")]
     pub delivery_timeout: Duration,
     /// How far before a newly assigned partition's committed offset the engine reads back to
-    /// rebuild the sessions open there. Sessions that began earlier are rebuilt only in part.
+    /// rebuild the sessions open there when the partition has no checkpoint on the state topic
+    /// (its first owner after an upgrade, or a lost state topic). Sessions that began earlier
+    /// are rebuilt only in part.
     #[serde(with = "super::duration")]
     pub rebuild_lookback: Duration,
     /// librdkafka properties for the producer, passed through (such as `"linger.ms" = "10"`).
@@ -52,6 +57,7 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             topic: "touchstream.events".into(),
             dead_letter_topic: "touchstream.dead-letter".into(),
+            state_topic: "touchstream.state".into(),
             create_topics: true,
             partitions: 12,
             replication_factor: 1,

@@ -147,27 +147,25 @@ impl Config {
 
     fn validate_kafka(&self) -> Result<(), ConfigError> {
         let k = &self.kafka;
-        for (key, topic) in [
+        let named = [
             ("kafka.topic", &k.topic),
             ("kafka.dead_letter_topic", &k.dead_letter_topic),
-        ] {
-            let ok = !topic.is_empty()
-                && topic.len() <= 249
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !ok {
+            ("kafka.state_topic", &k.state_topic),
+        ];
+        for (i, &(key, topic)) in named.iter().enumerate() {
+            let legal = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+            if topic.is_empty() || topic.len() > 249 || !topic.bytes().all(legal) {
                 return Err(ConfigError::invalid(
                     key,
                     "must match [a-zA-Z0-9._-]{1,249}",
                 ));
             }
-        }
-        if k.topic == k.dead_letter_topic {
-            return Err(ConfigError::invalid(
-                "kafka.dead_letter_topic",
-                "must differ from kafka.topic",
-            ));
+            if named[..i].iter().any(|(_, other)| *other == topic) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must differ from the other topics",
+                ));
+            }
         }
         if k.partitions < 1 || k.replication_factor < 1 {
             return Err(ConfigError::invalid(

@@ -168,6 +168,11 @@ impl Bounds {
         self.open() > self.max_open / 2
     }
 
+    /// The pool: room of every large id set.
+    pub fn stored_ids(&self) -> usize {
+        self.ids.load(Ordering::Relaxed)
+    }
+
     pub fn opened(&self) {
         self.open.fetch_add(1, Ordering::Relaxed);
     }

@@ -118,6 +118,11 @@ impl Book {
         }
     }
 
+    /// The family's name, as registered.
+    pub(super) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// A figure of this family's series `labels`.
     fn figure<V>(&self, labels: &Labels, value: V) -> Figure<V> {
         Figure {

@@ -7,8 +7,11 @@
 //! series from a closed but large set (touchpoint x phase, status x route) are created on first
 //! use in pre-sized cells. Either way the hot path is an index and an atomic add, never a label
 //! hash. The only families resolved by label on use are off the hot path, written on failures
-//! or on the clock: the transport's refused batches, Kafka delivery errors, commits, parked
-//! partitions and per-partition lag.
+//! or on the clock: the transport's refused batches, Kafka delivery errors, commits and
+//! per-partition lag.
+//!
+//! A Kafka engine keeps one `Metrics` per partition it owns, for that partition's figures, and
+//! exports them labelled `partition` beside its own (`partitioned`).
 //!
 //! The counters and histograms the engine writes can be read out as [`Figures`] and added back
 //! into a fresh `Metrics` (checkpoints: see `figures`).
@@ -21,6 +24,7 @@ pub mod histogram;
 mod http;
 mod ingest;
 pub mod money;
+mod partitioned;
 mod report;
 mod state;
 mod transport;

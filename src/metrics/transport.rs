@@ -1,6 +1,6 @@
 //! The transports' metrics: the embedded queue, and Kafka's producer and consumer.
 
-use super::cells::{Meta, Registrar};
+use super::cells::Registrar;
 use super::{CounterFamily, GaugeFamily, labels, latency_buckets};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -64,17 +64,9 @@ pub struct KafkaMetrics {
     /// `touchstream_kafka_rebuild_messages_total`.
     pub rebuild_messages: Counter,
     commits: CounterFamily,
-    parked: CounterFamily,
     /// `touchstream_kafka_messages_unreadable_total`: messages of an unknown schema.
     pub unreadable: Counter,
 }
-
-const PARKED: Meta = (
-    "touchstream_kafka_parked_partitions",
-    "Partitions revoked before their offsets could be committed, by outcome: resumed where they \
-     stopped, or handed over to another engine (the events counted since the last scrape are \
-     then counted twice).",
-);
 
 impl KafkaMetrics {
     pub(super) fn new(r: &mut Registrar) -> Self {
@@ -114,7 +106,6 @@ impl KafkaMetrics {
                 "Messages re-read to rebuild sessions.",
             )),
             commits: r.counters(("touchstream_kafka_commits", "Offset commits by result.")),
-            parked: r.counters(PARKED),
             unreadable: r.counter((
                 "touchstream_kafka_messages_unreadable",
                 "Messages skipped because their schema is unknown.",
@@ -126,13 +117,6 @@ impl KafkaMetrics {
     pub fn delivery_error(&self, kind: &'static str) {
         self.delivery_errors
             .get_or_create(&labels([("kind", kind)]))
-            .inc();
-    }
-
-    /// Counts a parked partition's end: `resumed` or `handed_over`.
-    pub fn parked(&self, outcome: &'static str) {
-        self.parked
-            .get_or_create(&labels([("outcome", outcome)]))
             .inc();
     }
 

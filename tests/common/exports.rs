@@ -15,7 +15,6 @@ pub fn exported() -> BTreeSet<String> {
         .record(touchstream::metrics::Route::Events, 200, 0.001);
     metrics.kafka.delivery_error("timed_out");
     metrics.kafka.commit(true);
-    metrics.kafka.parked("resumed");
     metrics.funnel.touchpoint(0, 0, 0).inc();
     metrics.funnel.friction(0, 0, 0).inc();
     metrics

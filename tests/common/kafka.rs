@@ -148,9 +148,12 @@ pub fn config(broker: &Broker, partitions: i32, session_timeout: Duration) -> Co
     c.kafka.brokers = broker.bootstrap();
     c.kafka.topic = format!("events-{unique}");
     c.kafka.dead_letter_topic = format!("dead-{unique}");
+    c.kafka.state_topic = format!("state-{unique}");
     c.kafka.group_id = format!("engines-{unique}");
     c.kafka.partitions = partitions;
     c.kafka.delivery_timeout = Duration::from_secs(3);
+    // Each partition's state is written every second: a restart re-reads little.
+    c.state.checkpoint_interval = Duration::from_secs(1);
     // A killed engine leaves its group after this, instead of the default 45 s.
     c.kafka
         .consumer

@@ -54,6 +54,11 @@ fn rejects_unusable_snippet_and_kafka_settings() {
         "kafka.dead_letter_topic",
     );
     rejected(|c| c.kafka.topic = "events/all".into(), "kafka.topic");
+    rejected(
+        |c| c.kafka.state_topic = c.kafka.dead_letter_topic.clone(),
+        "kafka.state_topic",
+    );
+    rejected(|c| c.kafka.state_topic = String::new(), "kafka.state_topic");
 }
 
 #[test]

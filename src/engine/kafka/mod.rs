@@ -1,50 +1,50 @@
 //! The Kafka driver (`touchstream engine`, and `serve` with brokers): consume the events topic
-//! in a consumer group and run one [`Engine`] per owned partition.
+//! in a consumer group and run one [`Engine`], with metrics of its own, per owned partition.
 //!
-//! The guarantee: what Prometheus scraped from an engine before it crashed, plus what it scrapes
-//! from the engine that takes over, equals the true totals. Three rules give it:
-//! - **Offsets are committed at scrape time.** `/metrics` takes the state lock, renders the
-//!   metrics, and commits the offsets of exactly the messages those figures include, before
-//!   answering (a failed commit fails the scrape). Counts made after the last scrape die with a
-//!   crashed process; its successor re-reads those messages and counts them once.
+//! The guarantee: every partition's figures are a function of its offset alone, whoever owns it,
+//! however often and by whom `/metrics` is read. Three rules give it:
+//! - **A partition's state is checkpointed with its offset.** Every `state.checkpoint_interval`,
+//!   and when the partition is revoked (a rebalance, a shutdown), its engine's state and its
+//!   figures are written to the state topic with the offset of the next message they do not
+//!   include (`store`); the group's committed offset follows, as a hint for lag tools.
 //! - **Sessions close only on ticks read from the log.** Each engine writes a tick with its
 //!   clock to every partition it owns every `engine.sweep_interval`; applying a tick closes the
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
-//! - **A new owner rebuilds before it counts.** On the first message of a newly assigned
-//!   partition (at the committed offset C), the engine re-reads the partition from
-//!   `kafka.rebuild_lookback` before C up to C into the `Silent` recorder
-//!   (sessions and gauges follow, counters do not), then counts from C on.
+//! - **A new owner restores before it counts.** On the first message of a newly assigned
+//!   partition, the engine loads the partition's newest checkpoint (sessions of any age, dedup
+//!   memory, figures) and re-applies the messages after its offset, counting, into the
+//!   partition's own metrics (`restore`). Its series are exported, labelled `partition`, once
+//!   it has caught up with the partition's end as it was then, so an engine never exports a
+//!   partition's counter below what its previous owner exported (`metrics::partitioned`).
+//!   Without a checkpoint (a first start, an upgrade) it rebuilds sessions from
+//!   `kafka.rebuild_lookback` before the committed offset into the `Silent` recorder and
+//!   counts from the committed offset.
 //!
-//! On revoke, the engine commits what it has applied (it keeps running and its next scrape
-//! exports those counts) and releases the partition's sessions without counting them. On
-//! shutdown it commits nothing more: its unexported counts go with it and the next owner
-//! counts them. When the revoke's commit fails (a coordinator unreachable for longer than the
-//! group session, which Kafka answers by expelling the member), the partition is parked with
-//! its state; if it comes back with its committed offset unmoved, the engine resumes where it
-//! stopped. Only if another engine took it over meanwhile are the events counted here since
-//! the last scrape counted again (at least once, logged as a warning).
+//! Scrapes commit nothing and change nothing: a second Prometheus, a curl or a timed-out scrape
+//! are harmless. Summed over engines with `max by (partition)` first (the recording rules in
+//! `deploy/prometheus/rules.yml`), the figures are exact and never decrease when partitions
+//! move; a crash costs only re-applying the messages since the last checkpoint.
 //!
 //! With `RUST_LOG=touchstream::trail=trace` the engine logs, under the target
 //! `touchstream::trail`, every event it counts (`event partition= offset= session= id=
-//! outcome=`), every offset it commits (`committed partition= offset=`) and every scrape it
-//! answers (`figures exported`, logged under the state lock, after the commit): the figures of a
-//! scrape include exactly the events logged before its line. The chaos tests (`tests/chaos.rs`)
-//! check acknowledged events against it id by id.
+//! outcome=`), every checkpoint (`checkpointed partition= next=`) and every restore
+//! (`restored partition= next=`).
 //!
-//! The files, one concern each: `rebalance` (the consumer's callbacks), `park` (revoked
-//! partitions kept for their return), `rebuild` (a new owner's read-back), `clock` (ticks and
-//! lag), `scrape` (the commit at scrape time) and `trail` (the audit log).
+//! The files, one concern each: `rebalance` (the consumer's callbacks), `restore` (a new
+//! owner's restore or rebuild), `checkpoint` (writing a partition's state), `store` (the state
+//! topic's format), `clock` (ticks and lag), `scrape` (`/metrics`) and `trail` (the audit log).
 
+mod checkpoint;
 mod clock;
-mod park;
 mod rebalance;
-mod rebuild;
+mod restore;
 mod scrape;
+mod store;
 mod trail;
 
-pub use scrape::ScrapeCommit;
+pub use scrape::Scrape;
 
-use super::{Engine, Recorder};
+use super::{Engine, Recorder, Silent};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -56,48 +56,56 @@ use rebalance::Context;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use store::StateTopic;
 
 /// One owned partition.
 struct Part {
     engine: Engine,
-    /// Offset of the next message to apply; `None` until the partition is rebuilt.
+    /// The partition's figures: what its engine counted since the partition's first message.
+    metrics: Arc<Metrics>,
+    /// Offset of the next message to apply; `None` until the partition is restored.
     next: Option<i64>,
-    /// The partition's committed offset as this engine last set or found it.
-    committed: Option<i64>,
+    /// The partition's end when it was restored: its series are exported once `next` reaches
+    /// it (the previous owner can have exported no later offset).
+    shown_from: i64,
+    /// The offset its last checkpoint covers up to, and the slot it went to.
+    checkpointed: Option<i64>,
+    slot: u8,
 }
 
 impl Part {
+    /// A partition with empty state and figures.
     fn new(shared: &Shared) -> Self {
+        let metrics = Arc::new(Metrics::new(&shared.config));
         Part {
-            engine: Engine::with_bounds(
-                &shared.config,
-                shared.metrics.clone(),
-                shared.bounds.clone(),
-            ),
+            engine: Engine::with_bounds(&shared.config, metrics.clone(), shared.bounds.clone()),
+            metrics,
             next: None,
-            committed: None,
+            shown_from: i64::MAX,
+            checkpointed: None,
+            slot: 1,
         }
+    }
+
+    /// Whether its series are exported.
+    fn shown(&self) -> bool {
+        self.next.is_some_and(|next| next >= self.shown_from)
     }
 }
 
 /// Everything the apply loop, the rebalance callbacks and scrapes share.
 struct State {
     parts: HashMap<i32, Part>,
-    /// Partitions revoked before their offsets could be committed (the broker unreachable, or
-    /// the group moved on without this member), with their sessions: what they counted since
-    /// their last commit is in this process's counters. One that comes back with its committed
-    /// offset unmoved (nobody consumed it meanwhile) resumes where it stopped instead of being
-    /// rebuilt and counted again; the next assignment without it releases it.
-    parked: HashMap<i32, Part>,
-    shutting_down: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     config: Config,
+    /// The process's own metrics (the consumer's, lag, the collector's in `serve`).
     metrics: Arc<Metrics>,
     /// The store's bounds, shared by the partitions' engines.
     bounds: Arc<crate::engine::Bounds>,
+    store: StateTopic,
 }
 
 impl Shared {
@@ -129,12 +137,11 @@ impl KafkaEngine {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 parts: HashMap::new(),
-                parked: HashMap::new(),
-                shutting_down: false,
             }),
             config: config.clone(),
             metrics,
             bounds: Arc::new(crate::engine::Bounds::new(&config.engine)),
+            store: StateTopic::new(k)?,
         });
         let mut c = client_config(k, &Default::default());
         if let Some(instance) = k.instance_id() {
@@ -146,7 +153,7 @@ impl KafkaEngine {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
-            .set("partition.assignment.strategy", "range,roundrobin");
+            .set("partition.assignment.strategy", "cooperative-sticky");
         for (key, v) in &k.consumer {
             c.set(key, v);
         }
@@ -162,51 +169,61 @@ impl KafkaEngine {
     }
 
     /// The `/metrics` renderer for this engine.
-    pub fn scrape_commit(&self) -> ScrapeCommit {
-        ScrapeCommit::new(self.shared.clone(), self.consumer.clone())
+    pub fn scrape(&self) -> Scrape {
+        Scrape::new(self.shared.clone())
     }
 
-    /// Consumes until `shutdown`.
+    /// Consumes until `shutdown`; then checkpoints every owned partition as it leaves the group.
     pub async fn run(self, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        self.shared.store.check(self.shared.topic())?;
         self.consumer.subscribe(&[self.shared.topic()])?;
         let mut tick = tokio::time::interval(self.shared.config.engine.sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = self.shared.config.state.checkpoint_interval;
+        let mut checkpoints = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = self.consumer.recv() => match message {
-                    Ok(m) => self.handle(&m).await,
+                    Ok(m) => self.handle(&m).await?,
                     Err(e) => {
                         tracing::warn!(error = %e, "Kafka consumer error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
                 _ = tick.tick() => self.tick().await,
+                _ = checkpoints.tick() => self.checkpoint_all().await,
                 _ = shutdown.wait() => break,
             }
         }
-        self.shared.lock().shutting_down = true;
-        self.consumer.unsubscribe();
+        // The last checkpoints, so the next owners replay nothing; leaving the group then
+        // revokes the partitions (`rebalance`: checkpointed again only if something moved).
+        self.checkpoint_all().await;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.unsubscribe()).await?;
         tracing::info!("engine left the consumer group");
         Ok(())
     }
 
-    async fn handle(&self, m: &BorrowedMessage<'_>) {
+    /// Applies one message of an owned partition, restoring the partition first if it is new
+    /// here; an error (its state unreadable) stops the engine.
+    async fn handle(&self, m: &BorrowedMessage<'_>) -> anyhow::Result<()> {
         let (partition, offset) = (m.partition(), m.offset());
-        let rebuilt = match self.shared.lock().parts.get(&partition) {
-            None => return,
+        let restored = match self.shared.lock().parts.get(&partition) {
+            None => return Ok(()),
             Some(part) => part.next.is_some(),
         };
-        if !rebuilt && !self.unpark(partition, offset) {
+        if !restored {
             let from = m.timestamp().to_millis().unwrap_or_else(crate::now_ms);
-            self.rebuild(partition, offset, from).await;
+            self.restore(partition, offset, from).await?;
         }
         let message = decode(&self.shared.metrics, m.payload());
         let mut state = self.shared.lock();
         let Some(part) = state.parts.get_mut(&partition) else {
-            return;
+            return Ok(());
         };
-        if part.next.is_some_and(|next| offset < next) {
-            return;
+        if part.next.is_none_or(|next| offset < next) {
+            return Ok(());
         }
         match &message {
             Some(InMessage::Event(e)) => {
@@ -221,6 +238,7 @@ impl KafkaEngine {
             None => {}
         }
         part.next = Some(offset + 1);
+        Ok(())
     }
 }
 
@@ -242,4 +260,9 @@ fn apply(engine: &Engine, message: &InMessage, rec: &impl Recorder) {
         InMessage::Event(e) => _ = engine.apply_into(e, rec),
         InMessage::Tick { at_ms } => _ = engine.sweep_into(*at_ms, rec),
     }
+}
+
+/// Applies one message without counting it (a rebuild without a checkpoint).
+fn apply_silently(engine: &Engine, message: &InMessage) {
+    apply(engine, message, &Silent);
 }

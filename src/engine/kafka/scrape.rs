@@ -1,58 +1,46 @@
-//! `/metrics` of a Kafka engine: the figures are rendered and the offsets of exactly the
-//! messages they include are committed, under the state lock, before the answer goes out (a
-//! failed commit fails the scrape).
+//! `/metrics` of a Kafka engine: the process's metrics and, labelled `partition`, the figures
+//! of every owned partition that has caught up (see `metrics::partitioned`). A scrape changes
+//! nothing: any number of scrapers may read it.
 
-use super::{GroupConsumer, Shared, trail};
-use crate::metrics::Exposition;
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use super::Shared;
+use crate::metrics::{Exposition, Metrics};
 use std::sync::Arc;
 
-/// Renders `/metrics` and commits the offsets behind the figures.
-pub struct ScrapeCommit {
+/// Renders `/metrics` of a Kafka engine.
+pub struct Scrape {
     shared: Arc<Shared>,
-    consumer: Arc<GroupConsumer>,
 }
 
-impl ScrapeCommit {
-    pub(super) fn new(shared: Arc<Shared>, consumer: Arc<GroupConsumer>) -> Self {
-        Self { shared, consumer }
+impl Scrape {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 }
 
 #[async_trait::async_trait]
-impl Exposition for ScrapeCommit {
+impl Exposition for Scrape {
     async fn render(&self) -> Result<String, String> {
         let shared = self.shared.clone();
-        let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut state = shared.lock();
-            let text = shared.metrics.encode();
-            let mut offsets = TopicPartitionList::new();
-            for (p, part) in &state.parts {
-                if let Some(next) = part.next {
-                    let _ = offsets.add_partition_offset(shared.topic(), *p, Offset::Offset(next));
-                }
-            }
-            if offsets.count() == 0 {
-                trail::exported();
-                return Ok(text);
-            }
-            let result = consumer.commit(&offsets, CommitMode::Sync);
-            shared.metrics.kafka.commit(result.is_ok());
-            if result.is_ok() {
-                for part in state.parts.values_mut() {
-                    part.committed = part.next.or(part.committed);
-                }
-                trail::committed(&offsets);
-                trail::exported();
-            }
-            drop(state);
-            result
-                .map(|_| text)
-                .map_err(|e| format!("cannot commit the offsets behind these figures: {e}"))
+            let parts: Vec<(i32, Arc<Metrics>)> = {
+                let state = shared.lock();
+                let mut shown: Vec<_> = (state.parts.iter())
+                    .filter(|(_, part)| part.shown())
+                    .map(|(p, part)| (*p, part.metrics.clone()))
+                    .collect();
+                shown.sort_by_key(|(p, _)| *p);
+                shown
+            };
+            // The store's bounds are the process's: its gauges, not a partition's.
+            let (b, m) = (&shared.bounds, &shared.metrics.engine);
+            m.stored_ids.set(b.stored_ids() as i64);
+            m.remembered_ids.set(b.remembered_ids() as i64);
+            m.dedup_horizon
+                .set(b.effective_horizon_ms(crate::now_ms()) / 1000);
+            let parts: Vec<(i32, &Metrics)> = parts.iter().map(|(p, m)| (*p, &**m)).collect();
+            shared.metrics.encode_partitioned(&parts)
         })
         .await
-        .map_err(|e| format!("scrape task failed: {e}"))?
+        .map_err(|e| format!("scrape task failed: {e}"))
     }
 }

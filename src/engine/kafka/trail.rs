@@ -1,10 +1,9 @@
-//! The audit trail: with `RUST_LOG=touchstream::trail=trace`, every event counted, every offset
-//! committed and every scrape answered, under the target `touchstream::trail` (see the module
+//! The audit trail: with `RUST_LOG=touchstream::trail=trace`, every event counted, every
+//! checkpoint written and every partition restored, under the target `touchstream::trail` (see the module
 //! doc of `engine::kafka`). The chaos tests read it id by id.
 
 use crate::engine::Outcome;
 use crate::event::Event;
-use rdkafka::{Offset, TopicPartitionList};
 
 /// The log target of the trail.
 const TRAIL: &str = "touchstream::trail";
@@ -22,16 +21,12 @@ pub(super) fn event(partition: i32, offset: i64, e: &Event, outcome: Outcome) {
     );
 }
 
-/// Offsets committed.
-pub(super) fn committed(offsets: &TopicPartitionList) {
-    for elem in offsets.elements() {
-        if let Offset::Offset(offset) = elem.offset() {
-            tracing::trace!(target: TRAIL, partition = elem.partition(), offset, "committed");
-        }
-    }
+/// A partition's checkpoint written: a new owner starts at `next`.
+pub(super) fn checkpointed(partition: i32, next: i64) {
+    tracing::trace!(target: TRAIL, partition, next, "checkpointed");
 }
 
-/// A scrape answered: its figures include exactly the events logged before this line.
-pub(super) fn exported() {
-    tracing::trace!(target: TRAIL, "figures exported");
+/// A partition restored: counted up to `next` (its checkpoint and the messages re-applied).
+pub(super) fn restored(partition: i32, next: Option<i64>) {
+    tracing::trace!(target: TRAIL, partition, next, "restored");
 }

@@ -30,7 +30,8 @@ pub(crate) fn client_config(
     c
 }
 
-/// Creates the events and dead-letter topics when missing (when `kafka.create_topics`).
+/// Creates the events, dead-letter and state topics when missing (when `kafka.create_topics`);
+/// the state topic compacted, with the events topic's partitions.
 pub(crate) async fn create_topics(config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
     if !k.create_topics {
@@ -45,6 +46,12 @@ pub(crate) async fn create_topics(config: &Config) -> anyhow::Result<()> {
             k.partitions.min(3),
             TopicReplication::Fixed(k.replication_factor),
         ),
+        NewTopic::new(
+            &k.state_topic,
+            k.partitions,
+            TopicReplication::Fixed(k.replication_factor),
+        )
+        .set("cleanup.policy", "compact"),
     ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&topics, &options).await? {

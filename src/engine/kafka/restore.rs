@@ -1,0 +1,239 @@
+//! A new owner's restore: before counting a newly assigned partition, load its newest
+//! checkpoint from the state topic and re-apply, counting, the messages between the checkpoint's
+//! offset and the committed offset where the consumer starts. A partition without a checkpoint
+//! (its first owner, or the first since an upgrade) is rebuilt instead: `kafka.rebuild_lookback`
+//! re-read into the [`Silent`](crate::engine::Silent) recorder, counted from the committed
+//! offset.
+//!
+//! A checkpoint that cannot be read now (the broker unreachable) is retried; one written by a
+//! newer release stops the engine with a message, so its figures are never overwritten by a
+//! restart from zero.
+
+use super::store::StoreError;
+use super::{KafkaEngine, Part, Shared, apply, apply_silently, decode, trail};
+use crate::engine::Engine;
+use crate::engine::checkpoint::{CheckpointData, CheckpointFormatError};
+use crate::metrics::Metrics;
+use crate::transport::kafka::{InMessage, client_config};
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long reading a partition may stall before the engine gives up.
+const STALL: Duration = Duration::from_secs(30);
+
+impl KafkaEngine {
+    /// Restores `partition`, whose first message here is at `committed` (written at
+    /// `committed_ms`), and registers it; an error is fatal to the engine.
+    pub(super) async fn restore(
+        &self,
+        partition: i32,
+        committed: i64,
+        committed_ms: i64,
+    ) -> anyhow::Result<()> {
+        let shared = self.shared.clone();
+        let start = Instant::now();
+        let (part, read) = tokio::task::spawn_blocking(move || {
+            let mut tries = 0;
+            loop {
+                match restore(&shared, partition, committed, committed_ms) {
+                    Err(e) if tries < 5 && e.downcast_ref::<CheckpointFormatError>().is_none() => {
+                        tries += 1;
+                        tracing::warn!(partition, error = %format!("{e:#}"), "cannot restore the partition yet; retrying");
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await??;
+        let (next, shown_from) = (part.next, part.shown_from);
+        let mut state = self.shared.lock();
+        match state.parts.get(&partition) {
+            Some(now) if now.next.is_none() => {
+                if let Some(empty) = state.parts.insert(partition, part) {
+                    empty.engine.release();
+                }
+            }
+            // Revoked meanwhile (or restored twice): what was read goes.
+            _ => _ = part.engine.release(),
+        }
+        drop(state);
+        let m = &self.shared.metrics.kafka;
+        m.rebuild_seconds.observe(start.elapsed().as_secs_f64());
+        m.rebuild_messages.inc_by(read);
+        trail::restored(partition, next);
+        tracing::info!(
+            partition,
+            next,
+            shown_from,
+            read,
+            seconds = start.elapsed().as_secs_f64(),
+            "partition restored"
+        );
+        Ok(())
+    }
+}
+
+/// The blocking part: the partition's state and the messages re-read.
+fn restore(
+    shared: &Shared,
+    partition: i32,
+    committed: i64,
+    committed_ms: i64,
+) -> anyhow::Result<(Part, u64)> {
+    let k = &shared.config.kafka;
+    let reader: BaseConsumer = client_config(k, &k.consumer)
+        .set("group.id", format!("{}-rebuild", k.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let (_, end) = reader.fetch_watermarks(shared.topic(), partition, STALL)?;
+    let found = match shared.store.read(partition) {
+        Ok(found) => found,
+        Err(e @ StoreError::Broken { .. }) => {
+            tracing::error!(partition, error = %e, "the partition's checkpoint is damaged: rebuilding from the log, its figures start again at zero");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some((manifest, payload)) = found else {
+        let mut part = Part::new(shared);
+        let read = rebuild(
+            shared,
+            &reader,
+            &part.engine,
+            partition,
+            committed,
+            committed_ms,
+        )?;
+        part.next = Some(committed);
+        part.shown_from = end;
+        return Ok((part, read));
+    };
+    let data = CheckpointData::decode(&payload).with_context(|| {
+        format!(
+            "the checkpoint of partition {partition} on {}",
+            k.state_topic
+        )
+    })?;
+    let metrics = Arc::new(Metrics::new(&shared.config));
+    for skipped in metrics.restore_figures(&data.figures).skipped {
+        tracing::warn!(
+            partition,
+            ?skipped,
+            "a figure of the checkpoint is not configured now"
+        );
+    }
+    let (engine, restored) = Engine::restore(
+        &shared.config,
+        metrics.clone(),
+        shared.bounds.clone(),
+        &data.engine,
+    )
+    .with_context(|| format!("the checkpoint of partition {partition}"))?;
+    tracing::debug!(partition, ?restored, "checkpoint loaded");
+    let mut part = Part {
+        engine,
+        metrics,
+        next: Some(manifest.next),
+        shown_from: end,
+        checkpointed: Some(manifest.next),
+        slot: manifest.slot,
+    };
+    let read = read_range(
+        shared,
+        &reader,
+        partition,
+        manifest.next,
+        committed,
+        |offset, m| match m {
+            InMessage::Event(e) => trail::event(partition, offset, e, part.engine.apply(e)),
+            tick => apply(&part.engine, tick, &part.engine.counting()),
+        },
+    )?;
+    part.next = Some(manifest.next.max(committed));
+    Ok((part, read))
+}
+
+/// Re-reads `partition` from `kafka.rebuild_lookback` before `committed_ms` up to offset
+/// `committed` into the silent recorder.
+fn rebuild(
+    shared: &Shared,
+    reader: &BaseConsumer,
+    engine: &Engine,
+    partition: i32,
+    committed: i64,
+    committed_ms: i64,
+) -> anyhow::Result<u64> {
+    let topic = shared.topic();
+    let since = committed_ms - shared.config.kafka.rebuild_lookback.as_millis() as i64;
+    // Sessions that closed before the lookback are not remembered: the effective dedup
+    // horizon starts there.
+    shared.bounds.forgot_early(since);
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition_offset(topic, partition, Offset::Offset(since))?;
+    let found = reader.offsets_for_times(wanted, STALL)?;
+    let from = match found.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => committed,
+    };
+    read_range(shared, reader, partition, from, committed, |_, m| {
+        apply_silently(engine, m)
+    })
+}
+
+/// Applies the messages of `partition` at offsets `from..until` with `f(offset, message)`; how
+/// many were read.
+fn read_range(
+    shared: &Shared,
+    reader: &BaseConsumer,
+    partition: i32,
+    from: i64,
+    until: i64,
+    mut f: impl FnMut(i64, &InMessage),
+) -> anyhow::Result<u64> {
+    if from >= until {
+        return Ok(0);
+    }
+    let mut start = TopicPartitionList::new();
+    start.add_partition_offset(shared.topic(), partition, Offset::Offset(from))?;
+    reader.assign(&start)?;
+    let (mut read, mut next) = (0, from);
+    let mut progress = Instant::now();
+    while next < until {
+        match reader.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) if m.offset() < next => {}
+            Some(Ok(m)) => {
+                if m.offset() > next {
+                    tracing::error!(
+                        partition,
+                        from = next,
+                        to = m.offset(),
+                        "messages to re-read are gone (retention): their events are missing from the partition's state"
+                    );
+                }
+                if let Some(message) = decode(&shared.metrics, m.payload()) {
+                    f(m.offset(), &message);
+                }
+                read += 1;
+                next = m.offset() + 1;
+                progress = Instant::now();
+            }
+            // The end: `until` is at most the partition's end, so nothing before it is left.
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => tracing::warn!(partition, error = %e, "read error; retrying"),
+            None => {}
+        }
+        anyhow::ensure!(
+            progress.elapsed() < STALL,
+            "reading partition {partition} stalled at offset {next} (of {from}..{until})"
+        );
+    }
+    Ok(read)
+}
