@@ -27,6 +27,10 @@ pub struct Event {
     pub kind: String,
     /// Client session id.
     pub session: String,
+    /// Client visitor id (the snippet's first-party id of the browser), if sent: the Kafka
+    /// partitioning key, so everything about one shopper meets in one partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<String>,
     /// Event time in ms since the epoch, corrected for client clock skew.
     pub event_time_ms: i64,
     /// Server clock when the collector received the batch, ms since the epoch.
@@ -67,6 +71,7 @@ impl Event {
             id: id.into(),
             kind: kind.into(),
             session: session.into(),
+            visitor: None,
             event_time_ms: at_ms,
             received_at_ms: at_ms,
             channel: Channel::Direct,

@@ -117,29 +117,44 @@ fn read_all(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_2xx_means_every_event_was_delivered_keyed_by_session() {
+async fn a_2xx_means_every_event_was_delivered_keyed_by_visitor_or_session() {
     let s = setup();
-    let (status, _, body) = post(&s.app, &batch(&["a", "b", "c"])).await;
+    let mut body = batch(&["a", "b", "c", "d"]);
+    // Two sessions of one visitor, and a session without a visitor (a server's call).
+    body["events"][0]["visitor"] = json!("v-1");
+    body["events"][1]["visitor"] = json!("v-1");
+    body["events"][1]["session"] = json!("s2");
+    body["events"][2]["visitor"] = json!("ann@shop.io");
+    let (status, _, body) = post(&s.app, &body).await;
     assert_eq!(
         (status, body["accepted"].as_u64()),
-        (StatusCode::OK, Some(3))
+        (StatusCode::OK, Some(4))
     );
     let config = s.config.clone();
     let messages =
-        tokio::task::spawn_blocking(move || read_all(&config, &config.kafka.topic, 4, 3))
+        tokio::task::spawn_blocking(move || read_all(&config, &config.kafka.topic, 4, 4))
             .await
             .unwrap();
-    assert_eq!(messages.len(), 3);
-    let mut ids = Vec::new();
+    assert_eq!(messages.len(), 4);
+    let mut keyed = Vec::new();
     for (key, payload) in messages {
-        assert_eq!(key.as_deref(), Some("demo/s1"));
         match serde_json::from_slice(&payload).unwrap() {
-            InMessage::Event(e) => ids.push(e.id),
+            InMessage::Event(e) => keyed.push((e.id, key.unwrap(), e.visitor)),
             other => panic!("unexpected {other:?}"),
         }
     }
-    ids.sort();
-    assert_eq!(ids, ["a", "b", "c"]);
+    keyed.sort();
+    // A visitor id holding personal data travels as its pseudonym, like a session id.
+    let masked = touchstream::collector::pseudonymise("ann@shop.io".into());
+    assert_eq!(
+        keyed,
+        [
+            ("a".into(), "demo/v/v-1".into(), Some("v-1".into())),
+            ("b".into(), "demo/v/v-1".into(), Some("v-1".into())),
+            ("c".into(), format!("demo/v/{masked}"), Some(masked.clone())),
+            ("d".into(), "demo/s/s1".into(), None),
+        ]
+    );
     assert!(
         s.metrics
             .encode()

@@ -96,6 +96,7 @@ fn enrich(ctx: &BatchContext, v: ValidEvent<'_>) -> Event {
         id: pseudonymise(v.id),
         kind: v.kind,
         session: pseudonymise(v.session),
+        visitor: v.visitor.map(pseudonymise),
         value: v.value,
         currency: v.currency,
         order_id: v.order_id.map(pseudonymise),

@@ -117,6 +117,7 @@ pub struct ValidEvent<'a> {
     pub kind: String,
     pub ts: i64,
     pub session: String,
+    pub visitor: Option<String>,
     pub url: Option<Cow<'a, str>>,
     pub referrer: Option<Cow<'a, str>>,
     pub utm: Utm<'a>,
@@ -291,6 +292,8 @@ fn validate(ev: WireEvent<'_>, max_items: usize) -> Result<ValidEvent<'_>, Rejec
         kind,
         ts,
         session,
+        // An empty visitor is none: it would put every such shopper in one partition.
+        visitor: ev.visitor.filter(|v| !v.is_empty()).map(Cow::into_owned),
         url: ev.url,
         referrer: ev.referrer,
         utm: ev.utm.unwrap_or_default(),

@@ -3,12 +3,15 @@
 //! points as the live run). A record is a version byte, a kind byte, then postcard: compact,
 //! and a stable, documented format. Channel and device are written as their label text, not
 //! their position, so a later release that adds a value still reads old logs.
+//!
+//! Versions: 1, the events' fields up to `origin`; 2 (this release) adds each event's visitor
+//! after them. Both are read.
 
 use crate::event::{Channel, Device, Event};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const BATCH: u8 = 0;
 const TICK: u8 = 1;
 
@@ -24,7 +27,9 @@ pub enum Record {
 /// Why a record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("log record of version {0}; this release reads version {VERSION}: upgrade touchstream")]
+    #[error(
+        "log record of version {0}; this release reads versions 1 to {VERSION}: upgrade touchstream"
+    )]
     Version(u8),
     #[error("log record of unknown kind {0}")]
     Kind(u8),
@@ -36,7 +41,8 @@ pub enum RecordError {
     Label(&'static str, String),
 }
 
-/// The fields of an [`Event`] in the log's order; strings borrowed when written.
+/// The fields of an [`Event`] in the log's order as of version 1; strings borrowed when
+/// written. Version 2 writes each as `(Wire, visitor)`.
 #[derive(Serialize, Deserialize)]
 struct Wire<S> {
     site: S,
@@ -55,21 +61,24 @@ struct Wire<S> {
 
 /// The record of a batch.
 pub fn batch(events: &[Event]) -> Vec<u8> {
-    let wire: Vec<Wire<&str>> = events
+    let wire: Vec<(Wire<&str>, Option<&str>)> = events
         .iter()
-        .map(|e| Wire {
-            site: &*e.site,
-            id: &*e.id,
-            kind: &*e.kind,
-            session: &*e.session,
-            event_time_ms: e.event_time_ms,
-            received_at_ms: e.received_at_ms,
-            channel: e.channel.as_str(),
-            device: e.device.as_str(),
-            value: e.value,
-            currency: e.currency.as_deref(),
-            order_id: e.order_id.as_deref(),
-            origin: e.origin,
+        .map(|e| {
+            let w = Wire {
+                site: &*e.site,
+                id: &*e.id,
+                kind: &*e.kind,
+                session: &*e.session,
+                event_time_ms: e.event_time_ms,
+                received_at_ms: e.received_at_ms,
+                channel: e.channel.as_str(),
+                device: e.device.as_str(),
+                value: e.value,
+                currency: e.currency.as_deref(),
+                order_id: e.order_id.as_deref(),
+                origin: e.origin,
+            };
+            (w, e.visitor.as_deref())
         })
         .collect();
     postcard::to_extend(&wire, vec![VERSION, BATCH]).expect("writing to a Vec cannot fail")
@@ -85,16 +94,21 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     let [version, kind, body @ ..] = bytes else {
         return Err(RecordError::Short);
     };
-    if *version != VERSION {
+    if !(1..=VERSION).contains(version) {
         return Err(RecordError::Version(*version));
     }
     match *kind {
         BATCH => {
-            let wire: Vec<Wire<String>> = postcard::from_bytes(body)?;
+            let wire: Vec<(Wire<String>, Option<String>)> = if *version == 1 {
+                let old: Vec<Wire<String>> = postcard::from_bytes(body)?;
+                old.into_iter().map(|w| (w, None)).collect()
+            } else {
+                postcard::from_bytes(body)?
+            };
             let mut sites: Vec<Arc<str>> = Vec::new();
             let events = wire
                 .into_iter()
-                .map(|w| event(w, &mut sites))
+                .map(|(w, visitor)| event(w, visitor, &mut sites))
                 .collect::<Result<_, _>>()?;
             Ok(Record::Batch(events))
         }
@@ -105,7 +119,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     }
 }
 
-fn event(w: Wire<String>, sites: &mut Vec<Arc<str>>) -> Result<Event, RecordError> {
+fn event(
+    w: Wire<String>,
+    visitor: Option<String>,
+    sites: &mut Vec<Arc<str>>,
+) -> Result<Event, RecordError> {
     let channel = Channel::from_label(&w.channel)
         .ok_or_else(|| RecordError::Label("channel", w.channel.clone()))?;
     let device = Device::from_label(&w.device)
@@ -123,6 +141,7 @@ fn event(w: Wire<String>, sites: &mut Vec<Arc<str>>) -> Result<Event, RecordErro
         id: w.id,
         kind: w.kind,
         session: w.session,
+        visitor,
         event_time_ms: w.event_time_ms,
         received_at_ms: w.received_at_ms,
         channel,
@@ -140,6 +159,13 @@ mod tests {
 
     /// A purchase with every field set, and a bare page view.
     fn sample() -> Vec<Event> {
+        let mut events = sample_1();
+        events[0].visitor = Some("v-1".into());
+        events
+    }
+
+    /// [`sample`] as version 1 held it: without visitors.
+    fn sample_1() -> Vec<Event> {
         vec![
             Event {
                 channel: Channel::Email,
@@ -164,13 +190,13 @@ mod tests {
         assert_eq!(decode(&batch(&[])).unwrap(), Record::Batch(Vec::new()));
     }
 
-    /// The bytes of version 1, kept: a change to the record format fails this test, and must
+    /// The bytes of this version, kept: a change to the record format fails this test, and must
     /// bump `VERSION` and still read this file (`TOUCHSTREAM_BLESS=1` writes a new version's).
     #[test]
-    fn version_1_reads_as_it_was_written() {
+    fn version_2_reads_as_it_was_written() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/log-record-version-1.bin"
+            "/tests/golden/log-record-version-2.bin"
         );
         let events = sample();
         let mut written = batch(&events);
@@ -191,6 +217,21 @@ mod tests {
                 now_ms: 1_763_800_001_000
             }
         );
+    }
+
+    /// A log written by the release before the visitor reads on, without visitors.
+    #[test]
+    fn version_1_still_reads() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/log-record-version-1.bin"
+        );
+        let kept = std::fs::read(path).unwrap();
+        assert_eq!(kept[0], 1);
+        let Ok(Record::Batch(events)) = decode(&kept) else {
+            panic!("version 1 unreadable");
+        };
+        assert_eq!(events, sample_1());
     }
 
     #[test]

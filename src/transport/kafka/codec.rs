@@ -1,6 +1,7 @@
 //! The messages on the events topic: JSON tagged with their kind and schema version
 //! (`"msg": "event/v1"` or `"msg": "tick/v1"`); a reader rejects versions it does not know. An
-//! event's key is its site and session, so a session's events stay in one partition, in order.
+//! event's key is its site and visitor (its session when it has none), so everything about one
+//! shopper, every session included, stays in one partition, in order.
 //! Ticks are the engines' clock: an engine writes one to each partition it owns every
 //! `engine.sweep_interval` and closes idle sessions only when it reads one, which makes a
 //! partition's state a pure function of its log.
@@ -28,9 +29,13 @@ pub enum InMessage {
     Tick { at_ms: i64 },
 }
 
-/// The partitioning key of an event: its site and session.
+/// The partitioning key of an event: its site and visitor, or its site and session when it has
+/// no visitor (a session's events must then all lack it, or all carry the same one).
 pub fn key(event: &Event) -> String {
-    format!("{}/{}", event.site, event.session)
+    match &event.visitor {
+        Some(visitor) => format!("{}/v/{visitor}", event.site),
+        None => format!("{}/s/{}", event.site, event.session),
+    }
 }
 
 impl InMessage {
@@ -71,6 +76,14 @@ mod tests {
         ));
         assert!(InMessage::decode(Some(br#"{"msg":"event/v2","site":"demo"}"#)).is_err());
         assert!(InMessage::decode(None).is_err());
-        assert_eq!(key(&e), "demo/s");
+        assert_eq!(key(&e), "demo/s/s");
+        let visitor = Event {
+            visitor: Some("v-1".into()),
+            ..e.clone()
+        };
+        assert_eq!(key(&visitor), "demo/v/v-1");
+        // An old engine reads a message with a visitor: the field is optional.
+        let json = serde_json::to_string(&OutMessage::Event(&visitor)).unwrap();
+        assert!(json.contains(r#""visitor":"v-1""#), "{json}");
     }
 }
