@@ -159,19 +159,42 @@ impl Process {
     }
 
     /// Runs until `signal`, then stops taking requests, stops the engine, stops the admin.
-    async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        signal.await;
+    /// Runs until `signal`, or until the engine stops by itself (an error it cannot go on
+    /// from, such as a Kafka engine's unreadable state): then the process stops with it.
+    async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let failed = match self.engine.as_mut() {
+            Some((_, handle)) => tokio::select! {
+                _ = signal => None,
+                ended = handle => Some(ended),
+            },
+            None => {
+                signal.await;
+                None
+            }
+        };
         self.state.ready.store(false, Ordering::Relaxed);
         if let Some(public) = self.public {
             stop_server(public).await?;
         }
-        if let Some((trigger, handle)) = self.engine {
-            trigger.fire();
-            handle.await??;
-        }
+        let result = match (self.engine, failed) {
+            (_, Some(ended)) => Err(ended
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r.map(|()| anyhow::anyhow!("the engine stopped")))
+                .unwrap_or_else(|e| e)),
+            (Some((trigger, handle)), None) => {
+                trigger.fire();
+                handle.await?
+            }
+            (None, None) => Ok(()),
+        };
         stop_server(self.admin).await?;
-        tracing::info!("touchstream stopped");
-        Ok(())
+        match &result {
+            Ok(()) => tracing::info!("touchstream stopped"),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "touchstream stopped: the engine failed")
+            }
+        }
+        result
     }
 }
 

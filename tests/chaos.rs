@@ -12,9 +12,9 @@
 mod common;
 
 use common::kafka::Broker;
+use common::load::{options, shoppers};
 use common::process::{KillOnDrop, field, signal, start, touchstream};
 use common::prom::Scrape;
-use common::server::ORIGIN;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, mpsc};
@@ -23,9 +23,7 @@ use tokio::sync::Mutex;
 use touchstream::collector::pseudonymise;
 use touchstream::config::Config;
 use touchstream_load::report::Report;
-use touchstream_load::run::{EventKey, Options, Workload, execute};
-use touchstream_load::send::Target;
-use touchstream_load::shopper::Mix;
+use touchstream_load::run::{EventKey, Workload, execute};
 use touchstream_load::truth::Figures;
 
 /// `touchstream collect` or `engine` as a child process with its configuration in a file.
@@ -172,44 +170,6 @@ fn config(broker: &Broker, session_timeout: Duration) -> Config {
     let mut c = common::kafka::config(broker, 2, session_timeout);
     c.listen = "127.0.0.1:0".parse().unwrap();
     c
-}
-
-/// Options for an id-level run against `collector`: a ledger, no verification by the
-/// generator (the test does it across engines), retries as the snippet does.
-fn options(collector: SocketAddr, timeout: Duration, concurrency: usize, rate: f64) -> Options {
-    Options {
-        target: Target {
-            events_url: format!("http://{collector}/v1/events"),
-            origin: ORIGIN.to_string(),
-            site: "demo".to_string(),
-            batch: 10,
-            retry_backoff: Duration::from_millis(100),
-        },
-        metrics: Vec::new(),
-        concurrency,
-        rate,
-        server: None,
-        session_timeout: timeout,
-        settle: Duration::ZERO,
-        verify: false,
-        probe_interval: None,
-        run_id: format!("chaos{}", touchstream::now_ms()),
-        ledger: true,
-    }
-}
-
-fn shoppers(duration: Duration) -> Workload {
-    Workload::Shoppers {
-        mix: Mix {
-            steps: [0.9, 0.5, 0.7, 0.6],
-            bots: 0.0,
-            ..Mix::default()
-        },
-        duration: Some(duration),
-        sessions: None,
-        duplicates: 0.05,
-        seed: 7,
-    }
 }
 
 /// What the id-level comparison found, besides the discrepancies it panics on.

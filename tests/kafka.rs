@@ -421,3 +421,46 @@ async fn a_broker_restart_under_load_gives_503s_then_counts_every_event_once() {
     engine.stop().await;
     std::sync::Arc::into_inner(collector).unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_whose_state_topic_lacks_partitions_exits_1_naming_it() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let broker = Broker::memory();
+    let cfg = config(&broker, 4, LONG);
+    // Made by hand with one partition: checkpoints of partitions 1 to 3 could not be written.
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(&cfg.kafka.state_topic, 1, TopicReplication::Fixed(1));
+    let created = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), toml::to_string(&cfg).unwrap()).unwrap();
+    let child = common::process::touchstream()
+        .arg("--config")
+        .arg(file.path())
+        .arg("engine")
+        .env("TOUCHSTREAM_ADMIN_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the engine did not stop")
+    .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let expected = format!(
+        "the state topic {} has 1 partitions, fewer than the 4 of {}",
+        cfg.kafka.state_topic, cfg.kafka.topic
+    );
+    assert!(log.contains(&expected), "{log}");
+}

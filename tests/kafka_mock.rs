@@ -152,7 +152,7 @@ async fn a_2xx_means_every_event_was_delivered_keyed_by_visitor_or_session() {
             ("a".into(), "demo/v/v-1".into(), Some("v-1".into())),
             ("b".into(), "demo/v/v-1".into(), Some("v-1".into())),
             ("c".into(), format!("demo/v/{masked}"), Some(masked.clone())),
-            ("d".into(), "demo/s/s1".into(), None),
+            ("d".into(), "demo/s1".into(), None),
         ]
     );
     assert!(

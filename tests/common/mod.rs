@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod durable;
 pub mod exports;
 pub mod kafka;
+pub mod load;
 pub mod process;
 pub mod prom;
 pub mod prometheus;

@@ -33,10 +33,15 @@ impl Prometheus {
     /// Starts Prometheus with `rules`, scraping each job's targets every second, and evaluating
     /// the rules every second; returns once it answers.
     pub async fn start(rules: &str, jobs: &[(&str, &[SocketAddr])]) -> Self {
+        Self::start_every("1s", rules, jobs).await
+    }
+
+    /// [`Prometheus::start`], scraping and evaluating every `interval` (`"3s"`).
+    pub async fn start_every(interval: &str, rules: &str, jobs: &[(&str, &[SocketAddr])]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
-        let mut config = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nscrape_configs:\n",
+        let mut config = format!(
+            "global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\nrule_files: [rules.yml]\nscrape_configs:\n",
         );
         for (job, targets) in jobs {
             let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();

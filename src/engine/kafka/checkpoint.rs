@@ -86,9 +86,13 @@ pub(super) fn offsets(shared: &Shared, taken: &[&Taken]) -> TopicPartitionList {
 }
 
 impl KafkaEngine {
-    /// Checkpoints every owned partition that moved since its last checkpoint, one at a time
-    /// (the apply loop waits only while one partition's state is taken).
+    /// Checkpoints every owned partition that moved since its last checkpoint, one at a time,
+    /// until one fails. The apply loop waits for it: a rebalance callback, run while messages
+    /// are polled, never writes a partition's checkpoint at the same time.
     pub(super) async fn checkpoint_all(&self) {
+        if self.consumer.assignment_lost() {
+            return;
+        }
         let partitions: Vec<i32> = self.shared.lock().parts.keys().copied().collect();
         let (mut done, mut failed, mut bytes) = (Vec::new(), 0, 0);
         for partition in partitions {
@@ -112,7 +116,11 @@ impl KafkaEngine {
                     bytes += n;
                     done.push(taken);
                 }
-                _ => failed += 1,
+                // The others would wait as long: they are tried at the next round.
+                _ => {
+                    failed += 1;
+                    break;
+                }
             }
         }
         if !done.is_empty() {

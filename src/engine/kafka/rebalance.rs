@@ -5,7 +5,7 @@
 use super::checkpoint::{commit, offsets, take, write};
 use super::{Part, Shared};
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use std::sync::Arc;
 
 /// Consumer callbacks: checkpointing revoked partitions and registering assigned ones.
@@ -30,11 +30,27 @@ impl ConsumerContext for Context {
             let owned = state.parts.len() as i64;
             shared.metrics.kafka.assigned_partitions.set(owned);
         }
+        for (partition, _) in &gone {
+            let labels = crate::metrics::labels([("partition", &partition.to_string())]);
+            shared.metrics.kafka.consumer_lag.remove(&labels);
+        }
         // The new owner starts from the newest checkpoint: written now, it re-applies nothing.
-        let taken: Vec<_> = gone.iter().filter_map(|(p, part)| take(*p, part)).collect();
+        // After a failure (the brokers unreachable) the others are not tried: the rebalance
+        // waits for these writes. An assignment lost (this engine was expelled from the group)
+        // may already be another engine's: it writes nothing over that one's checkpoints.
+        let lost = consumer.assignment_lost();
+        if lost {
+            tracing::warn!(
+                "partitions lost to the group: their state since the last checkpoint is left to their new owners"
+            );
+        }
+        let taken: Vec<_> = (gone.iter())
+            .filter(|_| !lost)
+            .filter_map(|(p, part)| take(*p, part))
+            .collect();
         let written: Vec<_> = taken
             .iter()
-            .filter(|t| write(shared, t).is_some())
+            .map_while(|t| write(shared, t).map(|_| t))
             .collect();
         if !written.is_empty() {
             commit(consumer, shared, &offsets(shared, &written));

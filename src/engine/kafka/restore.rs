@@ -6,8 +6,9 @@
 //! offset.
 //!
 //! A checkpoint that cannot be read now (the broker unreachable) is retried; one written by a
-//! newer release stops the engine with a message, so its figures are never overwritten by a
-//! restart from zero.
+//! newer release, a state topic whose checkpoints are all damaged, or one that covers more than
+//! the partition holds (the events topic recreated) stops the engine with a message: a
+//! partition's figures are never started again at zero over a checkpoint that exists.
 
 use super::store::StoreError;
 use super::{KafkaEngine, Part, Shared, apply, apply_silently, decode, trail};
@@ -41,7 +42,7 @@ impl KafkaEngine {
             let mut tries = 0;
             loop {
                 match restore(&shared, partition, committed, committed_ms) {
-                    Err(e) if tries < 5 && e.downcast_ref::<CheckpointFormatError>().is_none() => {
+                    Err(e) if tries < 5 && retriable(&e) => {
                         tries += 1;
                         tracing::warn!(partition, error = %format!("{e:#}"), "cannot restore the partition yet; retrying");
                         std::thread::sleep(Duration::from_secs(2));
@@ -79,6 +80,17 @@ impl KafkaEngine {
     }
 }
 
+/// Whether a failed restore may go better on a second try (the brokers back).
+fn retriable(e: &anyhow::Error) -> bool {
+    let lasting = matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::Broken { .. } | StoreError::Format(..))
+    );
+    let unreadable = e.downcast_ref::<CheckpointFormatError>().is_some()
+        || e.downcast_ref::<crate::engine::SnapshotError>().is_some();
+    !lasting && !unreadable
+}
+
 /// The blocking part: the partition's state and the messages re-read.
 fn restore(
     shared: &Shared,
@@ -94,15 +106,7 @@ fn restore(
         .set("auto.offset.reset", "earliest")
         .create()?;
     let (_, end) = reader.fetch_watermarks(shared.topic(), partition, STALL)?;
-    let found = match shared.store.read(partition) {
-        Ok(found) => found,
-        Err(e @ StoreError::Broken { .. }) => {
-            tracing::error!(partition, error = %e, "the partition's checkpoint is damaged: rebuilding from the log, its figures start again at zero");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some((manifest, payload)) = found else {
+    let Some((manifest, payload)) = shared.store.read(partition)? else {
         let mut part = Part::new(shared);
         let read = rebuild(
             shared,
@@ -111,11 +115,21 @@ fn restore(
             partition,
             committed,
             committed_ms,
-        )?;
+        );
+        let read = read.inspect_err(|_| _ = part.engine.release())?;
         part.next = Some(committed);
         part.shown_from = end;
         return Ok((part, read));
     };
+    anyhow::ensure!(
+        manifest.next <= end,
+        "the checkpoint of partition {partition} on {} covers up to offset {}, but {} ends at \
+         {end}: the events topic was recreated or another one shares its name; move the state \
+         topic's records of it away (or use a new kafka.state_topic) to start it from zero",
+        k.state_topic,
+        manifest.next,
+        shared.topic()
+    );
     let data = CheckpointData::decode(&payload).with_context(|| {
         format!(
             "the checkpoint of partition {partition} on {}",
@@ -156,7 +170,9 @@ fn restore(
             InMessage::Event(e) => trail::event(partition, offset, e, part.engine.apply(e)),
             tick => apply(&part.engine, tick, &part.engine.counting()),
         },
-    )?;
+    );
+    // A failed restore gives back what it took of the shared bounds.
+    let read = read.inspect_err(|_| _ = part.engine.release())?;
     part.next = Some(manifest.next.max(committed));
     Ok((part, read))
 }
@@ -209,6 +225,8 @@ fn read_range(
     while next < until {
         match reader.poll(Duration::from_millis(500)) {
             Some(Ok(m)) if m.offset() < next => {}
+            // Past the last offset to re-read (offsets may have gaps): the live loop has it.
+            Some(Ok(m)) if m.offset() >= until => break,
             Some(Ok(m)) => {
                 if m.offset() > next {
                     tracing::error!(

@@ -30,11 +30,12 @@ pub enum InMessage {
 }
 
 /// The partitioning key of an event: its site and visitor, or its site and session when it has
-/// no visitor (a session's events must then all lack it, or all carry the same one).
+/// no visitor, as before visitors were keys (a session's events must all lack a visitor, or all
+/// carry the same one).
 pub fn key(event: &Event) -> String {
     match &event.visitor {
         Some(visitor) => format!("{}/v/{visitor}", event.site),
-        None => format!("{}/s/{}", event.site, event.session),
+        None => format!("{}/{}", event.site, event.session),
     }
 }
 
@@ -76,7 +77,7 @@ mod tests {
         ));
         assert!(InMessage::decode(Some(br#"{"msg":"event/v2","site":"demo"}"#)).is_err());
         assert!(InMessage::decode(None).is_err());
-        assert_eq!(key(&e), "demo/s/s");
+        assert_eq!(key(&e), "demo/s");
         let visitor = Event {
             visitor: Some("v-1".into()),
             ..e.clone()
