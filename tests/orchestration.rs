@@ -376,7 +376,7 @@ fn deployment_config(docs: &[Value], deployment: &Value) -> (String, Config) {
         .map(|e| {
             // The downward API's pod name, as Kubernetes fills it in.
             let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                Some("metadata.name") => "touchstream-engine-7d9f8-x2k4q",
+                Some("metadata.name") => "touchstream-engine-0",
                 Some(other) => panic!("no stand-in for {other}"),
                 None => str_of(&e["value"]),
             };
@@ -389,7 +389,11 @@ fn deployment_config(docs: &[Value], deployment: &Value) -> (String, Config) {
 #[test]
 fn kubernetes_deployments_services_and_autoscaling_match_the_code() {
     let docs = manifests();
-    let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+    // The collectors a Deployment, the engines a StatefulSet: their pod names are their static
+    // member ids in the group, stable across restarts.
+    let deployments: Vec<&Value> = (docs.iter())
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "StatefulSet")
+        .collect();
     assert_eq!(deployments.len(), 2);
     let mut roles = BTreeSet::new();
     for deployment in &deployments {
@@ -439,6 +443,14 @@ fn kubernetes_deployments_services_and_autoscaling_match_the_code() {
         });
         match subcommand.as_str() {
             "engine" => {
+                assert_eq!(deployment["kind"], "StatefulSet", "{name}: stable member ids");
+                let service = find(&docs, "Service", str_of(&deployment["spec"]["serviceName"]));
+                assert_eq!(service["spec"]["clusterIP"], "None", "a headless Service");
+                assert_eq!(
+                    config.kafka.instance_id().map(str::to_string),
+                    Some("touchstream-engine-0".to_string()),
+                    "{name}: its pod's name is its member id"
+                );
                 let replicas = deployment["spec"]["replicas"].as_u64().unwrap();
                 assert!(
                     replicas <= config.kafka.partitions as u64,
