@@ -443,7 +443,10 @@ fn kubernetes_deployments_services_and_autoscaling_match_the_code() {
         });
         match subcommand.as_str() {
             "engine" => {
-                assert_eq!(deployment["kind"], "StatefulSet", "{name}: stable member ids");
+                assert_eq!(
+                    deployment["kind"], "StatefulSet",
+                    "{name}: stable member ids"
+                );
                 let service = find(&docs, "Service", str_of(&deployment["spec"]["serviceName"]));
                 assert_eq!(service["spec"]["clusterIP"], "None", "a headless Service");
                 assert_eq!(
