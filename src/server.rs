@@ -158,7 +158,6 @@ impl Process {
         self
     }
 
-    /// Runs until `signal`, then stops taking requests, stops the engine, stops the admin.
     /// Runs until `signal`, or until the engine stops by itself (an error it cannot go on
     /// from, such as a Kafka engine's unreadable state): then the process stops with it.
     async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -173,9 +172,10 @@ impl Process {
             }
         };
         self.state.ready.store(false, Ordering::Relaxed);
-        if let Some(public) = self.public {
-            stop_server(public).await?;
-        }
+        let public = match self.public {
+            Some(public) => stop_server(public).await,
+            None => Ok(()),
+        };
         let result = match (self.engine, failed) {
             (_, Some(ended)) => Err(ended
                 .map_err(anyhow::Error::from)
@@ -187,6 +187,8 @@ impl Process {
             }
             (None, None) => Ok(()),
         };
+        // The engine's error first: it is why the process stops.
+        let result = result.and(public);
         stop_server(self.admin).await?;
         match &result {
             Ok(()) => tracing::info!("touchstream stopped"),

@@ -231,6 +231,10 @@ async fn totals_from_prometheus_are_exact_through_scrapers_a_sigkill_and_rolling
     let report = load.await.unwrap().unwrap();
     curl.abort();
     let truth = at_event_time(&report.truth);
+    assert!(
+        report.stats.events_accepted > 1000 && truth.1 > 10,
+        "too little load to show anything: {truth:?}"
+    );
 
     // The engines catch up with the truth...
     let deadline = Instant::now() + Duration::from_secs(90);

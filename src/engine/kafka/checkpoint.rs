@@ -93,15 +93,29 @@ impl KafkaEngine {
         if self.consumer.assignment_lost() {
             return;
         }
-        let partitions: Vec<i32> = self.shared.lock().parts.keys().copied().collect();
+        // Each round starts one partition further, so one whose state partition fails (no
+        // leader) stops a round without keeping the others from ever being written.
+        let mut partitions: Vec<i32> = self.shared.lock().parts.keys().copied().collect();
+        partitions.sort_unstable();
+        let round = self
+            .rounds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !partitions.is_empty() {
+            let turn = round % partitions.len();
+            partitions.rotate_left(turn);
+        }
         let (mut done, mut failed, mut bytes) = (Vec::new(), 0, 0);
+        let (start, mut snapshots) = (std::time::Instant::now(), std::time::Duration::ZERO);
         for partition in partitions {
             let taken = {
+                let began = std::time::Instant::now();
                 let state = self.shared.lock();
                 let Some(part) = state.parts.get(&partition) else {
                     continue;
                 };
-                take(partition, part)
+                let taken = take(partition, part);
+                snapshots += began.elapsed();
+                taken
             };
             let Some(taken) = taken else { continue };
             let shared = self.shared.clone();
@@ -127,6 +141,16 @@ impl KafkaEngine {
             let list = offsets(&self.shared, &done.iter().collect::<Vec<_>>());
             let result = self.consumer.commit(&list, CommitMode::Async);
             self.shared.metrics.kafka.commit(result.is_ok());
+        }
+        if !done.is_empty() {
+            tracing::debug!(
+                partitions = done.len(),
+                bytes,
+                snapshot_ms = snapshots.as_millis() as u64,
+                // The apply loop waits for the whole round.
+                paused_ms = start.elapsed().as_millis() as u64,
+                "checkpoints written"
+            );
         }
         if failed == 0 {
             let m = &self.shared.metrics.state;

@@ -127,6 +127,8 @@ pub struct KafkaEngine {
     shared: Arc<Shared>,
     consumer: Arc<GroupConsumer>,
     ticker: FutureProducer,
+    /// Checkpoint rounds so far (`checkpoint`).
+    rounds: std::sync::atomic::AtomicUsize,
 }
 
 impl KafkaEngine {
@@ -165,6 +167,7 @@ impl KafkaEngine {
             shared,
             consumer: Arc::new(consumer),
             ticker,
+            rounds: Default::default(),
         })
     }
 
@@ -186,6 +189,10 @@ impl KafkaEngine {
             tokio::select! {
                 message = self.consumer.recv() => match message {
                     Ok(m) => self.handle(&m).await?,
+                    // Fenced (another static member took this id) or otherwise unusable: stop.
+                    Err(e @ rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                        return Err(anyhow::Error::from(e).context("the consumer cannot go on"));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "Kafka consumer error");
                         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -13,7 +13,6 @@
 use super::store::StoreError;
 use super::{KafkaEngine, Part, Shared, apply, apply_silently, decode, trail};
 use crate::engine::Engine;
-use crate::engine::checkpoint::{CheckpointData, CheckpointFormatError};
 use crate::metrics::Metrics;
 use crate::transport::kafka::{InMessage, client_config};
 use anyhow::Context as _;
@@ -80,15 +79,20 @@ impl KafkaEngine {
     }
 }
 
+/// A restore that no retry mends.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Lasting(String);
+
 /// Whether a failed restore may go better on a second try (the brokers back).
 fn retriable(e: &anyhow::Error) -> bool {
-    let lasting = matches!(
+    let store = matches!(
         e.downcast_ref::<StoreError>(),
-        Some(StoreError::Broken { .. } | StoreError::Format(..))
+        Some(StoreError::Broken { .. } | StoreError::Format(..) | StoreError::Checkpoint(_))
     );
-    let unreadable = e.downcast_ref::<CheckpointFormatError>().is_some()
+    let lasting = e.downcast_ref::<Lasting>().is_some()
         || e.downcast_ref::<crate::engine::SnapshotError>().is_some();
-    !lasting && !unreadable
+    !store && !lasting
 }
 
 /// The blocking part: the partition's state and the messages re-read.
@@ -106,7 +110,7 @@ fn restore(
         .set("auto.offset.reset", "earliest")
         .create()?;
     let (_, end) = reader.fetch_watermarks(shared.topic(), partition, STALL)?;
-    let Some((manifest, payload)) = shared.store.read(partition)? else {
+    let Some((manifest, data)) = shared.store.read(partition)? else {
         let mut part = Part::new(shared);
         let read = rebuild(
             shared,
@@ -121,21 +125,18 @@ fn restore(
         part.shown_from = end;
         return Ok((part, read));
     };
-    anyhow::ensure!(
-        manifest.next <= end,
-        "the checkpoint of partition {partition} on {} covers up to offset {}, but {} ends at \
-         {end}: the events topic was recreated or another one shares its name; move the state \
-         topic's records of it away (or use a new kafka.state_topic) to start it from zero",
-        k.state_topic,
-        manifest.next,
-        shared.topic()
-    );
-    let data = CheckpointData::decode(&payload).with_context(|| {
-        format!(
-            "the checkpoint of partition {partition} on {}",
-            k.state_topic
-        )
-    })?;
+    if manifest.next > end {
+        return Err(Lasting(format!(
+            "the checkpoint of partition {partition} on {} covers up to offset {}, but {} ends at \
+             {end}: the events topic was recreated or another one shares its name; move the \
+             state topic's records of it away (or use a new kafka.state_topic) to start it from \
+             zero",
+            k.state_topic,
+            manifest.next,
+            shared.topic()
+        ))
+        .into());
+    }
     let metrics = Arc::new(Metrics::new(&shared.config));
     for skipped in metrics.restore_figures(&data.figures).skipped {
         tracing::warn!(

@@ -5,25 +5,26 @@
 //! A checkpoint (a [`CheckpointData`](crate::engine::checkpoint::CheckpointData) payload: the
 //! engine's state, its figures and the events offset it covers) is written into one of two
 //! slots as chunks of at most [`CHUNK`] bytes (under the 1 MB default message limit of Kafka and
-//! librdkafka; tansu returns no record larger than a fetch), keyed `topic/p/slot/i`, then a
-//! manifest keyed `topic/p/m/slot` naming the offset each chunk landed at, with its length and
-//! CRC-32C. Checkpoints alternate between the slots and a write never goes to the slot of the
+//! librdkafka; tansu returns no record larger than a fetch), keyed `topic/group/p/slot/i`, then
+//! a manifest keyed `topic/group/p/m/slot` naming the offset each chunk landed at, with its
+//! length and CRC-32C. Checkpoints alternate between the slots and a write never goes to the slot of the
 //! newest checkpoint known good: compaction keeps the newest record of each key, so a write cut
 //! short (a crash, a broker gone, a report lost) spoils at most its own slot, and the other
-//! slot's checkpoint stays whole. Keys name the events topic, so deployments sharing a state
-//! topic never read each other's checkpoints.
+//! slot's checkpoint stays whole; a write that fails purges its records still queued or in
+//! flight, so none of them lands after the next write's. Keys name the events topic and the
+//! group, so deployments sharing a state topic never read each other's checkpoints.
 //!
 //! Reading takes the newest manifest of each slot (scanning back from the partition's end in
 //! growing windows) and loads the one that covers more, checked, or else the other. Records
 //! delivered twice (tansu after a compaction) are told apart by offset.
 
 use crate::config::KafkaConfig;
+use crate::engine::checkpoint::CheckpointFormatError;
 use crate::transport::kafka::client_config;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -31,7 +32,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod reader;
-use reader::Reader;
 
 /// Largest chunk of a checkpoint, in bytes.
 pub const CHUNK: usize = 900 * 1024;
@@ -39,8 +39,9 @@ pub const CHUNK: usize = 900 * 1024;
 const MANIFEST_FORMAT: u32 = 1;
 /// How long a read may go without a record.
 const STALL: Duration = Duration::from_secs(30);
-/// How long a write may take: a revoke waits for it, and a broker that takes longer is down
-/// (the previous checkpoint stays; the next owner re-applies a little more).
+/// How long a write of a small checkpoint may take (a second more for each 4 MiB): a revoke
+/// waits for it, and a broker that takes longer is down (the previous checkpoint stays; the
+/// next owner re-applies a little more).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a checkpoint's chunks are, and what it covers.
@@ -73,10 +74,12 @@ pub enum StoreError {
     #[error("state topic partition {partition}: {what}")]
     Broken { partition: i32, what: String },
     #[error(
-        "state topic partition {0}: a checkpoint manifest of format {1}, newer than this release \
-         reads ({MANIFEST_FORMAT}): run that release or a later one"
+        "state topic partition {0}: a checkpoint manifest of format {1}, which this release \
+         (format {MANIFEST_FORMAT}) does not read: run the release that wrote it, or a later one"
     )]
     Format(i32, u32),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointFormatError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 }
@@ -119,7 +122,11 @@ impl StateTopic {
         let producer = client_config(kafka, &kafka.producer)
             .set("linger.ms", "5")
             .set("enable.idempotence", "false")
-            .set("message.timeout.ms", WRITE_TIMEOUT.as_millis().to_string())
+            .set("message.timeout.ms", "60000")
+            .set(
+                "request.timeout.ms",
+                (WRITE_TIMEOUT / 2).as_millis().to_string(),
+            )
             .create_with_context(Deliveries(Mutex::new(Vec::new())))?;
         Ok(Self {
             writer: Mutex::new(Writer {
@@ -135,11 +142,17 @@ impl StateTopic {
     }
 
     fn manifest_key(&self, partition: i32, slot: u8) -> String {
-        format!("{}/{partition}/m/{slot}", self.kafka.topic)
+        format!(
+            "{}/{}/{partition}/m/{slot}",
+            self.kafka.topic, self.kafka.group_id
+        )
     }
 
     fn chunk_key(&self, partition: i32, slot: u8, index: usize) -> String {
-        format!("{}/{partition}/{slot}/{index}", self.kafka.topic)
+        format!(
+            "{}/{}/{partition}/{slot}/{index}",
+            self.kafka.topic, self.kafka.group_id
+        )
     }
 
     /// Fails unless the state topic has a partition for each of `events`' partitions.
@@ -177,6 +190,40 @@ impl StateTopic {
         let mut writer = self.writer.lock().expect("never poisoned");
         writer.writes += 1;
         let write = writer.writes;
+        let deadline =
+            Instant::now() + WRITE_TIMEOUT + Duration::from_secs(payload.len() as u64 >> 22);
+        let result = self.send(
+            &writer.producer,
+            write,
+            deadline,
+            (partition, slot),
+            next,
+            payload,
+        );
+        if result.is_err() {
+            // None of this write's records may land after the next write's (a retry would):
+            // what is queued or in flight is dropped, and its reports awaited.
+            let producer = &writer.producer;
+            producer.purge(PurgeConfig::default().queue().inflight());
+            let deadline = Instant::now() + WRITE_TIMEOUT;
+            while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                producer.poll(Duration::from_millis(50));
+            }
+            producer.context().0.lock().expect("never poisoned").clear();
+        }
+        result
+    }
+
+    /// The records of write `write`, then its manifest.
+    fn send(
+        &self,
+        producer: &BaseProducer<Deliveries>,
+        write: u64,
+        deadline: Instant,
+        (partition, slot): (i32, u8),
+        next: i64,
+        payload: &[u8],
+    ) -> Result<Manifest, StoreError> {
         let pieces: Vec<&[u8]> = payload.chunks(CHUNK).collect();
         for (i, piece) in pieces.iter().enumerate() {
             let key = self.chunk_key(partition, slot, i);
@@ -184,10 +231,10 @@ impl StateTopic {
                 .partition(partition)
                 .key(&key)
                 .payload(*piece);
-            writer.producer.send(record).map_err(|(e, _)| e)?;
-            writer.producer.poll(Duration::ZERO);
+            producer.send(record).map_err(|(e, _)| e)?;
+            producer.poll(Duration::ZERO);
         }
-        let offsets = settle(&writer.producer, write, partition, pieces.len())?;
+        let offsets = settle(producer, write, deadline, partition, pieces.len())?;
         let manifest = Manifest {
             topic: self.kafka.topic.clone(),
             partition,
@@ -209,101 +256,9 @@ impl StateTopic {
             .partition(partition)
             .key(&key)
             .payload(&bytes);
-        writer.producer.send(record).map_err(|(e, _)| e)?;
-        settle(&writer.producer, write, partition, 1)?;
+        producer.send(record).map_err(|(e, _)| e)?;
+        settle(producer, write, deadline, partition, 1)?;
         Ok(manifest)
-    }
-
-    /// The newest checkpoint of `partition` that reads whole: its manifest and payload, or
-    /// `None` when it has none. An error when it has some and none reads. Blocking.
-    pub fn read(&self, partition: i32) -> Result<Option<(Manifest, Vec<u8>)>, StoreError> {
-        let k = &self.kafka;
-        let reader: BaseConsumer = client_config(k, &k.consumer)
-            .set("group.id", format!("{}-state", k.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .create()?;
-        let mut manifests = self.manifests(&reader, partition)?;
-        // The one that covers more first.
-        manifests.sort_by_key(|m| std::cmp::Reverse((m.next, m.taken_at_ms)));
-        let mut failures = Vec::new();
-        for manifest in manifests {
-            match self.chunks(&reader, &manifest) {
-                Ok(payload) => return Ok(Some((manifest, payload))),
-                Err(e) => {
-                    tracing::warn!(partition, slot = manifest.slot, error = %e, "a checkpoint on the state topic is damaged; trying the other slot");
-                    failures.push(e.to_string());
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Ok(None);
-        }
-        let what = format!("no checkpoint reads whole: {}", failures.join("; "));
-        Err(StoreError::Broken { partition, what })
-    }
-
-    /// The newest manifest of each slot of `partition`.
-    fn manifests(
-        &self,
-        reader: &BaseConsumer,
-        partition: i32,
-    ) -> Result<Vec<Manifest>, StoreError> {
-        let (low, high) = reader.fetch_watermarks(self.name(), partition, STALL)?;
-        let keys = [0, 1].map(|slot| self.manifest_key(partition, slot));
-        // A manifest is the last record of a checkpoint written whole: usually the last.
-        let mut window = 2;
-        loop {
-            let from = (high - window).max(low);
-            let found = Reader::new(reader, self.name(), partition).read(from, high, |_, k| {
-                keys.iter().any(|key| k == key.as_bytes())
-            })?;
-            let mut newest: [Option<Manifest>; 2] = [None, None];
-            for (_, bytes) in found {
-                let manifest = decode(partition, &bytes)?;
-                let slot = usize::from(manifest.slot.min(1));
-                newest[slot] = Some(manifest);
-            }
-            if from <= low || newest.iter().all(Option::is_some) {
-                return Ok(newest.into_iter().flatten().collect());
-            }
-            window *= 8;
-        }
-    }
-
-    /// A manifest's payload, each chunk checked.
-    fn chunks(&self, reader: &BaseConsumer, manifest: &Manifest) -> Result<Vec<u8>, StoreError> {
-        let partition = manifest.partition;
-        let Some(first) = manifest.chunks.iter().map(|c| c.offset).min() else {
-            return Ok(Vec::new());
-        };
-        let last = manifest
-            .chunks
-            .iter()
-            .map(|c| c.offset)
-            .max()
-            .unwrap_or(first);
-        let wanted: HashMap<i64, &ChunkRef> =
-            manifest.chunks.iter().map(|c| (c.offset, c)).collect();
-        let found =
-            Reader::new(reader, self.name(), partition)
-                .read(first, last + 1, |offset, _| wanted.contains_key(&offset))?;
-        let by_offset: HashMap<i64, Vec<u8>> = found.into_iter().collect();
-        let mut payload = Vec::with_capacity(manifest.chunks.iter().map(|c| c.len as usize).sum());
-        for (i, c) in manifest.chunks.iter().enumerate() {
-            let bytes = (by_offset.get(&c.offset))
-                .filter(|b| b.len() == c.len as usize && crc32c::crc32c(b) == c.crc);
-            let Some(bytes) = bytes else {
-                let what = format!(
-                    "chunk {i} of the checkpoint in slot {} (offset {}) is missing or damaged",
-                    manifest.slot, c.offset
-                );
-                return Err(StoreError::Broken { partition, what });
-            };
-            payload.extend_from_slice(bytes);
-        }
-        Ok(payload)
     }
 }
 
@@ -312,10 +267,10 @@ impl StateTopic {
 fn settle(
     producer: &BaseProducer<Deliveries>,
     write: u64,
+    deadline: Instant,
     partition: i32,
     n: usize,
 ) -> Result<Vec<i64>, StoreError> {
-    let start = Instant::now();
     let mut offsets: HashMap<usize, i64> = HashMap::new();
     loop {
         producer.flush(Duration::from_millis(100)).ok();
@@ -337,7 +292,7 @@ fn settle(
             sorted.sort();
             return Ok(sorted.into_iter().map(|(_, offset)| offset).collect());
         }
-        if start.elapsed() > WRITE_TIMEOUT {
+        if Instant::now() > deadline {
             return Err(StoreError::Timeout(WRITE_TIMEOUT));
         }
     }
