@@ -21,7 +21,7 @@ if [ -n "${BIN:-}" ]; then bin=$BIN; else build_release; fi
 
 logs=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$logs"; }
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; if [ -n "${KEEP:-}" ]; then echo "logs in $logs" >&2; else rm -rf "$logs"; fi; }
 trap cleanup EXIT
 
 tansu=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
@@ -81,8 +81,8 @@ post 8
 wait_applied 8 120 || { echo "restart.sh: the first engine never counted" >&2; exit 1; }
 if [ -n "${SESSIONS:-}" ]; then
   "$bin/touchstream-load" --url "http://127.0.0.1:$public" --session-timeout 30m --no-verify \
-    --probe-interval 0s shoppers --sessions "$SESSIONS" --steps 0,0,0,0 --bots 0 --duplicates 0 \
-    --friction 0 >"$logs/load.log" 2>&1
+    --metrics "http://127.0.0.1:$engine_admin/metrics" --probe-interval 0s shoppers --sessions "$SESSIONS" --steps 0,0,0,0 --bots 0 --duplicates 0 \
+    --friction 0 >"$logs/load.log" 2>&1 || { cat "$logs/load.log" >&2; exit 1; }
   sent=$((sent + SESSIONS))
   wait_applied "$sent" 600 || { echo "restart.sh: the $SESSIONS sessions were never applied" >&2; exit 1; }
   # A checkpoint round after the last of them.
@@ -101,10 +101,11 @@ for run in $(seq 1 "$runs"); do
   post 8
   t0=$(date +%s%3N)
   start_engine
-  if wait_applied "$sent" 300; then
+  if wait_applied "$sent" "${WAIT:-300}"; then
     echo "run $run: restart to counting $(( $(date +%s%3N) - t0 )) ms"
   else
-    echo "run $run: not counting after 300 s"
+    echo "run $run: not counting after 300 s: $(applied) events shown of $sent sent" >&2
+    curl -fs "http://127.0.0.1:$engine_admin/metrics" | grep -E '^touchstream_engine_events_applied_total|^touchstream_kafka_assigned' >&2 || true
   fi
 done
 grep -h "checkpoints written\|partition restored" "$logs/engine.log" | tail -n 12 || true

@@ -69,6 +69,7 @@ impl KafkaEngine {
         trail::restored(partition, next);
         tracing::info!(
             partition,
+            committed,
             next,
             shown_from,
             read,
@@ -152,7 +153,7 @@ fn restore(
         &data.engine,
     )
     .with_context(|| format!("the checkpoint of partition {partition}"))?;
-    tracing::debug!(partition, ?restored, "checkpoint loaded");
+    tracing::debug!(partition, manifest.next, ?restored, "checkpoint loaded");
     let mut part = Part {
         engine,
         metrics,
@@ -205,6 +206,64 @@ fn rebuild(
     })
 }
 
+/// Where a reader starts: at `from`, or earlier when the broker answered a fetch at `from` from
+/// a later offset on. tansu 0.6 answers a fetch at an offset inside a record batch with the
+/// batches after it, so the batch's later records would be skipped; reading from earlier
+/// offsets finds the batch (its records before `from` are skipped by the caller). Against
+/// Kafka the first fetch is answered from `from`, and this does nothing.
+pub(super) struct Start {
+    from: i64,
+    at: i64,
+    step: i64,
+    first: bool,
+}
+
+impl Start {
+    pub(super) fn new(from: i64) -> Self {
+        Self {
+            from,
+            at: from,
+            step: 1,
+            first: true,
+        }
+    }
+
+    /// Assigns `reader` to `partition` at the current start.
+    pub(super) fn assign(
+        &mut self,
+        reader: &BaseConsumer,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), KafkaError> {
+        let mut start = TopicPartitionList::new();
+        start.add_partition_offset(topic, partition, Offset::Offset(self.at))?;
+        self.first = true;
+        reader.assign(&start)
+    }
+
+    /// Whether the first record read, at `offset`, skipped some at or after `from`: then the
+    /// start moves earlier (at most a few thousand records back; a real gap, a record
+    /// compacted or deleted, is accepted after that) and the reader must be assigned again.
+    pub(super) fn too_late(&mut self, offset: i64) -> bool {
+        let first = std::mem::replace(&mut self.first, false);
+        if !first || offset <= self.from || self.at == 0 || self.step > 4096 {
+            return false;
+        }
+        self.at = (self.from - self.step).max(0);
+        self.step *= 4;
+        true
+    }
+}
+
+/// The reader's position in `partition`, if it has one.
+pub(super) fn position(reader: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let list = reader.position().ok()?;
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 /// Applies the messages of `partition` at offsets `from..until` with `f(offset, message)`; how
 /// many were read.
 fn read_range(
@@ -218,13 +277,19 @@ fn read_range(
     if from >= until {
         return Ok(0);
     }
-    let mut start = TopicPartitionList::new();
-    start.add_partition_offset(shared.topic(), partition, Offset::Offset(from))?;
-    reader.assign(&start)?;
+    let mut start = Start::new(from);
+    start.assign(reader, shared.topic(), partition)?;
     let (mut read, mut next) = (0, from);
     let mut progress = Instant::now();
     while next < until {
-        match reader.poll(Duration::from_millis(500)) {
+        let polled = reader.poll(Duration::from_millis(500));
+        if let Some(Ok(m)) = &polled
+            && start.too_late(m.offset())
+        {
+            start.assign(reader, shared.topic(), partition)?;
+            continue;
+        }
+        match polled {
             Some(Ok(m)) if m.offset() < next => {}
             // Past the last offset to re-read (offsets may have gaps): the live loop has it.
             Some(Ok(m)) if m.offset() >= until => break,
@@ -244,8 +309,14 @@ fn read_range(
                 next = m.offset() + 1;
                 progress = Instant::now();
             }
-            // The end: `until` is at most the partition's end, so nothing before it is left.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // An end reported before `until` (seen against tansu right after an assign) is not
+            // the end: `until` is at most the partition's end. Done only once the reader's
+            // position is there (offsets may have gaps).
+            Some(Err(KafkaError::PartitionEOF(_)))
+                if position(reader, shared.topic(), partition).is_some_and(|p| p >= until) =>
+            {
+                break;
+            }
             Some(Err(e)) => tracing::warn!(partition, error = %e, "read error; retrying"),
             None => {}
         }

@@ -3,11 +3,11 @@
 
 use super::{ChunkRef, Manifest, STALL, StateTopic, StoreError, decode};
 use crate::engine::checkpoint::{CheckpointData, CheckpointFormatError};
+use crate::engine::kafka::restore::Start;
 use crate::transport::kafka::client_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,38 +25,42 @@ impl StateTopic {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
+            // Several chunks a fetch.
+            .set("max.partition.fetch.bytes", (4 << 20).to_string())
             .create()?;
         let mut failures = Vec::new();
-        let mut manifests = Vec::new();
-        for (slot, record) in self.manifests(&reader, partition)?.into_iter().enumerate() {
-            let Some(bytes) = record else { continue };
-            match decode(partition, &bytes) {
-                Ok(m) if m.topic == k.topic && m.partition == partition && m.slot == slot as u8 => {
-                    manifests.push(m)
+        // The newest manifest first: the other slot's is looked for only if it does not read.
+        let mut tried = [false; 2];
+        for wanted in [1, 2] {
+            for (slot, bytes) in self.manifests(&reader, partition, wanted)? {
+                if std::mem::replace(&mut tried[slot], true) {
+                    continue;
                 }
-                Ok(_) => failures.push(format!("slot {slot}: a manifest of another partition")),
-                Err(e @ StoreError::Format(..)) => return Err(e),
-                Err(e) => failures.push(format!("slot {slot}: {e}")),
-            }
-        }
-        // The one that covers more first.
-        manifests.sort_by_key(|m| std::cmp::Reverse((m.next, m.taken_at_ms)));
-        for manifest in manifests {
-            let loaded = self.chunks(&reader, &manifest).and_then(|payload| {
-                CheckpointData::decode(&payload).map_err(|e| match e {
-                    CheckpointFormatError::Newer(_) => StoreError::Checkpoint(e),
-                    e => StoreError::Broken {
-                        partition,
-                        what: format!("its checkpoint does not decode: {e}"),
-                    },
-                })
-            });
-            match loaded {
-                Ok(data) => return Ok(Some((manifest, data))),
-                Err(e @ StoreError::Checkpoint(_)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(partition, slot = manifest.slot, error = %e, "a checkpoint on the state topic is damaged; trying the other slot");
-                    failures.push(format!("slot {}: {e}", manifest.slot));
+                let manifest = match decode(partition, &bytes) {
+                    Ok(m)
+                        if m.topic == k.topic
+                            && m.partition == partition
+                            && m.slot == slot as u8 =>
+                    {
+                        m
+                    }
+                    Ok(_) => {
+                        failures.push(format!("slot {slot}: a manifest of another partition"));
+                        continue;
+                    }
+                    Err(e @ StoreError::Format(..)) => return Err(e),
+                    Err(e) => {
+                        failures.push(format!("slot {slot}: {e}"));
+                        continue;
+                    }
+                };
+                match self.load(&reader, &manifest) {
+                    Ok(data) => return Ok(Some((manifest, data))),
+                    Err(e @ StoreError::Checkpoint(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(partition, slot, error = %e, "a checkpoint on the state topic is damaged; trying the other slot");
+                        failures.push(format!("slot {slot}: {e}"));
+                    }
                 }
             }
         }
@@ -67,30 +71,44 @@ impl StateTopic {
         Err(StoreError::Broken { partition, what })
     }
 
-    /// The newest manifest record of each slot of `partition`, scanning back from its end in
-    /// growing windows, each record read once.
+    /// A manifest's checkpoint, read and decoded.
+    fn load(
+        &self,
+        reader: &BaseConsumer,
+        manifest: &Manifest,
+    ) -> Result<CheckpointData, StoreError> {
+        let payload = self.chunks(reader, manifest)?;
+        CheckpointData::decode(&payload).map_err(|e| match e {
+            CheckpointFormatError::Newer(_) => StoreError::Checkpoint(e),
+            e => StoreError::Broken {
+                partition: manifest.partition,
+                what: format!("its checkpoint does not decode: {e}"),
+            },
+        })
+    }
+
+    /// The newest manifest record of each slot of `partition`, newest first, until `wanted`
+    /// slots are found, scanning back from its end in growing windows, each record read once.
     fn manifests(
         &self,
         reader: &BaseConsumer,
         partition: i32,
-    ) -> Result<[Option<Vec<u8>>; 2], StoreError> {
+        wanted: usize,
+    ) -> Result<Vec<(usize, Vec<u8>)>, StoreError> {
         let (low, high) = reader.fetch_watermarks(self.name(), partition, STALL)?;
         let keys = [0, 1].map(|slot| self.manifest_key(partition, slot));
-        let mut newest: [Option<Vec<u8>>; 2] = [None, None];
+        let mut newest: Vec<(usize, Vec<u8>)> = Vec::new();
         // A manifest is the last record of a checkpoint written whole: usually the last.
         let (mut window, mut until) = (2, high);
-        while until > low && newest.iter().any(Option::is_none) {
+        while until > low && newest.len() < wanted {
             let from = (until - window).max(low);
             let found = Reader::new(reader, self.name(), partition).read(from, until, |_, k| {
                 keys.iter().any(|key| k == key.as_bytes())
             })?;
-            let mut here: [Option<Vec<u8>>; 2] = [None, None];
-            for (_, key, bytes) in found {
-                here[usize::from(key == keys[1].as_bytes())] = Some(bytes);
-            }
-            for (kept, found) in newest.iter_mut().zip(here) {
-                if kept.is_none() {
-                    *kept = found;
+            for (_, key, bytes) in found.into_iter().rev() {
+                let slot = usize::from(key == keys[1].as_bytes());
+                if newest.iter().all(|(s, _)| *s != slot) {
+                    newest.push((slot, bytes));
                 }
             }
             (until, window) = (from, window * 8);
@@ -161,14 +179,16 @@ impl<'a> Reader<'a> {
         if from >= until {
             return Ok(out);
         }
-        let mut start = TopicPartitionList::new();
-        start.add_partition_offset(self.topic, self.partition, Offset::Offset(from))?;
-        self.consumer.assign(&start)?;
+        let mut start = Start::new(from);
+        start.assign(self.consumer, self.topic, self.partition)?;
         let mut progress = Instant::now();
         // The highest offset read: a record delivered again is skipped.
         let mut read = from - 1;
         while progress.elapsed() < STALL {
             match self.consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) if start.too_late(m.offset()) => {
+                    start.assign(self.consumer, self.topic, self.partition)?;
+                }
                 Some(Ok(m)) => {
                     progress = Instant::now();
                     let offset = m.offset();
@@ -182,7 +202,18 @@ impl<'a> Reader<'a> {
                         return Ok(out);
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
+                // An end reported early (seen against tansu right after an assign) is not the
+                // end: done once the position is at `until`.
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    let position = crate::engine::kafka::restore::position(
+                        self.consumer,
+                        self.topic,
+                        self.partition,
+                    );
+                    if position.is_some_and(|p| p >= until) {
+                        return Ok(out);
+                    }
+                }
                 Some(Err(e)) => {
                     tracing::warn!(partition = self.partition, error = %e, "state topic read error; retrying");
                 }
