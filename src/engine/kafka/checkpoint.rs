@@ -141,8 +141,6 @@ impl KafkaEngine {
             let list = offsets(&self.shared, &done.iter().collect::<Vec<_>>());
             let result = self.consumer.commit(&list, CommitMode::Async);
             self.shared.metrics.kafka.commit(result.is_ok());
-        }
-        if !done.is_empty() {
             tracing::debug!(
                 partitions = done.len(),
                 bytes,

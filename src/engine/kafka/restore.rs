@@ -12,6 +12,7 @@
 
 use super::store::StoreError;
 use super::{KafkaEngine, Part, Shared, apply, apply_silently, decode, trail};
+use crate::config::KafkaConfig;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::transport::kafka::{InMessage, client_config};
@@ -19,7 +20,7 @@ use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -104,12 +105,7 @@ fn restore(
     committed_ms: i64,
 ) -> anyhow::Result<(Part, u64)> {
     let k = &shared.config.kafka;
-    let reader: BaseConsumer = client_config(k, &k.consumer)
-        .set("group.id", format!("{}-rebuild", k.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+    let reader: BaseConsumer = reader_config(k, "rebuild").create()?;
     let (_, end) = reader.fetch_watermarks(shared.topic(), partition, STALL)?;
     let Some((manifest, data)) = shared.store.read(partition)? else {
         let mut part = Part::new(shared);
@@ -253,6 +249,17 @@ impl Start {
         self.step *= 4;
         true
     }
+}
+
+/// The settings of a consumer that reads ranges it assigns itself (group `<group_id>-<role>`,
+/// never committing), reporting each partition's end.
+pub(super) fn reader_config(k: &KafkaConfig, role: &str) -> ClientConfig {
+    let mut c = client_config(k, &k.consumer);
+    c.set("group.id", format!("{}-{role}", k.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    c
 }
 
 /// The reader's position in `partition`, if it has one.

@@ -3,8 +3,7 @@
 
 use super::{ChunkRef, Manifest, STALL, StateTopic, StoreError, decode};
 use crate::engine::checkpoint::{CheckpointData, CheckpointFormatError};
-use crate::engine::kafka::restore::Start;
-use crate::transport::kafka::client_config;
+use crate::engine::kafka::restore::{Start, reader_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -20,11 +19,7 @@ impl StateTopic {
     /// newer release. Blocking.
     pub fn read(&self, partition: i32) -> Result<Option<(Manifest, CheckpointData)>, StoreError> {
         let k = &self.kafka;
-        let reader: BaseConsumer = client_config(k, &k.consumer)
-            .set("group.id", format!("{}-state", k.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
+        let reader: BaseConsumer = reader_config(k, "state")
             // Several chunks a fetch.
             .set("max.partition.fetch.bytes", (4 << 20).to_string())
             .create()?;
