@@ -270,6 +270,14 @@ async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
         "{answer}"
     );
 
+    // The two connections above are closed on the server's side before their slots are free:
+    // wait for that, or one of the eight below may be refused. (The one left open is the
+    // scrape's own, on the admin listener.)
+    server
+        .wait_for("the first two connections released", |s| {
+            s.sum("touchstream_http_connections_open", &[]) <= 1.0
+        })
+        .await;
     // Eight idle connections fill the listener; the ninth is closed at once and counted.
     let mut held = Vec::new();
     for _ in 0..8 {
@@ -309,5 +317,47 @@ async fn slow_and_oversized_headers_are_cut_and_connections_are_capped() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    server.stop().await;
+}
+
+/// A client still sending a body the collector refused reads the refusal, and its connection
+/// stays usable: closing a socket with bytes unread resets it, and a browser then sees a
+/// network error (and retries) instead of 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_is_read_to_its_end_so_the_client_gets_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let server = TestServer::start(config(Duration::from_secs(60))).await;
+    let too_big = 600 * 1024;
+    let requests = [
+        // Over the limit, announced by Content-Length: refused before a byte is read.
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {too_big}\r\n\r\n{}",
+            "a".repeat(too_big)
+        ),
+        // The wrong type: refused before the body too.
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\
+         Content-Length: 65536\r\n\r\n"
+            .to_string()
+            + &"a".repeat(65536),
+        "GET /t.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+    ]
+    .concat();
+    let stream = TcpStream::connect(server.public).await.unwrap();
+    let (mut rx, mut tx) = stream.into_split();
+    // The writer keeps its half open, as a browser does: a half-closed connection may be
+    // closed before its last request is answered.
+    let writer = tokio::spawn(async move { tx.write_all(requests.as_bytes()).await.map(|_| tx) });
+    let mut answers = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), rx.read_to_end(&mut answers)).await;
+    let answers = String::from_utf8_lossy(&answers);
+    let statuses: Vec<&str> = answers
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answers[i + 9..i + 12])
+        .collect();
+    assert!(matches!(read, Ok(Ok(_))), "{read:?} after {statuses:?}");
+    assert_eq!(statuses, ["413", "415", "200"], "{answers}");
+    writer.await.unwrap().unwrap();
     server.stop().await;
 }

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::io::Read;
+use std::time::Duration;
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ const FIRST_ROOM: usize = 16 * 1024;
 /// when the sender gave one), so a client that announces a large body and trickles it holds
 /// only about what it sent.
 pub async fn read(
-    body: Body,
+    body: &mut Body,
     limit: usize,
     hint: Option<usize>,
     held: &mut Held,
@@ -74,7 +75,6 @@ pub async fn read(
     let mut room = most.min(FIRST_ROOM);
     held.take(room)?;
     let mut buf = BytesMut::with_capacity(room);
-    let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|_| ApiError::Malformed("the request body could not be read".into()))?;
@@ -94,6 +94,36 @@ pub async fn read(
         buf.extend_from_slice(&data);
     }
     Ok(buf.freeze())
+}
+
+/// The most of a refused request's body that `linger` reads, and for how long.
+const LINGER_BYTES: usize = 8 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops what is left of a refused request's body, up to `LINGER_BYTES` and for at
+/// most `LINGER_TIME`, before the answer goes out. A server that closes a socket with bytes
+/// still unread resets it, and a client still sending its body (a browser, reqwest) then loses
+/// the answer: it sees a reset connection instead of 413 and retries what it should have
+/// dropped. nginx's lingering close does the same. Nothing read is kept. A client that asked
+/// for `100-continue` is not asked for its body: the answer goes out at once.
+pub async fn linger(body: &mut Body, headers: &HeaderMap) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, Bytes::len);
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Inflates a gzip body, refusing anything that inflates past `limit` bytes. The inflated
@@ -223,7 +253,7 @@ mod tests {
     async fn one_byte_chunks_land_in_one_buffer_within_the_budget() {
         let budget = Budget::new(1 << 20);
         let mut held = budget.hold(None);
-        let body = read(chunked(500_000, 1), 512 * 1024, None, &mut held)
+        let body = read(&mut chunked(500_000, 1), 512 * 1024, None, &mut held)
             .await
             .unwrap();
         assert_eq!(body.len(), 500_000);
@@ -233,18 +263,18 @@ mod tests {
         assert_eq!(budget.used(), 0);
         // An announced length is not taken before the bytes come: a trickle holds little.
         let mut held = budget.hold(None);
-        let body = read(chunked(1, 10), 512 * 1024, Some(500_000), &mut held).await;
+        let body = read(&mut chunked(1, 10), 512 * 1024, Some(500_000), &mut held).await;
         assert_eq!(body.unwrap().len(), 10);
         assert_eq!(budget.used(), 16 * 1024);
         drop(held);
         // A spent budget gives 503 (Retry-After), whatever the framing.
         let small = Budget::new(100_000);
         let mut held = small.hold(None);
-        let err = read(chunked(200_000, 1), 512 * 1024, None, &mut held).await;
+        let err = read(&mut chunked(200_000, 1), 512 * 1024, None, &mut held).await;
         assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
         // Over the cap: 413.
         let mut held = budget.hold(None);
-        let err = read(chunked(600, 1_000), 512 * 1024, None, &mut held).await;
+        let err = read(&mut chunked(600, 1_000), 512 * 1024, None, &mut held).await;
         assert!(matches!(err, Err(ApiError::TooLarge(_))));
     }
 }

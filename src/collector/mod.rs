@@ -155,7 +155,7 @@ pub struct RejectedEvent {
 }
 
 async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let headers = parts.headers;
     let peer = peer(&parts.extensions);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -163,9 +163,15 @@ async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Resp
     let mut site = None;
     let client = st.resolver.resolve(&headers, peer);
     let result = match st.check_client(client) {
-        Ok(()) => (st.ingest(&sites, &headers, origin, body, client, &mut site)).await,
+        Ok(()) => (st.ingest(&sites, &headers, origin, &mut body, client, &mut site)).await,
         Err(e) => Err(e),
     };
+    if result
+        .as_ref()
+        .is_err_and(|e| !matches!(e, ApiError::Timeout(_)))
+    {
+        body::linger(&mut body, &headers).await;
+    }
     let mut response = match result {
         Ok(ok) => Json(ok).into_response(),
         Err(e) => e.into_response(),
@@ -217,7 +223,7 @@ impl CollectorState {
         sites: &Sites,
         headers: &HeaderMap,
         origin: Option<&str>,
-        body: Body,
+        body: &mut Body,
         client: Option<Client>,
         site_out: &mut Option<usize>,
     ) -> Result<IngestResponse, ApiError> {
