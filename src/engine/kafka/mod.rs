@@ -10,10 +10,11 @@
 //! - **Sessions close only on ticks read from the log.** Each engine writes a tick with its
 //!   clock to every partition it owns every `engine.sweep_interval`; applying a tick closes the
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
-//! - **A new owner restores before it counts.** On the first message of a newly assigned
-//!   partition, the engine loads the partition's newest checkpoint (sessions of any age, dedup
-//!   memory, figures) and re-applies the messages after its offset, counting, into the
-//!   partition's own metrics (`restore`). Its series are exported, labelled `partition`, once
+//! - **A new owner restores before it counts.** When a partition is assigned, the engine
+//!   starts loading its newest checkpoint (sessions of any age, dedup memory, figures; the
+//!   partitions of one assignment load together); on the partition's first message it
+//!   re-applies the messages after the checkpoint's offset, counting, into the partition's own
+//!   metrics (`restore`). Its series are exported, labelled `partition`, once
 //!   it has caught up with the partition's end as it was then, so an engine never exports a
 //!   partition's counter below what its previous owner exported (`metrics::partitioned`).
 //!   Without a checkpoint (a first start, an upgrade) it rebuilds sessions from
@@ -71,6 +72,8 @@ struct Part {
     /// The offset its last checkpoint covers up to, and the slot it went to.
     checkpointed: Option<i64>,
     slot: u8,
+    /// Its checkpoint, loading since it was assigned; taken by the restore.
+    loading: Option<restore::Loading>,
 }
 
 impl Part {
@@ -84,6 +87,7 @@ impl Part {
             shown_from: i64::MAX,
             checkpointed: None,
             slot: 1,
+            loading: None,
         }
     }
 
@@ -106,6 +110,8 @@ struct Shared {
     /// The store's bounds, shared by the partitions' engines.
     bounds: Arc<crate::engine::Bounds>,
     store: StateTopic,
+    /// The runtime the engine was made in: rebalance callbacks start loads on it.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -144,6 +150,8 @@ impl KafkaEngine {
             metrics,
             bounds: Arc::new(crate::engine::Bounds::new(&config.engine)),
             store: StateTopic::new(k)?,
+            runtime: tokio::runtime::Handle::try_current()
+                .map_err(|_| anyhow::anyhow!("the Kafka engine needs a Tokio runtime"))?,
         });
         let mut c = client_config(k, &Default::default());
         if let Some(instance) = k.instance_id() {

@@ -1,8 +1,10 @@
 //! The consumer's rebalance callbacks (cooperative: each names only the partitions that move).
 //! A revoked partition is checkpointed, its offset committed, and its sessions released; an
-//! assigned one is registered, to be restored on its first message.
+//! assigned one is registered and its checkpoint starts loading (all of an assignment's
+//! together), to be brought up to date on its first message.
 
 use super::checkpoint::{commit, offsets, take, write};
+use super::restore::{discard, prefetch};
 use super::{Part, Shared};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -55,7 +57,10 @@ impl ConsumerContext for Context {
         if !written.is_empty() {
             commit(consumer, shared, &offsets(shared, &written));
         }
-        for (partition, part) in gone {
+        for (partition, mut part) in gone {
+            if let Some(loading) = part.loading.take() {
+                discard(shared, loading);
+            }
             let released = part.engine.release();
             tracing::info!(partition, released, "partition revoked");
         }
@@ -70,7 +75,9 @@ impl ConsumerContext for Context {
         for elem in assigned.elements_for_topic(shared.topic()) {
             state.parts.entry(elem.partition()).or_insert_with(|| {
                 tracing::info!(partition = elem.partition(), "partition assigned");
-                Part::new(shared)
+                let mut part = Part::new(shared);
+                part.loading = Some(prefetch(shared, elem.partition()));
+                part
             });
         }
         let owned = state.parts.len() as i64;

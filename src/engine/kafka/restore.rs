@@ -1,6 +1,7 @@
 //! A new owner's restore: before counting a newly assigned partition, load its newest
-//! checkpoint from the state topic and re-apply, counting, the messages between the checkpoint's
-//! offset and the committed offset where the consumer starts. A partition without a checkpoint
+//! checkpoint from the state topic (started when the partition is assigned) and re-apply,
+//! counting, the messages between the checkpoint's offset and the offset of the partition's
+//! first message here, where the consumer started. A partition without a checkpoint
 //! (its first owner, or the first since an upgrade) is rebuilt instead: `kafka.rebuild_lookback`
 //! re-read into the [`Silent`](crate::engine::Silent) recorder, counted from the committed
 //! offset.
@@ -27,6 +28,26 @@ use std::time::{Duration, Instant};
 /// How long reading a partition may stall before the engine gives up.
 const STALL: Duration = Duration::from_secs(30);
 
+/// A load started when the partition was assigned, so the partitions of one assignment load
+/// together instead of one after another on their first messages.
+pub(super) type Loading = tokio::task::JoinHandle<anyhow::Result<Part>>;
+
+/// Starts loading `partition`'s checkpoint on a blocking thread.
+pub(super) fn prefetch(shared: &Arc<Shared>, partition: i32) -> Loading {
+    let shared = shared.clone();
+    let runtime = shared.runtime.clone();
+    runtime.spawn_blocking(move || load(&shared, partition))
+}
+
+/// Gives back what an unwanted load took of the shared bounds, once it is done.
+pub(super) fn discard(shared: &Shared, loading: Loading) {
+    shared.runtime.spawn(async move {
+        if let Ok(Ok(part)) = loading.await {
+            part.engine.release();
+        }
+    });
+}
+
 impl KafkaEngine {
     /// Restores `partition`, whose first message here is at `committed` (written at
     /// `committed_ms`), and registers it; an error is fatal to the engine.
@@ -36,12 +57,23 @@ impl KafkaEngine {
         committed: i64,
         committed_ms: i64,
     ) -> anyhow::Result<()> {
-        let shared = self.shared.clone();
         let start = Instant::now();
+        let loading = (self.shared.lock().parts.get_mut(&partition)).and_then(|p| p.loading.take());
+        let prefetched = match loading {
+            Some(loading) => Some(loading.await?),
+            None => None,
+        };
+        let shared = self.shared.clone();
         let (part, read) = tokio::task::spawn_blocking(move || {
-            let mut tries = 0;
+            let (mut tries, mut prefetched) = (0, prefetched);
             loop {
-                match restore(&shared, partition, committed, committed_ms) {
+                let attempt = match prefetched.take() {
+                    Some(loaded) => loaded,
+                    None => load(&shared, partition),
+                };
+                let attempt =
+                    attempt.and_then(|part| finish(&shared, part, partition, committed, committed_ms));
+                match attempt {
                     Err(e) if tries < 5 && retriable(&e) => {
                         tries += 1;
                         tracing::warn!(partition, error = %format!("{e:#}"), "cannot restore the partition yet; retrying");
@@ -97,30 +129,16 @@ fn retriable(e: &anyhow::Error) -> bool {
     !store && !lasting
 }
 
-/// The blocking part: the partition's state and the messages re-read.
-fn restore(
-    shared: &Shared,
-    partition: i32,
-    committed: i64,
-    committed_ms: i64,
-) -> anyhow::Result<(Part, u64)> {
+/// Loads `partition`'s newest checkpoint (blocking); an empty state without one. Its series
+/// are to be exported once it reaches the partition's end as it is now.
+fn load(shared: &Shared, partition: i32) -> anyhow::Result<Part> {
     let k = &shared.config.kafka;
     let reader: BaseConsumer = reader_config(k, "rebuild").create()?;
     let (_, end) = reader.fetch_watermarks(shared.topic(), partition, STALL)?;
     let Some((manifest, data)) = shared.store.read(partition)? else {
         let mut part = Part::new(shared);
-        let read = rebuild(
-            shared,
-            &reader,
-            &part.engine,
-            partition,
-            committed,
-            committed_ms,
-        );
-        let read = read.inspect_err(|_| _ = part.engine.release())?;
-        part.next = Some(committed);
         part.shown_from = end;
-        return Ok((part, read));
+        return Ok(part);
     };
     if manifest.next > end {
         return Err(Lasting(format!(
@@ -150,28 +168,51 @@ fn restore(
     )
     .with_context(|| format!("the checkpoint of partition {partition}"))?;
     tracing::debug!(partition, manifest.next, ?restored, "checkpoint loaded");
-    let mut part = Part {
+    Ok(Part {
         engine,
         metrics,
         next: Some(manifest.next),
         shown_from: end,
         checkpointed: Some(manifest.next),
         slot: manifest.slot,
+        loading: None,
+    })
+}
+
+/// Brings a loaded partition up to `committed` (blocking): the messages after its checkpoint
+/// re-applied, counting, or without a checkpoint the lookback rebuilt silently. A failure
+/// gives back what the partition took of the shared bounds.
+fn finish(
+    shared: &Shared,
+    mut part: Part,
+    partition: i32,
+    committed: i64,
+    committed_ms: i64,
+) -> anyhow::Result<(Part, u64)> {
+    let reader: BaseConsumer = reader_config(&shared.config.kafka, "rebuild").create()?;
+    let read = match part.next {
+        None => rebuild(
+            shared,
+            &reader,
+            &part.engine,
+            partition,
+            committed,
+            committed_ms,
+        ),
+        Some(from) => read_range(
+            shared,
+            &reader,
+            partition,
+            from,
+            committed,
+            |offset, m| match m {
+                InMessage::Event(e) => trail::event(partition, offset, e, part.engine.apply(e)),
+                tick => apply(&part.engine, tick, &part.engine.counting()),
+            },
+        ),
     };
-    let read = read_range(
-        shared,
-        &reader,
-        partition,
-        manifest.next,
-        committed,
-        |offset, m| match m {
-            InMessage::Event(e) => trail::event(partition, offset, e, part.engine.apply(e)),
-            tick => apply(&part.engine, tick, &part.engine.counting()),
-        },
-    );
-    // A failed restore gives back what it took of the shared bounds.
     let read = read.inspect_err(|_| _ = part.engine.release())?;
-    part.next = Some(manifest.next.max(committed));
+    part.next = Some(part.next.map_or(committed, |from| from.max(committed)));
     Ok((part, read))
 }
 
