@@ -130,3 +130,18 @@ fn messages_never_quote_personal_data() {
         }
     }
 }
+
+#[test]
+fn an_empty_visitor_is_none_and_a_long_one_is_refused() {
+    let with =
+        |v: &str| format!(r#"{{"id":"e1","type":"x","ts":1,"session":"s","visitor":"{v}"}}"#);
+    assert_eq!(
+        decode(&with("v-1")).unwrap().visitor.as_deref(),
+        Some("v-1")
+    );
+    // Else every shopper sending "" would share one partition key, and one state.
+    assert_eq!(decode(&with("")).unwrap().visitor, None);
+    assert_eq!(decode(OK).unwrap().visitor, None);
+    let long = decode(&with(&"v".repeat(65))).unwrap_err();
+    assert!(long.message.contains("visitor"), "{}", long.message);
+}
