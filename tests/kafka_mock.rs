@@ -453,7 +453,7 @@ async fn partitions_moving_between_engines_keep_their_figures_and_scrapes_change
     let two = InProcess::start(&cfg);
     let joined = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
+    let (held_by_both, restores) = loop {
         let (a, b) = (one.scrape().await, two.scrape().await);
         let both = Scrape::combine([a.clone(), b.clone()]);
         let split = one.partitions() == 2.0 && two.partitions() == 2.0;
@@ -480,7 +480,10 @@ async fn partitions_moving_between_engines_keep_their_figures_and_scrapes_change
                 "settled {:?} after the second engine started",
                 joined.elapsed()
             );
-            break;
+            break (
+                held(&a) + held(&b),
+                a.sum("touchstream_kafka_rebuild_seconds_count", &[]),
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -490,9 +493,30 @@ async fn partitions_moving_between_engines_keep_their_figures_and_scrapes_change
             common::kafka::applied(&both)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    // The second engine leaves: its partitions come back to the first, which holds each
+    // session's ids once again, not twice (its earlier loads of them gave theirs back), and
+    // times every restore.
+    assert!(held_by_both >= 32.0, "{held_by_both}");
     two.stop().await;
+    wait_until("4 partitions back", || one.partitions() == 4.0).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = one.scrape().await;
+        if common::kafka::applied(&a) == 32 {
+            assert_eq!(held(&a), held_by_both);
+            assert!(a.sum("touchstream_kafka_rebuild_seconds_count", &[]) >= restores + 2.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the partitions never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     one.stop().await;
+}
+
+/// The ids an engine process holds: in open sessions, and remembered after they closed.
+fn held(m: &Scrape) -> f64 {
+    m.sum("touchstream_engine_stored_ids", &[]) + m.sum("touchstream_engine_remembered_ids", &[])
 }
 
 /// `n` scrapes of `engine`, one after another.

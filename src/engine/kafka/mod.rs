@@ -64,10 +64,12 @@ struct Part {
     engine: Engine,
     /// The partition's figures: what its engine counted since the partition's first message.
     metrics: Arc<Metrics>,
-    /// Offset of the next message to apply; `None` until the partition is restored.
+    /// Offset of the next message to apply; `None` until the partition is restored (and, in a
+    /// part just loaded, when it had no checkpoint: it is to be rebuilt).
     next: Option<i64>,
-    /// The partition's end when it was restored: its series are exported once `next` reaches
-    /// it (the previous owner can have exported no later offset).
+    /// The partition's end when its load started, on its assignment: its series are exported
+    /// once `next` reaches it (the previous owner, whose revoke came first, can have exported
+    /// no later offset).
     shown_from: i64,
     /// The offset its last checkpoint covers up to, and the slot it went to.
     checkpointed: Option<i64>,
@@ -100,6 +102,9 @@ impl Part {
 /// Everything the apply loop, the rebalance callbacks and scrapes share.
 struct State {
     parts: HashMap<i32, Part>,
+    /// Loads of revoked partitions, giving back their share of the bounds: a new load of the
+    /// partition waits for its own.
+    discarded: HashMap<i32, restore::Discarded>,
 }
 
 struct Shared {
@@ -112,6 +117,8 @@ struct Shared {
     store: StateTopic,
     /// The runtime the engine was made in: rebalance callbacks start loads on it.
     runtime: tokio::runtime::Handle,
+    /// Checkpoint loads that may run at once.
+    loads: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -145,6 +152,7 @@ impl KafkaEngine {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 parts: HashMap::new(),
+                discarded: HashMap::new(),
             }),
             config: config.clone(),
             metrics,
@@ -152,6 +160,9 @@ impl KafkaEngine {
             store: StateTopic::new(k)?,
             runtime: tokio::runtime::Handle::try_current()
                 .map_err(|_| anyhow::anyhow!("the Kafka engine needs a Tokio runtime"))?,
+            loads: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+            ),
         });
         let mut c = client_config(k, &Default::default());
         if let Some(instance) = k.instance_id() {

@@ -5,7 +5,7 @@
 
 use super::checkpoint::{commit, offsets, take, write};
 use super::restore::{discard, prefetch};
-use super::{Part, Shared};
+use super::{Part, Shared, State};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use std::sync::Arc;
@@ -59,7 +59,8 @@ impl ConsumerContext for Context {
         }
         for (partition, mut part) in gone {
             if let Some(loading) = part.loading.take() {
-                discard(shared, loading);
+                let discarded = discard(shared, partition, loading);
+                shared.lock().discarded.insert(partition, discarded);
             }
             let released = part.engine.release();
             tracing::info!(partition, released, "partition revoked");
@@ -72,11 +73,13 @@ impl ConsumerContext for Context {
         };
         let shared = &self.0;
         let mut state = shared.lock();
+        let State { parts, discarded } = &mut *state;
         for elem in assigned.elements_for_topic(shared.topic()) {
-            state.parts.entry(elem.partition()).or_insert_with(|| {
+            parts.entry(elem.partition()).or_insert_with(|| {
                 tracing::info!(partition = elem.partition(), "partition assigned");
                 let mut part = Part::new(shared);
-                part.loading = Some(prefetch(shared, elem.partition()));
+                let earlier = discarded.remove(&elem.partition());
+                part.loading = Some(prefetch(shared, elem.partition(), earlier));
                 part
             });
         }

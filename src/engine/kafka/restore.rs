@@ -28,24 +28,51 @@ use std::time::{Duration, Instant};
 /// How long reading a partition may stall before the engine gives up.
 const STALL: Duration = Duration::from_secs(30);
 
+/// A partition loaded from its checkpoint, and how long that took.
+pub(super) type Loaded = (Part, Duration);
+
 /// A load started when the partition was assigned, so the partitions of one assignment load
 /// together instead of one after another on their first messages.
-pub(super) type Loading = tokio::task::JoinHandle<anyhow::Result<Part>>;
+pub(super) type Loading = tokio::task::JoinHandle<anyhow::Result<Loaded>>;
 
-/// Starts loading `partition`'s checkpoint on a blocking thread.
-pub(super) fn prefetch(shared: &Arc<Shared>, partition: i32) -> Loading {
+/// Starts loading `partition`'s checkpoint on a blocking thread, at most `loads` at a time
+/// (each holds a checkpoint's bytes and a broker connection), and only once an earlier load of
+/// it that was revoked has given back its share of the bounds.
+pub(super) fn prefetch(
+    shared: &Arc<Shared>,
+    partition: i32,
+    earlier: Option<Discarded>,
+) -> Loading {
     let shared = shared.clone();
     let runtime = shared.runtime.clone();
-    runtime.spawn_blocking(move || load(&shared, partition))
+    runtime.spawn(async move {
+        if let Some(earlier) = earlier {
+            let _ = earlier.await;
+        }
+        let _permit = shared.loads.acquire().await?;
+        let blocking = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            load(&blocking, partition).map(|part| (part, start.elapsed()))
+        })
+        .await?
+    })
 }
 
+/// A revoked partition's load, given back once done.
+pub(super) type Discarded = tokio::task::JoinHandle<()>;
+
 /// Gives back what an unwanted load took of the shared bounds, once it is done.
-pub(super) fn discard(shared: &Shared, loading: Loading) {
+pub(super) fn discard(shared: &Shared, partition: i32, loading: Loading) -> Discarded {
     shared.runtime.spawn(async move {
-        if let Ok(Ok(part)) = loading.await {
-            part.engine.release();
+        match loading.await {
+            Ok(Ok((part, _))) => _ = part.engine.release(),
+            Ok(Err(e)) => {
+                tracing::debug!(partition, error = %format!("{e:#}"), "a revoked partition's load failed")
+            }
+            Err(e) => tracing::debug!(partition, error = %e, "a revoked partition's load failed"),
         }
-    });
+    })
 }
 
 impl KafkaEngine {
@@ -60,19 +87,27 @@ impl KafkaEngine {
         let start = Instant::now();
         let loading = (self.shared.lock().parts.get_mut(&partition)).and_then(|p| p.loading.take());
         let prefetched = match loading {
-            Some(loading) => Some(loading.await?),
+            Some(loading) => Some(
+                loading
+                    .await
+                    .with_context(|| format!("loading partition {partition}"))?,
+            ),
             None => None,
         };
         let shared = self.shared.clone();
-        let (part, read) = tokio::task::spawn_blocking(move || {
+        let (part, read, loaded_in) = tokio::task::spawn_blocking(move || {
             let (mut tries, mut prefetched) = (0, prefetched);
             loop {
+                // A load that failed before this first message is tried again at once.
+                let began = Instant::now();
                 let attempt = match prefetched.take() {
-                    Some(loaded) => loaded,
-                    None => load(&shared, partition),
+                    Some(Ok(loaded)) => Ok(loaded),
+                    _ => load(&shared, partition).map(|part| (part, began.elapsed())),
                 };
-                let attempt =
-                    attempt.and_then(|part| finish(&shared, part, partition, committed, committed_ms));
+                let attempt = attempt.and_then(|(part, loaded_in)| {
+                    let (part, read) = finish(&shared, part, partition, committed, committed_ms)?;
+                    Ok((part, read, loaded_in))
+                });
                 match attempt {
                     Err(e) if tries < 5 && retriable(&e) => {
                         tries += 1;
@@ -96,8 +131,10 @@ impl KafkaEngine {
             _ => _ = part.engine.release(),
         }
         drop(state);
+        // The load (done before the first message, usually) and what followed it.
+        let seconds = (loaded_in + start.elapsed()).as_secs_f64();
         let m = &self.shared.metrics.kafka;
-        m.rebuild_seconds.observe(start.elapsed().as_secs_f64());
+        m.rebuild_seconds.observe(seconds);
         m.rebuild_messages.inc_by(read);
         trail::restored(partition, next);
         tracing::info!(
@@ -106,7 +143,8 @@ impl KafkaEngine {
             next,
             shown_from,
             read,
-            seconds = start.elapsed().as_secs_f64(),
+            seconds,
+            loaded_in = loaded_in.as_secs_f64(),
             "partition restored"
         );
         Ok(())
