@@ -336,6 +336,12 @@ async fn a_refused_body_is_read_to_its_end_so_the_client_gets_the_answer() {
              Content-Length: {too_big}\r\n\r\n{}",
             "a".repeat(too_big)
         ),
+        // Chunked, over the limit once part of it was read.
+        format!(
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{}0\r\n\r\n",
+            format!("10000\r\n{}\r\n", "a".repeat(65536)).repeat(10)
+        ),
         // The wrong type: refused before the body too.
         "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\
          Content-Length: 65536\r\n\r\n"
@@ -357,7 +363,26 @@ async fn a_refused_body_is_read_to_its_end_so_the_client_gets_the_answer() {
         .map(|(i, _)| &answers[i + 9..i + 12])
         .collect();
     assert!(matches!(read, Ok(Ok(_))), "{read:?} after {statuses:?}");
-    assert_eq!(statuses, ["413", "415", "200"], "{answers}");
+    assert_eq!(statuses, ["413", "413", "415", "200"], "{answers}");
     writer.await.unwrap().unwrap();
+
+    // A client that waits for `100 Continue` is answered at once and never asked for its body.
+    let mut waiting = TcpStream::connect(server.public).await.unwrap();
+    waiting
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {too_big}\r\nExpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), waiting.read_exact(&mut head))
+        .await
+        .expect("answered without its body")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
     server.stop().await;
 }

@@ -63,7 +63,7 @@ const FIRST_ROOM: usize = 16 * 1024;
 /// when the sender gave one), so a client that announces a large body and trickles it holds
 /// only about what it sent.
 pub async fn read(
-    body: &mut Body,
+    upload: &mut Upload,
     limit: usize,
     hint: Option<usize>,
     held: &mut Held,
@@ -75,6 +75,8 @@ pub async fn read(
     let mut room = most.min(FIRST_ROOM);
     held.take(room)?;
     let mut buf = BytesMut::with_capacity(room);
+    upload.polled = true;
+    let body = &mut upload.body;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|_| ApiError::Malformed("the request body could not be read".into()))?;
@@ -96,34 +98,60 @@ pub async fn read(
     Ok(buf.freeze())
 }
 
-/// The most of a refused request's body that `linger` reads, and for how long.
+/// A request's body, and whether any of it was asked for (hyper answers `100-continue` then).
+pub struct Upload {
+    body: Body,
+    polled: bool,
+}
+
+impl Upload {
+    pub fn new(body: Body) -> Self {
+        Self {
+            body,
+            polled: false,
+        }
+    }
+}
+
+/// The most of a refused request's body that `linger` reads: bytes, frames, and time (never
+/// more than `limits.request_timeout`).
 const LINGER_BYTES: usize = 8 << 20;
+const LINGER_FRAMES: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(5);
 
-/// Reads and drops what is left of a refused request's body, up to `LINGER_BYTES` and for at
-/// most `LINGER_TIME`, before the answer goes out. A server that closes a socket with bytes
-/// still unread resets it, and a client still sending its body (a browser, reqwest) then loses
-/// the answer: it sees a reset connection instead of 413 and retries what it should have
-/// dropped. nginx's lingering close does the same. Nothing read is kept. A client that asked
-/// for `100-continue` is not asked for its body: the answer goes out at once.
-pub async fn linger(body: &mut Body, headers: &HeaderMap) {
+/// Reads and drops, on a task of its own while the answer goes out, what is left of a refused
+/// request's body: at most `LINGER_BYTES` in `LINGER_FRAMES` frames, for at most `LINGER_TIME`
+/// or `within`. A server that closes a socket with bytes unread resets it, and a client still
+/// sending its body (a browser, reqwest) then loses the answer: it sees a reset connection
+/// instead of the 4xx, and retries what it should have dropped (nginx's lingering close). A
+/// body read to its end leaves the connection open for the next request. Not done when it could
+/// not help or would invite more: a body announced longer than `LINGER_BYTES`, or a client that
+/// asked for `100-continue` and was not asked for its body yet (the answer tells it not to
+/// send). Nothing read is kept.
+pub fn linger(upload: Upload, headers: &HeaderMap, within: Duration) {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if (expects_continue && !upload.polled) || announced.is_some_and(|n| n > LINGER_BYTES as u64) {
         return;
     }
-    let drain = async {
-        let mut left = LINGER_BYTES;
-        while let Some(Ok(frame)) = body.frame().await {
-            let n = frame.data_ref().map_or(0, Bytes::len);
-            if n >= left {
-                break;
+    let mut body = upload.body;
+    tokio::spawn(async move {
+        let drain = async {
+            let (mut bytes, mut frames) = (0, 0);
+            while let Some(Ok(frame)) = body.frame().await {
+                bytes += frame.data_ref().map_or(0, Bytes::len);
+                frames += 1;
+                if bytes >= LINGER_BYTES || frames >= LINGER_FRAMES {
+                    break;
+                }
             }
-            left -= n;
-        }
-    };
-    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        };
+        let _ = tokio::time::timeout(LINGER_TIME.min(within), drain).await;
+    });
 }
 
 /// Inflates a gzip body, refusing anything that inflates past `limit` bytes. The inflated
@@ -253,9 +281,14 @@ mod tests {
     async fn one_byte_chunks_land_in_one_buffer_within_the_budget() {
         let budget = Budget::new(1 << 20);
         let mut held = budget.hold(None);
-        let body = read(&mut chunked(500_000, 1), 512 * 1024, None, &mut held)
-            .await
-            .unwrap();
+        let body = read(
+            &mut Upload::new(chunked(500_000, 1)),
+            512 * 1024,
+            None,
+            &mut held,
+        )
+        .await
+        .unwrap();
         assert_eq!(body.len(), 500_000);
         // The buffer grew by doubling from 16 KiB: what it holds is what the budget lent.
         assert_eq!(budget.used(), 512 * 1024);
@@ -263,18 +296,36 @@ mod tests {
         assert_eq!(budget.used(), 0);
         // An announced length is not taken before the bytes come: a trickle holds little.
         let mut held = budget.hold(None);
-        let body = read(&mut chunked(1, 10), 512 * 1024, Some(500_000), &mut held).await;
+        let body = read(
+            &mut Upload::new(chunked(1, 10)),
+            512 * 1024,
+            Some(500_000),
+            &mut held,
+        )
+        .await;
         assert_eq!(body.unwrap().len(), 10);
         assert_eq!(budget.used(), 16 * 1024);
         drop(held);
         // A spent budget gives 503 (Retry-After), whatever the framing.
         let small = Budget::new(100_000);
         let mut held = small.hold(None);
-        let err = read(&mut chunked(200_000, 1), 512 * 1024, None, &mut held).await;
+        let err = read(
+            &mut Upload::new(chunked(200_000, 1)),
+            512 * 1024,
+            None,
+            &mut held,
+        )
+        .await;
         assert!(matches!(err, Err(ApiError::Unavailable)), "{err:?}");
         // Over the cap: 413.
         let mut held = budget.hold(None);
-        let err = read(&mut chunked(600, 1_000), 512 * 1024, None, &mut held).await;
+        let err = read(
+            &mut Upload::new(chunked(600, 1_000)),
+            512 * 1024,
+            None,
+            &mut held,
+        )
+        .await;
         assert!(matches!(err, Err(ApiError::TooLarge(_))));
     }
 }

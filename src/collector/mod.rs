@@ -35,7 +35,6 @@ use crate::metrics::{Metrics, track};
 use crate::ratelimit::Limiter;
 use crate::transport::{DeadLetter, EventSink};
 use access::{Named, Sites};
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -155,7 +154,8 @@ pub struct RejectedEvent {
 }
 
 async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Response {
-    let (parts, mut body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    let mut upload = body::Upload::new(body);
     let headers = parts.headers;
     let peer = peer(&parts.extensions);
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -163,14 +163,19 @@ async fn ingest(State(st): State<Arc<CollectorState>>, request: Request) -> Resp
     let mut site = None;
     let client = st.resolver.resolve(&headers, peer);
     let result = match st.check_client(client) {
-        Ok(()) => (st.ingest(&sites, &headers, origin, &mut body, client, &mut site)).await,
+        Ok(()) => (st.ingest(&sites, &headers, origin, &mut upload, client, &mut site)).await,
         Err(e) => Err(e),
     };
-    if result
-        .as_ref()
-        .is_err_and(|e| !matches!(e, ApiError::Timeout(_)))
+    // A refused body is read to its end while the answer goes out, so the client gets it;
+    // not for a client over its rate or while bodies are over budget (that would invite more),
+    // nor after the body was too slow.
+    if let Err(e) = &result
+        && !matches!(
+            e,
+            ApiError::RateLimited(_) | ApiError::Unavailable | ApiError::Timeout(_)
+        )
     {
-        body::linger(&mut body, &headers).await;
+        body::linger(upload, &headers, st.limits.request_timeout);
     }
     let mut response = match result {
         Ok(ok) => Json(ok).into_response(),
@@ -223,7 +228,7 @@ impl CollectorState {
         sites: &Sites,
         headers: &HeaderMap,
         origin: Option<&str>,
-        body: &mut Body,
+        body: &mut body::Upload,
         client: Option<Client>,
         site_out: &mut Option<usize>,
     ) -> Result<IngestResponse, ApiError> {
