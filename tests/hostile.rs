@@ -366,6 +366,40 @@ async fn a_refused_body_is_read_to_its_end_so_the_client_gets_the_answer() {
     assert_eq!(statuses, ["413", "413", "415", "200"], "{answers}");
     writer.await.unwrap().unwrap();
 
+    // The answer does not wait for the rest of the body: a client reads its 413 with most of
+    // the body unsent, then sends the rest and a next request on the same connection.
+    let mut early = TcpStream::connect(server.public).await.unwrap();
+    early
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: {too_big}\r\n\r\n{}",
+                "a".repeat(1024)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(3), early.read_exact(&mut head))
+        .await
+        .expect("answered before the body ended")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    early
+        .write_all(
+            ("a".repeat(too_big - 1024)
+                + "GET /t.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), early.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("HTTP/1.1 200"), "{rest}");
+
     // A client that waits for `100 Continue` is answered at once and never asked for its body.
     let mut waiting = TcpStream::connect(server.public).await.unwrap();
     waiting

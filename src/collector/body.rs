@@ -135,7 +135,11 @@ pub fn linger(upload: Upload, headers: &HeaderMap, within: Duration) {
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if (expects_continue && !upload.polled) || announced.is_some_and(|n| n > LINGER_BYTES as u64) {
+    let done = axum::body::HttpBody::is_end_stream(&upload.body);
+    if done
+        || (expects_continue && !upload.polled)
+        || announced.is_some_and(|n| n > LINGER_BYTES as u64)
+    {
         return;
     }
     let mut body = upload.body;

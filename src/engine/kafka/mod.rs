@@ -12,7 +12,7 @@
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
 //! - **A new owner restores before it counts.** When a partition is assigned, the engine
 //!   starts loading its newest checkpoint (sessions of any age, dedup memory, figures; the
-//!   partitions of one assignment load together); on the partition's first message it
+//!   partitions of one assignment load together, up to the cores or at least 4 at a time); on the partition's first message it
 //!   re-applies the messages after the checkpoint's offset, counting, into the partition's own
 //!   metrics (`restore`). Its series are exported, labelled `partition`, once
 //!   it has caught up with the partition's end as it was then, so an engine never exports a
@@ -32,11 +32,13 @@
 //! (`restored partition= next=`).
 //!
 //! The files, one concern each: `rebalance` (the consumer's callbacks), `restore` (a new
-//! owner's restore or rebuild), `checkpoint` (writing a partition's state), `store` (the state
-//! topic's format), `clock` (ticks and lag), `scrape` (`/metrics`) and `trail` (the audit log).
+//! owner's restore or rebuild), `range` (re-reading a range of a partition), `checkpoint`
+//! (writing a partition's state), `store` (the state topic's format), `clock` (ticks and lag),
+//! `scrape` (`/metrics`) and `trail` (the audit log).
 
 mod checkpoint;
 mod clock;
+mod range;
 mod rebalance;
 mod restore;
 mod scrape;
@@ -67,7 +69,7 @@ struct Part {
     /// Offset of the next message to apply; `None` until the partition is restored (and, in a
     /// part just loaded, when it had no checkpoint: it is to be rebuilt).
     next: Option<i64>,
-    /// The partition's end when its load started, on its assignment: its series are exported
+    /// The partition's end when its load began (after its assignment): its series are exported
     /// once `next` reaches it (the previous owner, whose revoke came first, can have exported
     /// no later offset).
     shown_from: i64,
@@ -117,7 +119,7 @@ struct Shared {
     store: StateTopic,
     /// The runtime the engine was made in: rebalance callbacks start loads on it.
     runtime: tokio::runtime::Handle,
-    /// Checkpoint loads that may run at once.
+    /// Checkpoint loads that may run at once: the cores, 4 to 8.
     loads: tokio::sync::Semaphore,
 }
 
@@ -161,7 +163,7 @@ impl KafkaEngine {
             runtime: tokio::runtime::Handle::try_current()
                 .map_err(|_| anyhow::anyhow!("the Kafka engine needs a Tokio runtime"))?,
             loads: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)),
+                std::thread::available_parallelism().map_or(4, |n| n.get().clamp(4, 8)),
             ),
         });
         let mut c = client_config(k, &Default::default());

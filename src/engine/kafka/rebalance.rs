@@ -74,6 +74,7 @@ impl ConsumerContext for Context {
         let shared = &self.0;
         let mut state = shared.lock();
         let State { parts, discarded } = &mut *state;
+        discarded.retain(|_, given_back| !given_back.is_finished());
         for elem in assigned.elements_for_topic(shared.topic()) {
             parts.entry(elem.partition()).or_insert_with(|| {
                 tracing::info!(partition = elem.partition(), "partition assigned");

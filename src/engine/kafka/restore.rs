@@ -11,64 +11,75 @@
 //! the partition holds (the events topic recreated) stops the engine with a message: a
 //! partition's figures are never started again at zero over a checkpoint that exists.
 
+use super::range::{STALL, read_range, reader_config};
 use super::store::StoreError;
-use super::{KafkaEngine, Part, Shared, apply, apply_silently, decode, trail};
-use crate::config::KafkaConfig;
+use super::{KafkaEngine, Part, Shared, apply, apply_silently, trail};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
-use crate::transport::kafka::{InMessage, client_config};
+use crate::transport::kafka::InMessage;
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// How long reading a partition may stall before the engine gives up.
-const STALL: Duration = Duration::from_secs(30);
 
 /// A partition loaded from its checkpoint, and how long that took.
 pub(super) type Loaded = (Part, Duration);
 
 /// A load started when the partition was assigned, so the partitions of one assignment load
-/// together instead of one after another on their first messages.
-pub(super) type Loading = tokio::task::JoinHandle<anyhow::Result<Loaded>>;
+/// together (a few at a time) instead of one after another on their first messages.
+pub(super) struct Loading {
+    task: tokio::task::JoinHandle<anyhow::Result<Loaded>>,
+    /// Set when the partition is revoked: a load not begun yet does not begin.
+    revoked: Arc<AtomicBool>,
+}
 
-/// Starts loading `partition`'s checkpoint on a blocking thread, at most `loads` at a time
-/// (each holds a checkpoint's bytes and a broker connection), and only once an earlier load of
-/// it that was revoked has given back its share of the bounds.
+/// A revoked load, not begun.
+#[derive(Debug, thiserror::Error)]
+#[error("the partition was revoked before its load began")]
+struct Revoked;
+
+/// Starts loading `partition`'s checkpoint on a blocking thread, at most `Shared::loads` at a
+/// time (each holds a checkpoint's bytes and a broker connection), and only once an earlier
+/// load of it that was revoked has given back its share of the bounds.
 pub(super) fn prefetch(
     shared: &Arc<Shared>,
     partition: i32,
     earlier: Option<Discarded>,
 ) -> Loading {
     let shared = shared.clone();
+    let revoked = Arc::new(AtomicBool::new(false));
+    let cancel = revoked.clone();
     let runtime = shared.runtime.clone();
-    runtime.spawn(async move {
+    let task = runtime.spawn(async move {
         if let Some(earlier) = earlier {
             let _ = earlier.await;
         }
         let _permit = shared.loads.acquire().await?;
+        anyhow::ensure!(!cancel.load(Ordering::Acquire), Revoked);
         let blocking = shared.clone();
         tokio::task::spawn_blocking(move || {
             let start = Instant::now();
             load(&blocking, partition).map(|part| (part, start.elapsed()))
         })
         .await?
-    })
+    });
+    Loading { task, revoked }
 }
 
 /// A revoked partition's load, given back once done.
 pub(super) type Discarded = tokio::task::JoinHandle<()>;
 
-/// Gives back what an unwanted load took of the shared bounds, once it is done.
+/// Gives back what an unwanted load took of the shared bounds, once it is done (one not begun
+/// yet never begins).
 pub(super) fn discard(shared: &Shared, partition: i32, loading: Loading) -> Discarded {
+    loading.revoked.store(true, Ordering::Release);
     shared.runtime.spawn(async move {
-        match loading.await {
+        match loading.task.await {
             Ok(Ok((part, _))) => _ = part.engine.release(),
             Ok(Err(e)) => {
-                tracing::debug!(partition, error = %format!("{e:#}"), "a revoked partition's load failed")
+                tracing::debug!(partition, error = %format!("{e:#}"), "a revoked partition's load ended")
             }
             Err(e) => tracing::debug!(partition, error = %e, "a revoked partition's load failed"),
         }
@@ -89,24 +100,32 @@ impl KafkaEngine {
         let prefetched = match loading {
             Some(loading) => Some(
                 loading
+                    .task
                     .await
                     .with_context(|| format!("loading partition {partition}"))?,
             ),
             None => None,
         };
         let shared = self.shared.clone();
-        let (part, read, loaded_in) = tokio::task::spawn_blocking(move || {
+        let (part, read, seconds) = tokio::task::spawn_blocking(move || {
             let (mut tries, mut prefetched) = (0, prefetched);
             loop {
                 // A load that failed before this first message is tried again at once.
                 let began = Instant::now();
                 let attempt = match prefetched.take() {
                     Some(Ok(loaded)) => Ok(loaded),
-                    _ => load(&shared, partition).map(|part| (part, began.elapsed())),
+                    Some(Err(e)) => {
+                        tracing::debug!(partition, error = %format!("{e:#}"), "the partition's load failed; loading it again");
+                        load(&shared, partition).map(|part| (part, began.elapsed()))
+                    }
+                    None => load(&shared, partition).map(|part| (part, began.elapsed())),
                 };
+                // The time restoring took: the load, and bringing it up to date (not the
+                // wait for a load that began before the first message).
                 let attempt = attempt.and_then(|(part, loaded_in)| {
+                    let began = Instant::now();
                     let (part, read) = finish(&shared, part, partition, committed, committed_ms)?;
-                    Ok((part, read, loaded_in))
+                    Ok((part, read, loaded_in + began.elapsed()))
                 });
                 match attempt {
                     Err(e) if tries < 5 && retriable(&e) => {
@@ -131,8 +150,7 @@ impl KafkaEngine {
             _ => _ = part.engine.release(),
         }
         drop(state);
-        // The load (done before the first message, usually) and what followed it.
-        let seconds = (loaded_in + start.elapsed()).as_secs_f64();
+        let seconds = seconds.as_secs_f64();
         let m = &self.shared.metrics.kafka;
         m.rebuild_seconds.observe(seconds);
         m.rebuild_messages.inc_by(read);
@@ -144,7 +162,7 @@ impl KafkaEngine {
             shown_from,
             read,
             seconds,
-            loaded_in = loaded_in.as_secs_f64(),
+            waited = start.elapsed().as_secs_f64(),
             "partition restored"
         );
         Ok(())
@@ -279,137 +297,4 @@ fn rebuild(
     read_range(shared, reader, partition, from, committed, |_, m| {
         apply_silently(engine, m)
     })
-}
-
-/// Where a reader starts: at `from`, or earlier when the broker answered a fetch at `from` from
-/// a later offset on. tansu 0.6 answers a fetch at an offset inside a record batch with the
-/// batches after it, so the batch's later records would be skipped; reading from earlier
-/// offsets finds the batch (its records before `from` are skipped by the caller). Against
-/// Kafka the first fetch is answered from `from`, and this does nothing.
-pub(super) struct Start {
-    from: i64,
-    at: i64,
-    step: i64,
-    first: bool,
-}
-
-impl Start {
-    pub(super) fn new(from: i64) -> Self {
-        Self {
-            from,
-            at: from,
-            step: 1,
-            first: true,
-        }
-    }
-
-    /// Assigns `reader` to `partition` at the current start.
-    pub(super) fn assign(
-        &mut self,
-        reader: &BaseConsumer,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(), KafkaError> {
-        let mut start = TopicPartitionList::new();
-        start.add_partition_offset(topic, partition, Offset::Offset(self.at))?;
-        self.first = true;
-        reader.assign(&start)
-    }
-
-    /// Whether the first record read, at `offset`, skipped some at or after `from`: then the
-    /// start moves earlier (at most a few thousand records back; a real gap, a record
-    /// compacted or deleted, is accepted after that) and the reader must be assigned again.
-    pub(super) fn too_late(&mut self, offset: i64) -> bool {
-        let first = std::mem::replace(&mut self.first, false);
-        if !first || offset <= self.from || self.at == 0 || self.step > 4096 {
-            return false;
-        }
-        self.at = (self.from - self.step).max(0);
-        self.step *= 4;
-        true
-    }
-}
-
-/// The settings of a consumer that reads ranges it assigns itself (group `<group_id>-<role>`,
-/// never committing), reporting each partition's end.
-pub(super) fn reader_config(k: &KafkaConfig, role: &str) -> ClientConfig {
-    let mut c = client_config(k, &k.consumer);
-    c.set("group.id", format!("{}-{role}", k.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    c
-}
-
-/// The reader's position in `partition`, if it has one.
-pub(super) fn position(reader: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
-    let list = reader.position().ok()?;
-    match list.find_partition(topic, partition)?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
-    }
-}
-
-/// Applies the messages of `partition` at offsets `from..until` with `f(offset, message)`; how
-/// many were read.
-fn read_range(
-    shared: &Shared,
-    reader: &BaseConsumer,
-    partition: i32,
-    from: i64,
-    until: i64,
-    mut f: impl FnMut(i64, &InMessage),
-) -> anyhow::Result<u64> {
-    if from >= until {
-        return Ok(0);
-    }
-    let mut start = Start::new(from);
-    start.assign(reader, shared.topic(), partition)?;
-    let (mut read, mut next) = (0, from);
-    let mut progress = Instant::now();
-    while next < until {
-        let polled = reader.poll(Duration::from_millis(500));
-        if let Some(Ok(m)) = &polled
-            && start.too_late(m.offset())
-        {
-            start.assign(reader, shared.topic(), partition)?;
-            continue;
-        }
-        match polled {
-            Some(Ok(m)) if m.offset() < next => {}
-            // Past the last offset to re-read (offsets may have gaps): the live loop has it.
-            Some(Ok(m)) if m.offset() >= until => break,
-            Some(Ok(m)) => {
-                if m.offset() > next {
-                    tracing::error!(
-                        partition,
-                        from = next,
-                        to = m.offset(),
-                        "messages to re-read are gone (retention): their events are missing from the partition's state"
-                    );
-                }
-                if let Some(message) = decode(&shared.metrics, m.payload()) {
-                    f(m.offset(), &message);
-                }
-                read += 1;
-                next = m.offset() + 1;
-                progress = Instant::now();
-            }
-            // An end reported before `until` (seen against tansu right after an assign) is not
-            // the end: `until` is at most the partition's end. Done only once the reader's
-            // position is there (offsets may have gaps).
-            Some(Err(KafkaError::PartitionEOF(_)))
-                if position(reader, shared.topic(), partition).is_some_and(|p| p >= until) =>
-            {
-                break;
-            }
-            Some(Err(e)) => tracing::warn!(partition, error = %e, "read error; retrying"),
-            None => {}
-        }
-        anyhow::ensure!(
-            progress.elapsed() < STALL,
-            "reading partition {partition} stalled at offset {next} (of {from}..{until})"
-        );
-    }
-    Ok(read)
 }

@@ -3,7 +3,7 @@
 
 use super::{ChunkRef, Manifest, STALL, StateTopic, StoreError, decode};
 use crate::engine::checkpoint::{CheckpointData, CheckpointFormatError};
-use crate::engine::kafka::restore::{Start, reader_config};
+use crate::engine::kafka::range::{Start, reader_config};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -200,7 +200,7 @@ impl<'a> Reader<'a> {
                 // An end reported early (seen against tansu right after an assign) is not the
                 // end: done once the position is at `until`.
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    let position = crate::engine::kafka::restore::position(
+                    let position = crate::engine::kafka::range::position(
                         self.consumer,
                         self.topic,
                         self.partition,
