@@ -46,6 +46,7 @@ pub mod engine;
 
 pub mod admin;
 pub mod http;
+pub mod ops;
 pub mod replay;
 pub mod server;
 

@@ -41,6 +41,10 @@ enum Command {
         #[arg(long)]
         skip_invalid: bool,
     },
+    /// Print the Prometheus recording and alerting rules for the configured journey map (what
+    /// deploy/prometheus/rules.yml holds for the default one). Binds no port, touches no state
+    /// directory and reaches no broker.
+    Rules,
     /// Validate a configuration file and print the resolved configuration, secrets hidden.
     CheckConfig {
         /// The configuration file.
@@ -73,6 +77,10 @@ fn main() -> ExitCode {
             json,
             skip_invalid,
         } => load(cli.config.as_deref()).and_then(|c| run_replay(&c, &file, json, skip_invalid)),
+        Command::Rules => load(cli.config.as_deref()).and_then(|c| {
+            print!("{}", touchstream::ops::rules(&c)?);
+            Ok(())
+        }),
         Command::CheckConfig { file } => load(Some(&file)).and_then(|c| {
             let text = toml::to_string_pretty(&c.redacted()).map_err(|e| e.to_string())?;
             print!("{text}");

@@ -331,3 +331,41 @@ fn a_second_serve_on_a_held_state_directory_exits_1_naming_it() {
     assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
     drop(first);
 }
+
+/// `touchstream rules` prints rules for the configured journey that promtool accepts, and does
+/// nothing else: no state directory, no port, no broker (a broker that does not exist is set).
+#[test]
+fn rules_are_printed_for_the_journey_configured() {
+    let cfg = file(
+        "[journey]\ncart_stage = \"quote\"\npurchase_stage = \"signed\"\n\
+         [[journey.stages]]\nname = \"landing\"\nphase = \"awareness\"\ntouchpoints = [\"page_view\"]\n\
+         [[journey.stages]]\nname = \"quote\"\nphase = \"consideration\"\ntouchpoints = [\"quote_requested\"]\n\
+         [[journey.stages]]\nname = \"signed\"\nphase = \"decision\"\ntouchpoints = [\"contract_signed\"]\n",
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(touchstream()
+        .args(["--config"])
+        .arg(cfg.path())
+        .arg("rules")
+        .current_dir(cwd.path())
+        // The default state directory, ./touchstream-state, would appear in `cwd`.
+        .env_remove("TOUCHSTREAM_STATE_DIR")
+        .env("TOUCHSTREAM_KAFKA_BROKERS", "127.0.0.1:1"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("step: landing_to_quote") && out.contains("step: quote_to_signed"),
+        "{out}"
+    );
+    assert!(out.contains(r#"{stage="signed"}[15m]"#) && !out.contains("add_to_cart"));
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "it wrote files"
+    );
+    let rules = cwd.path().join("rules.yml");
+    std::fs::write(&rules, &out).unwrap();
+    let (ok, checked, err) = run(Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules));
+    assert!(ok && checked.contains("SUCCESS"), "{checked}{err}");
+}

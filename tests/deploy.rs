@@ -118,3 +118,18 @@ fn the_container_image_matches_the_code() {
     assert_eq!(all("CMD"), [r#"["serve"]"#]);
     assert_eq!(all("STOPSIGNAL"), ["SIGTERM"]);
 }
+
+/// `deploy/prometheus/rules.yml` is `touchstream rules` for the default configuration
+/// (`TOUCHSTREAM_BLESS=1 cargo test --test deploy` writes it again).
+#[test]
+fn the_rules_file_is_generated_from_the_default_configuration() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml");
+    let generated = touchstream::ops::rules(&touchstream::config::Config::default()).unwrap();
+    if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    assert!(
+        read("deploy/prometheus/rules.yml") == generated,
+        "deploy/prometheus/rules.yml is stale: run `touchstream rules > deploy/prometheus/rules.yml`"
+    );
+}

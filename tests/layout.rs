@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["metrics"],
     &["transport"],
     &["collector", "engine"],
-    &["admin", "http", "replay"],
+    &["admin", "http", "ops", "replay"],
     &["server"],
 ];
 
