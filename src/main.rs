@@ -45,11 +45,24 @@ enum Command {
     /// deploy/prometheus/rules.yml holds for the default one). Binds no port, touches no state
     /// directory and reaches no broker.
     Rules,
+    /// Print the Grafana dashboard for the configured journey map (what
+    /// deploy/grafana/dashboards/touchstream.json holds for the default one). Binds no port,
+    /// touches no state directory and reaches no broker.
+    Dashboard,
     /// Validate a configuration file and print the resolved configuration, secrets hidden.
     CheckConfig {
         /// The configuration file.
         file: PathBuf,
     },
+}
+
+/// Writes a document to standard output; a closed pipe is an error, not a panic.
+fn out(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    (stdout.write_all(text.as_bytes()))
+        .and_then(|_| stdout.flush())
+        .map_err(|e| format!("cannot write the output: {e}"))
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Config, String> {
@@ -77,14 +90,15 @@ fn main() -> ExitCode {
             json,
             skip_invalid,
         } => load(cli.config.as_deref()).and_then(|c| run_replay(&c, &file, json, skip_invalid)),
-        Command::Rules => load(cli.config.as_deref()).and_then(|c| {
-            print!("{}", touchstream::ops::rules(&c)?);
-            Ok(())
-        }),
+        Command::Rules => load(cli.config.as_deref())
+            .and_then(|c| touchstream::ops::rules(&c))
+            .and_then(|text| out(&text)),
+        Command::Dashboard => {
+            load(cli.config.as_deref()).and_then(|c| out(&touchstream::ops::dashboard(&c)))
+        }
         Command::CheckConfig { file } => load(Some(&file)).and_then(|c| {
             let text = toml::to_string_pretty(&c.redacted()).map_err(|e| e.to_string())?;
-            print!("{text}");
-            Ok(())
+            out(&text)
         }),
     };
     match result {

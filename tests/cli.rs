@@ -364,8 +364,22 @@ fn rules_are_printed_for_the_journey_configured() {
     );
     let rules = cwd.path().join("rules.yml");
     std::fs::write(&rules, &out).unwrap();
-    let (ok, checked, err) = run(Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&rules));
-    assert!(ok && checked.contains("SUCCESS"), "{checked}{err}");
+    let (checked, _) =
+        common::deploy::run("promtool", &["check", "rules", rules.to_str().unwrap()]);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    // The dashboard names the same stages.
+    let (ok, dashboard, err) = run(touchstream()
+        .arg("--config")
+        .arg(cfg.path())
+        .arg("dashboard"));
+    assert!(ok, "{err}");
+    assert!(dashboard.contains("landing → quote") && !dashboard.contains("add_to_cart"));
+    serde_json::from_str::<Value>(&dashboard).unwrap();
+    // A configuration it cannot load: exit 1 with the reason, nothing on standard output.
+    let bad = file("[journey]\npurchase_stage = \"nowhere\"\n");
+    let (ok, printed, err) = run(touchstream().arg("--config").arg(bad.path()).arg("rules"));
+    assert!(
+        !ok && printed.is_empty() && err.contains("purchase_stage"),
+        "{err}"
+    );
 }

@@ -130,6 +130,8 @@ fn the_rules_file_is_generated_from_the_default_configuration() {
     }
     assert!(
         read("deploy/prometheus/rules.yml") == generated,
-        "deploy/prometheus/rules.yml is stale: run `touchstream rules > deploy/prometheus/rules.yml`"
+        "deploy/prometheus/rules.yml is stale: the rules are in src/ops/rules.yml (the template of \
+         `touchstream rules`); after changing it run \
+         `TOUCHSTREAM_BLESS=1 cargo test --test deploy the_rules_file`"
     );
 }

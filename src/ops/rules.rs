@@ -7,24 +7,20 @@ use std::fmt::Write as _;
 
 const TEMPLATE: &str = include_str!("rules.yml");
 
-/// The rules file for `config`'s journey map; an error names what the map lacks.
+/// The rules file for `config`'s journey map. A map whose purchase stage has no stage before
+/// it gets every rule but the checkout ones (with a comment saying why).
 pub fn rules(config: &Config) -> Result<String, String> {
     let journey = &config.journey;
     let names: Vec<&str> = journey.stages.iter().map(|s| s.name.as_str()).collect();
     let index = |name: &str| names.iter().position(|n| *n == name);
-    let purchase = index(&journey.purchase_stage).ok_or_else(|| {
-        format!(
-            "journey.purchase_stage `{}` is not a stage",
-            journey.purchase_stage
-        )
-    })?;
-    if purchase == 0 {
+    let (Some(purchase), Some(_)) = (index(&journey.purchase_stage), index(&journey.cart_stage))
+    else {
         return Err(format!(
-            "journey.purchase_stage `{}` is the first stage: the checkout rules compare it with the \
-             stage before it",
-            journey.purchase_stage
+            "journey.purchase_stage `{}` and journey.cart_stage `{}` must name stages of the \
+             journey: check the configuration with `touchstream check-config FILE`",
+            journey.purchase_stage, journey.cart_stage
         ));
-    }
+    };
     let mut steps = String::new();
     for pair in names.windows(2) {
         let (from, to) = (pair[0], pair[1]);
@@ -43,9 +39,30 @@ pub fn rules(config: &Config) -> Result<String, String> {
             reached(from),
         );
     }
-    Ok(TEMPLATE
-        .replace("${STEPS}", &steps)
-        .replace("${CHECKOUT}", names[purchase - 1])
+    let checkout = purchase.checked_sub(1).map(|i| names[i]);
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in TEMPLATE.lines() {
+        match line {
+            "#[checkout" => {
+                skipping = checkout.is_none();
+                if skipping {
+                    out.push_str(
+                        "      # No checkout rules: the purchase stage is the journey's first.\n",
+                    );
+                }
+            }
+            "#]checkout" => skipping = false,
+            _ if skipping || line.starts_with("#~") => {}
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out
+        .replace("${STEPS}", steps.trim_end_matches('\n'))
+        .replace("${CHECKOUT}", checkout.unwrap_or(""))
         .replace("${PURCHASE}", names[purchase])
         .replace("${CART}", &journey.cart_stage))
 }
@@ -73,7 +90,13 @@ mod tests {
         assert!(
             text.contains(r#"increase(touchstream_funnel_sessions_total{stage="quote"}[15m])"#)
         );
+        // A purchase stage first: every rule but the checkout ones.
         c.journey.purchase_stage = "landing".into();
-        assert!(rules(&c).unwrap_err().contains("first stage"));
+        let text = rules(&c).unwrap();
+        assert!(text.contains("No checkout rules") && text.contains("alert: CartAbandonmentSpike"));
+        assert!(!text.contains("CheckoutDropoffSpike") && !text.contains("checkout_conversion"));
+        assert!(!text.contains("#~") && !text.contains("#[") && text.ends_with("\n"));
+        c.journey.cart_stage = "nowhere".into();
+        assert!(rules(&c).unwrap_err().contains("check-config"));
     }
 }
