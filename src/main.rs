@@ -58,7 +58,6 @@ enum Command {
 
 /// Writes a document to standard output; a closed pipe is an error, not a panic.
 fn out(text: &str) -> Result<(), String> {
-    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     (stdout.write_all(text.as_bytes()))
         .and_then(|_| stdout.flush())

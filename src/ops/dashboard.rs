@@ -2,17 +2,11 @@
 //! `panels`. Every query is run against a real Prometheus by `tests/dashboard.rs`.
 
 use super::json::{J, obj};
-use super::panels;
+use super::panels::{self, Stages, datasource};
 use crate::config::Config;
 
-/// The stages the panels name.
-pub(super) struct Stages {
-    pub all: Vec<String>,
-    pub cart: String,
-    pub purchase: String,
-}
-
-/// The dashboard for `config`'s journey map.
+/// The dashboard for `config`'s journey map (validated: at least one stage, and the cart and
+/// purchase stages among them).
 pub fn dashboard(config: &Config) -> String {
     let j = &config.journey;
     let stages = Stages {
@@ -92,11 +86,6 @@ fn int(value: Option<J>) -> i64 {
         Some(J::Int(n)) => n,
         other => panic!("a panel's size is an integer, not {other:?}"),
     }
-}
-
-/// The data source every panel and query uses: the dashboard's variable.
-pub(super) fn datasource() -> J {
-    obj! { "type" => "prometheus", "uid" => "${datasource}" }
 }
 
 fn variable(name: &str, label: &str, query: &str) -> J {

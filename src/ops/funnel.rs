@@ -1,11 +1,10 @@
 //! The dashboard's funnel rows: the stages reached, step conversion, drop-off and stage timing,
 //! and the channel and device breakdowns.
 
-use super::dashboard::Stages;
 use super::json::J;
 use super::panels::{
-    ALL, LOOK, Look, RATE, RATIO, SITE, STACKED, bars, instant, rate, reached, staged, target,
-    timeseries,
+    ALL, LOOK, Look, RATE, RATIO, SITE, STACKED, Stages, bars, instant, rate, reached, staged,
+    target, timeseries,
 };
 
 pub(super) fn funnel(s: &Stages) -> Vec<J> {
@@ -21,7 +20,7 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
         height: 9,
         ..LOOK
     };
-    vec![
+    let panels = vec![
         bars(
             "Funnel: sessions reaching each stage",
             "Sessions that reached each stage (or a later one) in the selected time range.",
@@ -83,16 +82,21 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
             "Checkout conversion: last 15 minutes and the day",
             "Checkout to purchase, all channels and devices (recording rules of deploy/prometheus). \
              CheckoutDropoffSpike pages when the 15-minute line stays under half of the day line.",
-            vec![
-                target(
-                    format!("site:touchstream_checkout_conversion:ratio15m{{{SITE}}}"),
-                    "{{site}} last 15 min",
-                ),
-                target(
-                    format!("site:touchstream_checkout_conversion:ratio1d{{{SITE}}}"),
-                    "{{site}} last day",
-                ),
-            ],
+            // The rules record these only when a stage comes before the purchase stage.
+            if s.all[0] == s.purchase {
+                Vec::new()
+            } else {
+                vec![
+                    target(
+                        format!("site:touchstream_checkout_conversion:ratio15m{{{SITE}}}"),
+                        "{{site}} last 15 min",
+                    ),
+                    target(
+                        format!("site:touchstream_checkout_conversion:ratio1d{{{SITE}}}"),
+                        "{{site}} last day",
+                    ),
+                ]
+            },
             RATIO,
         ),
         timeseries(
@@ -128,7 +132,14 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
                 ..LOOK
             },
         ),
-    ]
+    ];
+    // A journey of one stage has no steps; one whose purchase stage is first, no checkout.
+    panels.into_iter().filter(has_targets).collect()
+}
+
+fn has_targets(panel: &J) -> bool {
+    let J::Obj(fields) = panel else { return false };
+    (fields.iter()).any(|(k, v)| *k == "targets" && !matches!(v, J::Arr(t) if t.is_empty()))
 }
 
 pub(super) fn breakdowns(s: &Stages) -> Vec<J> {
@@ -182,4 +193,39 @@ pub(super) fn breakdowns(s: &Stages) -> Vec<J> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, StageConfig};
+
+    /// A journey of one stage, its own purchase stage: no step or checkout panels, and every
+    /// panel left has a query.
+    #[test]
+    fn a_one_stage_journey_gets_no_empty_panels() {
+        let mut c = Config::default();
+        c.journey.stages = vec![StageConfig {
+            name: "signed".into(),
+            phase: "decision".into(),
+            touchpoints: vec!["contract_signed".into()],
+        }];
+        c.journey.cart_stage = "signed".into();
+        c.journey.purchase_stage = "signed".into();
+        let text = crate::ops::dashboard(&c);
+        let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let panels = d["panels"].as_array().unwrap();
+        let titled = |t: &str| panels.iter().any(|p| p["title"] == t);
+        assert!(!titled("Step conversion") && !titled("Share of visits reaching each stage"));
+        assert!(!titled("Checkout conversion: last 15 minutes and the day"));
+        assert!(titled("Funnel: sessions reaching each stage"));
+        for p in panels.iter().filter(|p| p["type"] != "row") {
+            assert!(
+                !p["targets"].as_array().unwrap().is_empty(),
+                "{}",
+                p["title"]
+            );
+        }
+        let rules = crate::ops::rules(&c).unwrap();
+        assert!(rules.contains("No checkout rules") && !rules.contains("step:"));
+    }
 }

@@ -2,8 +2,19 @@
 //! the funnel rows are in `funnel`, the health row in `health`. Funnel, cart and order counters
 //! carry channel and device; the others only site.
 
-use super::dashboard::{Stages, datasource};
 use super::json::{J, obj};
+
+/// The stages the panels name.
+pub(super) struct Stages {
+    pub all: Vec<String>,
+    pub cart: String,
+    pub purchase: String,
+}
+
+/// The data source every panel and query uses: the dashboard's variable.
+pub(super) fn datasource() -> J {
+    obj! { "type" => "prometheus", "uid" => "${datasource}" }
+}
 
 pub(super) const SITE: &str = r#"site=~"$site""#;
 pub(super) const ALL: &str = r#"site=~"$site",channel=~"$channel",device=~"$device""#;

@@ -60,6 +60,10 @@ pub fn rules(config: &Config) -> Result<String, String> {
             }
         }
     }
+    debug_assert!(
+        !skipping,
+        "a `#[checkout` without its `#]checkout` in rules.yml"
+    );
     Ok(out
         .replace("${STEPS}", steps.trim_end_matches('\n'))
         .replace("${CHECKOUT}", checkout.unwrap_or(""))
