@@ -12,11 +12,12 @@
 //!   partition's idle sessions. A partition's state is therefore a function of its log alone.
 //! - **A new owner restores before it counts.** When a partition is assigned, the engine
 //!   starts loading its newest checkpoint (sessions of any age, dedup memory, figures; the
-//!   partitions of one assignment load together, up to the cores or at least 4 at a time); on the partition's first message it
-//!   re-applies the messages after the checkpoint's offset, counting, into the partition's own
-//!   metrics (`restore`). Its series are exported, labelled `partition`, once
-//!   it has caught up with the partition's end as it was then, so an engine never exports a
-//!   partition's counter below what its previous owner exported (`metrics::partitioned`).
+//!   partitions of one assignment load together, as many at a time as there are cores, 4 to
+//!   8); on the partition's first message it re-applies the messages after the checkpoint's
+//!   offset, counting, into the partition's own metrics (`restore`). Its series are exported,
+//!   labelled `partition`, once it has caught up with the partition's end as it was then, so
+//!   an engine never exports a partition's counter below what its previous owner exported
+//!   (`metrics::partitioned`).
 //!   Without a checkpoint (a first start, an upgrade) it rebuilds sessions from
 //!   `kafka.rebuild_lookback` before the committed offset into the `Silent` recorder and
 //!   counts from the committed offset.

@@ -114,11 +114,12 @@ impl KafkaEngine {
                 let began = Instant::now();
                 let attempt = match prefetched.take() {
                     Some(Ok(loaded)) => Ok(loaded),
-                    Some(Err(e)) => {
-                        tracing::debug!(partition, error = %format!("{e:#}"), "the partition's load failed; loading it again");
+                    failed => {
+                        if let Some(Err(e)) = failed {
+                            tracing::debug!(partition, error = %format!("{e:#}"), "the partition's load failed; loading it again");
+                        }
                         load(&shared, partition).map(|part| (part, began.elapsed()))
                     }
-                    None => load(&shared, partition).map(|part| (part, began.elapsed())),
                 };
                 // The time restoring took: the load, and bringing it up to date (not the
                 // wait for a load that began before the first message).
@@ -245,6 +246,10 @@ fn finish(
     committed: i64,
     committed_ms: i64,
 ) -> anyhow::Result<(Part, u64)> {
+    // Nothing to re-read (the checkpoint covers up to the first message): no reader.
+    if part.next.is_some_and(|from| from >= committed) {
+        return Ok((part, 0));
+    }
     let reader: BaseConsumer = reader_config(&shared.config.kafka, "rebuild").create()?;
     let read = match part.next {
         None => rebuild(
