@@ -261,7 +261,7 @@ fn close_all(engine: &Engine, metrics: &Metrics) {
     assert_eq!(engine.open_sessions(), 0);
     assert_eq!(metrics.engine.open_sessions.get(), 0);
     let f = &metrics.funnel;
-    assert!((0..5).all(|stage| f.active(0, stage).get() == 0));
+    assert!((0..5).all(|stage| f.active(f.row(0, 0, stage)).get() == 0));
     assert_eq!(f.carts_open(0).get(), 0);
     assert!((0..5).all(|c| f.carts_open_value(0, c).micros() == 0));
 }

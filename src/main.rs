@@ -89,9 +89,9 @@ fn main() -> ExitCode {
             json,
             skip_invalid,
         } => load(cli.config.as_deref()).and_then(|c| run_replay(&c, &file, json, skip_invalid)),
-        Command::Rules => load(cli.config.as_deref())
-            .and_then(|c| touchstream::ops::rules(&c))
-            .and_then(|text| out(&text)),
+        Command::Rules => {
+            load(cli.config.as_deref()).and_then(|c| out(&touchstream::ops::rules(&c)))
+        }
         Command::Dashboard => {
             load(cli.config.as_deref()).and_then(|c| out(&touchstream::ops::dashboard(&c)))
         }

@@ -332,15 +332,17 @@ fn a_second_serve_on_a_held_state_directory_exits_1_naming_it() {
     drop(first);
 }
 
-/// `touchstream rules` prints rules for the configured journey that promtool accepts, and does
+/// `touchstream rules` prints rules for the configured journeys that promtool accepts, and does
 /// nothing else: no state directory, no port, no broker (a broker that does not exist is set).
 #[test]
 fn rules_are_printed_for_the_journey_configured() {
     let cfg = file(
-        "[journey]\ncart_stage = \"quote\"\npurchase_stage = \"signed\"\n\
-         [[journey.stages]]\nname = \"landing\"\nphase = \"awareness\"\ntouchpoints = [\"page_view\"]\n\
-         [[journey.stages]]\nname = \"quote\"\nphase = \"consideration\"\ntouchpoints = [\"quote_requested\"]\n\
-         [[journey.stages]]\nname = \"signed\"\nphase = \"decision\"\ntouchpoints = [\"contract_signed\"]\n",
+        "[[journeys]]\nname = \"sales\"\nmode = \"ordered\"\ncart_stage = \"quote\"\n\
+         purchase_stage = \"signed\"\n\
+         [[journeys.stages]]\nname = \"landing\"\nphase = \"awareness\"\ntouchpoints = [\"page_view\"]\n\
+         [[journeys.stages]]\nname = \"quote\"\nphase = \"consideration\"\ntouchpoints = [\"quote_requested\"]\n\
+         [[journeys.stages]]\nname = \"signed\"\nphase = \"decision\"\ntouchpoints = [\"contract_signed\"]\n\
+         within = \"1d\"\n",
     );
     let cwd = tempfile::tempdir().unwrap();
     let (ok, out, err) = run(touchstream()
@@ -356,7 +358,9 @@ fn rules_are_printed_for_the_journey_configured() {
         out.contains("step: landing_to_quote") && out.contains("step: quote_to_signed"),
         "{out}"
     );
-    assert!(out.contains(r#"{stage="signed"}[15m]"#) && !out.contains("add_to_cart"));
+    assert!(
+        out.contains(r#"{journey="sales", stage="signed"}[15m]"#) && !out.contains("add_to_cart")
+    );
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),
         0,

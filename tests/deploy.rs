@@ -124,7 +124,7 @@ fn the_container_image_matches_the_code() {
 #[test]
 fn the_rules_file_is_generated_from_the_default_configuration() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/rules.yml");
-    let generated = touchstream::ops::rules(&touchstream::config::Config::default()).unwrap();
+    let generated = touchstream::ops::rules(&touchstream::config::Config::default());
     if std::env::var_os("TOUCHSTREAM_BLESS").is_some() {
         std::fs::write(path, &generated).unwrap();
     }

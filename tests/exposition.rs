@@ -11,7 +11,7 @@ use touchstream::metrics::{Metrics, Route, labels};
 /// One series of each family whose series appear on first use, as in a process at work.
 fn first_uses(m: &Metrics) {
     m.funnel.touchpoint(0, 0, 0).inc();
-    m.funnel.friction(0, 0, 0).inc();
+    m.funnel.friction(m.funnel.row(0, 0, 0), 0).inc();
     m.http.record(Route::Events, 200, 0.001);
     m.transport
         .failures

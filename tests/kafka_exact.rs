@@ -158,7 +158,7 @@ async fn stored(prometheus: &Prometheus, rules: bool) -> (Vec<u64>, u64, BTreeMa
         (
             recorded(
                 prometheus,
-                "site_stage:touchstream_funnel_sessions:total",
+                "site_journey_stage:touchstream_funnel_sessions:total",
                 "stage",
             )
             .await,

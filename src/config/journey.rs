@@ -1,22 +1,31 @@
-//! The journey map: ordered funnel stages with their customer-journey phase and the touchpoint
-//! types that mark reaching them, plus the touchpoints outside the funnel. The default is the
-//! contract's map (GA4 names, Segment aliases).
+//! Journey maps: ordered funnel stages with their customer-journey phase and the touchpoint
+//! types that mark reaching them, plus the touchpoints outside the funnel. `[journey]` is one
+//! map (the contract's by default, GA4 names and Segment aliases) and holds the session
+//! timeout; `[[journeys]]`, when given, replaces its map with several named ones (see
+//! [`Config::journeys`]).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The configured journey map.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A journey map (`[journey]`, or one entry of `[[journeys]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JourneyConfig {
-    /// A session closes after this long without an event, by event time.
-    /// Env: `TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT`.
+    /// The journey's name: the `journey` metric label. `[a-z0-9_]{1,64}`, unique.
+    pub name: String,
+    /// How stages are reached: `any` (the furthest stage any event maps to, whatever their
+    /// order) or `ordered` (a stage counts only when reached after the one before it).
+    pub mode: JourneyMode,
+    /// A session closes after this long without an event, by event time: one for every site
+    /// and journey, so only `[journey]` sets it. Env: `TOUCHSTREAM_JOURNEY_SESSION_TIMEOUT`.
     #[serde(with = "super::duration")]
     pub session_timeout: Duration,
-    /// The stage whose reaching opens a cart (abandoned if the session closes without an order).
+    /// The stage whose reaching opens a cart (abandoned if the session closes without an order);
+    /// `""` for a journey without carts.
     pub cart_stage: String,
-    /// The stage whose touchpoints are orders (counted once per `order_id`, with revenue).
+    /// The stage whose touchpoints are orders (counted once per `order_id`, with revenue); `""`
+    /// for a journey without orders.
     pub purchase_stage: String,
     /// Touchpoints whose value adds to the cart.
     pub cart_add: Vec<String>,
@@ -34,8 +43,21 @@ pub struct JourneyConfig {
     pub stages: Vec<StageConfig>,
 }
 
+/// How a journey's stages are reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JourneyMode {
+    /// The furthest stage any of the session's events maps to, whatever their order; reaching
+    /// a stage counts every stage before it.
+    #[default]
+    Any,
+    /// A stage counts only when reached after the stage before it (by event time, and within
+    /// the stage's `within` of it when set), in the order the events arrive.
+    Ordered,
+}
+
 /// One funnel stage.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
     /// Stage name: the `stage` metric label. `[a-z0-9_]{1,64}`.
@@ -44,6 +66,53 @@ pub struct StageConfig {
     pub phase: String,
     /// Touchpoint types that mark reaching this stage.
     pub touchpoints: Vec<String>,
+    /// Ordered journeys: the stage counts only when reached within this long of the stage
+    /// before it (the conversion window). Not on the first stage.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::duration::option"
+    )]
+    pub within: Option<Duration>,
+}
+
+/// Bounds that keep label sets small and let the engine store a stage index in a byte.
+pub const MAX_STAGES: usize = 32;
+/// Journeys configured in all.
+pub const MAX_JOURNEYS: usize = 16;
+/// Journeys one site runs: each adds its series (README, "Series budget") and its progress to
+/// every session of the site.
+pub const MAX_SITE_JOURNEYS: usize = 8;
+
+/// The name of `[journey]`'s map, and of the journey a checkpoint written before journeys had
+/// names carries its figures into.
+pub const DEFAULT_NAME: &str = "default";
+
+impl JourneyConfig {
+    /// The cart stage's index, if the journey has carts.
+    pub fn cart_stage(&self) -> Option<usize> {
+        self.stage(&self.cart_stage)
+    }
+
+    /// The purchase stage's index, if the journey has orders.
+    pub fn purchase_stage(&self) -> Option<usize> {
+        self.stage(&self.purchase_stage)
+    }
+
+    /// Every touchpoint the map names (not its aliases), in label order: the stages', then the
+    /// post-purchase, friction, cart and other ones (some more than once).
+    pub fn touchpoints(&self) -> impl Iterator<Item = &String> {
+        (self.stages.iter().flat_map(|s| &s.touchpoints))
+            .chain(&self.post_purchase)
+            .chain(&self.friction)
+            .chain(&self.cart_add)
+            .chain(&self.cart_remove)
+            .chain(&self.other_touchpoints)
+    }
+
+    fn stage(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -55,6 +124,7 @@ fn stage(name: &str, phase: &str, touchpoints: &[&str]) -> StageConfig {
         name: name.into(),
         phase: phase.into(),
         touchpoints: strings(touchpoints),
+        within: None,
     }
 }
 
@@ -72,6 +142,8 @@ impl Default for JourneyConfig {
             ("Product Removed", "remove_from_cart"),
         ];
         Self {
+            name: DEFAULT_NAME.into(),
+            mode: JourneyMode::Any,
             session_timeout: Duration::from_secs(30 * 60),
             cart_stage: "add_to_cart".into(),
             purchase_stage: "purchase".into(),

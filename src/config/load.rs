@@ -67,6 +67,7 @@ pub fn load_str(
             message: e.to_string(),
         })?;
     apply_env(&mut table, env)?;
+    journey_keys_in_one_place(&table)?;
     demo_shop_off_with_own_sites(&mut table);
     let config: Config = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
@@ -81,6 +82,34 @@ pub fn load_str(
     })?;
     config.validate()?;
     Ok(config)
+}
+
+/// With `[[journeys]]` given, `[journey]` holds only the session timeout (its map would be
+/// silently unused), and the session timeout stays one for all journeys.
+fn journey_keys_in_one_place(table: &Table) -> Result<(), ConfigError> {
+    let Some(Value::Array(journeys)) = table.get("journeys") else {
+        return Ok(());
+    };
+    if let Some(Value::Table(journey)) = table.get("journey")
+        && let Some(key) = journey.keys().find(|k| *k != "session_timeout")
+    {
+        return Err(ConfigError::invalid(
+            format!("journey.{key}"),
+            "with [[journeys]] given, [journey] sets only session_timeout: move this key into \
+             the [[journeys]] entry it belongs to",
+        ));
+    }
+    for (i, j) in journeys.iter().enumerate() {
+        if let Value::Table(j) = j
+            && j.contains_key("session_timeout")
+        {
+            return Err(ConfigError::invalid(
+                format!("journeys[{i}].session_timeout"),
+                "the session timeout is one for all journeys: set it in [journey]",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A configuration that gives its own sites is not the quick start: it has no `demo` site

@@ -14,7 +14,9 @@ mod state;
 mod validate;
 
 pub use engine::EngineConfig;
-pub use journey::{JourneyConfig, StageConfig};
+pub use journey::{
+    DEFAULT_NAME as DEFAULT_JOURNEY, JourneyConfig, JourneyMode, MAX_SITE_JOURNEYS, StageConfig,
+};
 pub use kafka::KafkaConfig;
 pub use load::{ConfigError, load, load_str};
 pub use state::StateConfig;
@@ -34,8 +36,12 @@ pub struct Config {
     /// Sites allowed to send events. Replaces the default `demo` site when given (and then
     /// `snippet.demo` defaults to off).
     pub sites: Vec<SiteConfig>,
-    /// The journey map: funnel stages, touchpoints and session timeout.
+    /// The session timeout, and the journey map (named `default`) unless `journeys` is given.
     pub journey: JourneyConfig,
+    /// Named journey maps; when given, they replace `journey`'s map (which may then set only
+    /// `session_timeout`). Each site runs the journeys its `journeys` names (all by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub journeys: Vec<JourneyConfig>,
     /// Request and event size limits of the collector.
     pub limits: LimitsConfig,
     /// Session store of the engine.
@@ -60,6 +66,7 @@ impl Default for Config {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             sites: vec![SiteConfig::default()],
             journey: JourneyConfig::default(),
+            journeys: Vec::new(),
             limits: LimitsConfig::default(),
             engine: EngineConfig::default(),
             transport: TransportConfig::default(),
@@ -72,6 +79,26 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The journey maps, in order: `journeys`, or `journey`'s map when none is given.
+    pub fn journeys(&self) -> &[JourneyConfig] {
+        if self.journeys.is_empty() {
+            std::slice::from_ref(&self.journey)
+        } else {
+            &self.journeys
+        }
+    }
+
+    /// The journeys site `site` runs: indices into [`Config::journeys`], in its order.
+    pub fn site_journeys(&self, site: &SiteConfig) -> Vec<usize> {
+        let all = self.journeys();
+        if site.journeys.is_empty() {
+            return (0..all.len()).collect();
+        }
+        (site.journeys.iter())
+            .filter_map(|name| all.iter().position(|j| j.name == *name))
+            .collect()
+    }
+
     /// The site with this id.
     pub fn site(&self, id: &str) -> Option<&SiteConfig> {
         self.sites.iter().find(|s| s.id == id)
@@ -108,6 +135,9 @@ pub struct SiteConfig {
     /// is an HMAC-SHA256 of its body under one of them needs no allowed origin. Reloaded on
     /// `SIGHUP`.
     pub signing_secrets: Vec<String>,
+    /// The journeys this site runs, by name, the first its main one (the touchpoints' phase);
+    /// every configured journey when empty.
+    pub journeys: Vec<String>,
 }
 
 impl Default for SiteConfig {
@@ -125,6 +155,7 @@ impl Default for SiteConfig {
             keys: Vec::new(),
             require_key: false,
             signing_secrets: Vec::new(),
+            journeys: Vec::new(),
         }
     }
 }
@@ -304,5 +335,22 @@ pub(crate) mod duration {
                 "`{text}` is not a duration such as `30m` or `2s`: {e}"
             ))
         })
+    }
+
+    /// An optional duration (written only when set).
+    pub mod option {
+        use serde::{Deserializer, Serializer};
+        use std::time::Duration;
+
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }

@@ -5,10 +5,9 @@ use std::collections::HashSet;
 
 /// Bounds that keep label sets small and let the engine store indices in a byte or two.
 const MAX_SITES: usize = 1_000;
-const MAX_STAGES: usize = 32;
 const MAX_CURRENCIES: usize = 64;
 
-fn is_label_name(s: &str) -> bool {
+pub(super) fn is_label_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -284,83 +283,9 @@ impl Config {
         }
         Ok(())
     }
-
-    fn validate_journey(&self) -> Result<(), ConfigError> {
-        let j = &self.journey;
-        if j.stages.is_empty() || j.stages.len() > MAX_STAGES {
-            return Err(ConfigError::invalid(
-                "journey.stages",
-                format!("give 1 to {MAX_STAGES} stages"),
-            ));
-        }
-        let mut names = HashSet::new();
-        let mut owner: std::collections::HashMap<&str, String> = Default::default();
-        for (i, stage) in j.stages.iter().enumerate() {
-            let key = |k: &str| format!("journey.stages[{i}].{k}");
-            if !is_label_name(&stage.name) {
-                return Err(ConfigError::invalid(
-                    key("name"),
-                    "must match [a-z0-9_-]{1,64}",
-                ));
-            }
-            if !names.insert(stage.name.as_str()) {
-                return Err(ConfigError::invalid(
-                    key("name"),
-                    format!("duplicate stage `{}`", stage.name),
-                ));
-            }
-            if !is_label_name(&stage.phase) || stage.phase == "post_purchase" {
-                return Err(ConfigError::invalid(
-                    key("phase"),
-                    "must match [a-z0-9_-]{1,64} and not be `post_purchase` (reserved)",
-                ));
-            }
-            for t in &stage.touchpoints {
-                claim(&mut owner, t, key("touchpoints"))?;
-            }
-        }
-        for (list, key) in [
-            (&j.post_purchase, "journey.post_purchase"),
-            (&j.friction, "journey.friction"),
-            (&j.other_touchpoints, "journey.other_touchpoints"),
-        ] {
-            for t in list {
-                claim(&mut owner, t, key.to_string())?;
-            }
-        }
-        for (list, key) in [
-            (&j.cart_add, "journey.cart_add"),
-            (&j.cart_remove, "journey.cart_remove"),
-        ] {
-            for t in list {
-                check_touchpoint_name(t, key)?;
-            }
-        }
-        for (stage, key) in [
-            (&j.cart_stage, "journey.cart_stage"),
-            (&j.purchase_stage, "journey.purchase_stage"),
-        ] {
-            if !names.contains(stage.as_str()) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("`{stage}` is not one of journey.stages"),
-                ));
-            }
-        }
-        for (alias, target) in &j.aliases {
-            if alias.is_empty() || alias.len() > 64 {
-                return Err(ConfigError::invalid(
-                    "journey.aliases",
-                    "aliases are 1 to 64 characters",
-                ));
-            }
-            check_touchpoint_name(target, &format!("journey.aliases.\"{alias}\""))?;
-        }
-        Ok(())
-    }
 }
 
-fn check_touchpoint_name(t: &str, key: &str) -> Result<(), ConfigError> {
+pub(super) fn check_touchpoint_name(t: &str, key: &str) -> Result<(), ConfigError> {
     let ok = !t.is_empty()
         && t.len() <= 64
         && t.bytes()
@@ -376,7 +301,7 @@ fn check_touchpoint_name(t: &str, key: &str) -> Result<(), ConfigError> {
 }
 
 /// Records that `key` defines touchpoint `t`; a touchpoint may belong to one place only.
-fn claim<'a>(
+pub(super) fn claim<'a>(
     owner: &mut std::collections::HashMap<&'a str, String>,
     t: &'a str,
     key: String,
@@ -391,5 +316,6 @@ fn claim<'a>(
     Ok(())
 }
 
+mod journey;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ impl Engine {
     /// Reports a session's close (drop-off, abandoned cart) at `now_ms` and moves its ids to
     /// the closed sessions remembered.
     pub(super) fn close(&self, key: SessionKey, s: &mut Session, now_ms: i64, rec: &impl Recorder) {
-        rec.closed(&rules::closing(&self.journey, s));
+        rec.closed(&rules::closing(&self.journeys, s));
         self.forget(s);
         let closed = Closed {
             ids: Ids::of(std::mem::take(&mut s.ids)),
@@ -19,7 +19,7 @@ impl Engine {
             closed_ms: now_ms,
             events: s.events,
             site: s.site,
-            reached: s.reached,
+            reached: std::array::from_fn(|slot| s.progress(slot).reached),
             channel: s.channel,
             device: s.device,
         };
@@ -58,7 +58,7 @@ impl Engine {
 
     /// [`Engine::sweep`], reporting into `rec`.
     pub(crate) fn sweep_into(&self, now_ms: i64, rec: &impl Recorder) -> usize {
-        let cutoff = now_ms.saturating_sub(self.journey.session_timeout_ms);
+        let cutoff = now_ms.saturating_sub(self.journeys.session_timeout_ms);
         let closed = self.close_where(|s| s.last_ms <= cutoff, now_ms, rec);
         self.past().expire(now_ms, &self.bounds);
         self.remembered_gauges(now_ms);
@@ -80,7 +80,7 @@ impl Engine {
         now_ms: i64,
         rec: &impl Recorder,
     ) -> usize {
-        let timeout = self.journey.session_timeout_ms;
+        let timeout = self.journeys.session_timeout_ms;
         let mut closed = 0;
         self.sessions.retain(|key, s| {
             if pred(s) {
@@ -113,8 +113,9 @@ impl Engine {
     /// flood must not fire the funnel alerts): they count in the eviction counters only.
     #[cold]
     pub(super) fn evict(&self) {
-        let cart_stage = self.journey.cart_stage;
-        let rank = |s: &Session| (s.events > 1, s.cart_open(cart_stage), s.last_ms);
+        let journeys = &self.journeys;
+        let cart_open = |s: &Session| s.cart_open(&journeys.sites[usize::from(s.site)].cart_stages);
+        let rank = |s: &Session| (s.events > 1, cart_open(s), s.last_ms);
         let mut ranks: Vec<_> = self.sessions.iter().map(|e| rank(&e)).collect();
         if ranks.is_empty() {
             return;
@@ -128,7 +129,7 @@ impl Engine {
                 return true;
             }
             evicted += 1;
-            carts += u64::from(s.cart_open(cart_stage));
+            carts += u64::from(cart_open(s));
             self.forget(s);
             false
         });

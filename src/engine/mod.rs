@@ -32,11 +32,13 @@ mod snapshot;
 pub use bounds::Bounds;
 pub use past::{PastSession, PastState};
 pub(crate) use record::{Counting, Recorder, Silent};
-pub use snapshot::{EngineState, Restored, SessionState, SnapshotError};
+pub use snapshot::{
+    EngineState, JourneyNames, JourneyProgress, Restored, SessionState, SnapshotError,
+};
 
 use crate::config::Config;
 use crate::event::{Event, FilterReason};
-use crate::journey::Journey;
+use crate::journey::Journeys;
 use crate::metrics::Metrics;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -84,7 +86,7 @@ impl Hash for SessionKey {
 
 /// The engine. All methods take `&self`: the map is concurrent, so readers never block it.
 pub struct Engine {
-    journey: Arc<Journey>,
+    journeys: Arc<Journeys>,
     sites: HashMap<String, u16>,
     sessions: DashMap<SessionKey, Session, Prehashed>,
     /// Open sessions, ids held and new sessions per client, shared by every engine of a
@@ -109,7 +111,7 @@ impl Engine {
     pub fn with_bounds(config: &Config, metrics: Arc<Metrics>, bounds: Arc<Bounds>) -> Self {
         let random = RandomState::new();
         let engine = Self {
-            journey: metrics.journey().clone(),
+            journeys: metrics.journeys().clone(),
             sites: (config.sites.iter().enumerate())
                 .map(|(i, s)| (s.id.clone(), i as u16))
                 .collect(),
@@ -123,10 +125,10 @@ impl Engine {
         engine
     }
 
-    /// The compiled journey map.
+    /// The compiled journey maps.
     #[cfg(test)]
-    fn journey(&self) -> &Journey {
-        &self.journey
+    fn journeys(&self) -> &Journeys {
+        &self.journeys
     }
 
     /// Sessions currently open.
@@ -146,7 +148,7 @@ impl Engine {
     fn gauges(&self) -> Gauges<'_> {
         Gauges {
             metrics: &self.metrics,
-            cart_stage: self.journey.cart_stage,
+            journeys: &self.journeys,
         }
     }
     #[inline(always)]
@@ -188,7 +190,7 @@ impl Engine {
             self.evict();
         }
         let id = self.id_hash(0, &ev.id);
-        let timeout = self.journey.session_timeout_ms;
+        let timeout = self.journeys.session_timeout_ms;
         let dup = || {
             rec.filtered(usize::from(site), FilterReason::Duplicate);
             Outcome::Filtered(FilterReason::Duplicate)
@@ -244,7 +246,7 @@ impl Engine {
 
     /// Whether `ev` would be a late event of a closed session of `key`.
     fn late_for(&self, key: SessionKey, ev: &Event) -> bool {
-        let timeout = self.journey.session_timeout_ms;
+        let timeout = self.journeys.session_timeout_ms;
         self.past().covers(key, ev.event_time_ms, timeout)
     }
 
@@ -262,12 +264,13 @@ impl Engine {
     ) -> Option<Outcome> {
         let mut past = self.past();
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
-        let is_order = self.journey.classify(&ev.kind).order;
+        // Only an event of a configured site reaches here.
+        let is_order = self.is_order(usize::from(self.sites[&*ev.site]), ev);
         let counted = order_id.filter(|&o| {
             is_order && (past.holds(key, o) || open.is_some_and(|s| s.ids.contains(o)))
         });
         let max_events = self.bounds.max_session_events();
-        let timeout = self.journey.session_timeout_ms;
+        let timeout = self.journeys.session_timeout_ms;
         let c = past.covering(key, ev.event_time_ms, timeout)?;
         let site = usize::from(c.site);
         if c.events >= max_events {
@@ -282,7 +285,7 @@ impl Engine {
             c.ids.insert(o);
         }
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
-        let step = rules::late(&self.journey, c, ev, currency, order_id);
+        let step = rules::late(&self.journeys, c, ev, currency, order_id);
         let added = c.ids.len() - before;
         past.grew(added, &self.bounds);
         drop(past);
@@ -298,7 +301,7 @@ impl Engine {
         if ev.origin == 0 {
             return true;
         }
-        let timeout = self.journey.session_timeout_ms;
+        let timeout = self.journeys.session_timeout_ms;
         let continues = self
             .sessions
             .get(&key)
@@ -334,20 +337,25 @@ impl Engine {
         s.events += 1;
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
-        let is_order = || self.journey.classify(&ev.kind).order;
+        let is_order = || self.is_order(site, ev);
         if let Some(o) = order_id.filter(|&o| s.past && is_order() && self.past().holds(key, o)) {
             // Counted by a closed session of the same key within the horizon: counted already.
             s.insert_order(o);
         }
         let gauges = self.gauges();
         let was = gauges.before(s);
-        let step = rules::advance(&self.journey, s, ev, currency, order_id);
+        let step = rules::advance(&self.journeys, s, ev, currency, order_id);
         gauges.after(s, was);
         if let Some(pool) = self.bounds.charge(s.origin, cost, s.ids.cost()) {
             self.metrics.engine.stored_ids.set(pool as i64);
         }
         rec.step(&step);
         Outcome::Applied
+    }
+
+    /// Whether `ev` is an order on `site`.
+    fn is_order(&self, site: usize, ev: &Event) -> bool {
+        self.journeys.sites[site].classify(&ev.kind).order
     }
 
     fn opened(&self) {

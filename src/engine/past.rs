@@ -21,6 +21,7 @@
 use super::session::{IdSet, Prehashed};
 use super::{Bounds, SessionKey};
 use crate::event::{Channel, Device};
+use crate::journey::{Journeys, MAX_SITE_JOURNEYS};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use thin_vec::ThinVec;
@@ -86,8 +87,9 @@ pub struct Closed {
     /// Events it took, late ones included: capped by `engine.max_session_events`.
     pub events: u32,
     pub site: u16,
-    /// Stages reached when it closed.
-    pub reached: u8,
+    /// Stages reached in each of its site's journeys when it closed, by slot (what a late
+    /// event's friction is counted at).
+    pub reached: [u8; MAX_SITE_JOURNEYS],
     pub channel: Channel,
     pub device: Device,
 }
@@ -252,7 +254,7 @@ impl Past {
     }
 
     /// The sessions and the scan's schedule, for a checkpoint.
-    pub fn snapshot(&self, forgotten_ms: Option<i64>) -> PastState {
+    pub fn snapshot(&self, forgotten_ms: Option<i64>, journeys: &Journeys) -> PastState {
         // Each session id's closed sessions stay together and in closing order (which their
         // close times need not follow: a tick and an event's receipt are two clocks).
         let sessions: Vec<PastSession> = (self.records.iter())
@@ -265,7 +267,11 @@ impl Past {
                 last_ms: c.last_ms,
                 closed_ms: c.closed_ms,
                 events: c.events,
-                reached: c.reached,
+                reached: (journeys.sites[usize::from(c.site)].journeys.iter())
+                    .zip(c.reached)
+                    .filter(|(_, reached)| *reached > 0)
+                    .map(|(&j, reached)| (j as u16, reached))
+                    .collect(),
                 channel: c.channel as u8,
                 device: c.device as u8,
             })
@@ -304,7 +310,9 @@ pub struct PastSession {
     pub last_ms: i64,
     pub closed_ms: i64,
     pub events: u32,
-    pub reached: u8,
+    /// `(journey, stages reached)` per journey entered, journeys as in
+    /// [`super::EngineState::journeys`].
+    pub reached: Vec<(u16, u8)>,
     pub channel: u8,
     pub device: u8,
 }

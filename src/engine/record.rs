@@ -10,6 +10,7 @@
 use super::rules::{Closed, Step};
 use super::session::Session;
 use crate::event::FilterReason;
+use crate::journey::{Journeys, MAX_SITE_JOURNEYS};
 use crate::metrics::Metrics;
 
 /// What the engine reports into.
@@ -51,14 +52,18 @@ impl Recorder for Counting<'_> {
     #[inline]
     fn step(&self, st: &Step) {
         let m = &self.0.funnel;
-        for stage in st.reached.clone() {
-            m.reached(st.site, stage, st.channel, st.device).inc();
-            m.stage_seconds(st.site, stage).observe(st.seconds);
+        for slot in 0..st.slots {
+            for stage in st.reached[slot].clone() {
+                let row = m.row(st.site, slot, usize::from(stage));
+                m.reached(row, st.channel, st.device).inc();
+                m.stage_seconds(row).observe(st.seconds);
+            }
+            if let Some((stage, kind)) = st.friction[slot] {
+                m.friction(m.row(st.site, slot, usize::from(stage)), usize::from(kind))
+                    .inc();
+            }
         }
         m.touchpoint(st.site, st.phase, st.touchpoint).inc();
-        if let Some((stage, kind)) = st.friction {
-            m.friction(st.site, stage, kind).inc();
-        }
         if let Some(order) = st.order {
             m.orders(st.site, st.channel, st.device).inc();
             m.revenue(st.site, order.currency).add(order.micros);
@@ -73,8 +78,11 @@ impl Recorder for Counting<'_> {
         let m = &self.0.funnel;
         let s = c.session;
         let site = usize::from(s.site);
-        if let Some(stage) = c.dropped_at {
-            m.dropoffs(site, stage, s.channel, s.device).inc();
+        for (slot, dropped) in c.dropped_at[..c.slots].iter().enumerate() {
+            if let Some(stage) = dropped {
+                let row = m.row(site, slot, usize::from(*stage));
+                m.dropoffs(row, s.channel, s.device).inc();
+            }
         }
         if c.abandoned {
             m.carts_abandoned(site, s.channel, s.device).inc();
@@ -101,17 +109,19 @@ impl Recorder for Silent {
 /// The gauges' view of one session, taken before a change.
 #[derive(Debug, Clone, Copy)]
 pub struct Mirrored {
-    reached: u8,
+    /// Stages reached per slot.
+    reached: [u8; MAX_SITE_JOURNEYS],
     cart_open: bool,
     /// An open cart's value in its one currency, still in the gauge (the usual cart: the
     /// change is then written as one difference); `None` when the cart was taken out whole.
     kept: Option<(u16, i64)>,
 }
 
-/// The gauges that mirror open sessions: sessions by furthest stage, open carts and their value.
+/// The gauges that mirror open sessions: sessions by furthest stage of each journey, open
+/// carts and their value.
 pub struct Gauges<'a> {
     pub metrics: &'a Metrics,
-    pub cart_stage: usize,
+    pub journeys: &'a Journeys,
 }
 
 impl Gauges<'_> {
@@ -119,16 +129,21 @@ impl Gauges<'_> {
     /// stays in the gauge (`after` writes the difference); one in several is taken out whole.
     #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
-        let cart_open = s.cart_open(self.cart_stage);
+        let site = &self.journeys.sites[usize::from(s.site)];
+        let cart_open = s.cart_open(&site.cart_stages);
         let mut kept = None;
         if cart_open {
-            match s.cart.as_slice() {
-                [(c, v)] => kept = Some((*c, (*v).max(0))),
-                _ => self.cart_value(s, -1),
+            match s.single_cart() {
+                Some((c, v)) => kept = Some((c, v.max(0))),
+                None => self.cart_value(s, -1),
             }
         }
+        let mut reached = [0; MAX_SITE_JOURNEYS];
+        for (slot, r) in reached.iter_mut().enumerate().take(site.slots()) {
+            *r = s.progress(slot).reached;
+        }
         Mirrored {
-            reached: s.reached,
+            reached,
             cart_open,
             kept,
         }
@@ -140,17 +155,21 @@ impl Gauges<'_> {
     pub fn after(&self, s: &Session, was: Mirrored) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
-        if s.reached != was.reached {
-            if was.reached > 0 {
-                m.active(site, usize::from(was.reached) - 1).dec();
+        let journeys = &self.journeys.sites[site];
+        for (slot, &before) in was.reached[..journeys.slots()].iter().enumerate() {
+            let now = s.progress(slot).reached;
+            if now != before {
+                if before > 0 {
+                    m.active(m.row(site, slot, usize::from(before) - 1)).dec();
+                }
+                m.active(m.row(site, slot, usize::from(now) - 1)).inc();
             }
-            m.active(site, s.furthest()).inc();
         }
-        let now_open = s.cart_open(self.cart_stage);
-        match (was.kept, now_open, s.cart.as_slice()) {
+        let now_open = s.cart_open(&journeys.cart_stages);
+        match (was.kept, now_open, s.single_cart()) {
             // The usual event of a cart: one difference, none when the value is the same.
-            (Some((c, old)), true, [(now_c, now)]) if c == *now_c => {
-                let diff = (*now).max(0) - old;
+            (Some((c, old)), true, Some((now_c, now))) if c == now_c => {
+                let diff = now.max(0) - old;
                 if diff != 0 {
                     m.carts_open_value(site, usize::from(c)).add(diff);
                 }
@@ -174,7 +193,7 @@ impl Gauges<'_> {
     /// Puts a session that was not in the gauges into them (a restored one).
     pub fn add(&self, s: &Session) {
         let none = Mirrored {
-            reached: 0,
+            reached: [0; MAX_SITE_JOURNEYS],
             cart_open: false,
             kept: None,
         };
@@ -186,8 +205,14 @@ impl Gauges<'_> {
     pub fn remove(&self, s: &Session) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
-        m.active(site, s.furthest()).dec();
-        if s.cart_open(self.cart_stage) {
+        let journeys = &self.journeys.sites[site];
+        for slot in 0..journeys.slots() {
+            let reached = s.progress(slot).reached;
+            if reached > 0 {
+                m.active(m.row(site, slot, usize::from(reached) - 1)).dec();
+            }
+        }
+        if s.cart_open(&journeys.cart_stages) {
             m.carts_open(site).dec();
             self.cart_value(s, -1);
         }

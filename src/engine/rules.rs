@@ -3,9 +3,9 @@
 //! metric, so the same rules serve counting and rebuilding alike (see `record`).
 
 use super::past::Closed as ClosedSession;
-use super::session::Session;
+use super::session::{Progress, Session};
 use crate::event::{Channel, Event};
-use crate::journey::{CartEffect, Journey, Kind, Touchpoint};
+use crate::journey::{CartEffect, Journey, Journeys, MAX_SITE_JOURNEYS, Touchpoint};
 use crate::metrics::money::to_micros;
 use std::ops::Range;
 
@@ -15,15 +15,17 @@ pub struct Step {
     pub site: usize,
     pub channel: Channel,
     pub device: crate::event::Device,
-    /// Stages reached for the first time (empty when the session had been there already).
-    pub reached: Range<usize>,
+    /// How many journeys the site runs: the slots of `reached` and `friction` that count.
+    pub slots: usize,
+    /// Per slot: stages reached for the first time (empty when the session had been there).
+    pub reached: [Range<u8>; MAX_SITE_JOURNEYS],
     /// Seconds from the session's start to this event.
     pub seconds: f64,
     /// The phase and touchpoint label it counts under.
     pub phase: usize,
     pub touchpoint: usize,
-    /// `(stage where the session stands, kind)` of a friction touchpoint.
-    pub friction: Option<(usize, usize)>,
+    /// Per slot, for a friction touchpoint: `(stage where the session stands, kind)`.
+    pub friction: [Option<(u8, u8)>; MAX_SITE_JOURNEYS],
     /// An order counted for the first time in this session.
     pub order: Option<Order>,
 }
@@ -42,27 +44,31 @@ pub struct Order {
 // Always inlined into the engine's apply: as a call it cost 5 % of `engine/apply`.
 #[inline(always)]
 pub fn advance(
-    j: &Journey,
+    all: &Journeys,
     s: &mut Session,
     ev: &Event,
     currency: usize,
     order_id: Option<u64>,
 ) -> Step {
-    let tp = j.classify(&ev.kind);
+    let site = usize::from(s.site);
+    let tp = all.sites[site].classify(&ev.kind);
     s.first_ms = s.first_ms.min(ev.event_time_ms);
     s.last_ms = s.last_ms.max(ev.event_time_ms);
 
-    // Reaching a stage counts every stage before it, whatever the order events arrive in.
-    let target = tp.stage.unwrap_or(0);
-    let before = usize::from(s.reached);
-    let reached = if target >= before {
-        s.reached = (target + 1) as u8;
-        before..target + 1
-    } else {
-        before..before
-    };
-
-    let (phase, friction) = placed(j, &tp, s.furthest());
+    let slots = all.sites[site].slots();
+    let mut reached: [Range<u8>; MAX_SITE_JOURNEYS] = Default::default();
+    let mut friction = [None; MAX_SITE_JOURNEYS];
+    for slot in 0..slots {
+        let journey = all.of(site, slot);
+        let was = s.progress(slot);
+        let mark = tp.marks[slot];
+        let now = reach(journey, was, mark.stage, ev.event_time_ms);
+        if now != was {
+            s.set_progress(slot, now, journey.ordered);
+        }
+        reached[slot] = was.reached..now.reached.max(was.reached);
+        friction[slot] = mark.friction.map(|kind| (now.reached.max(1) - 1, kind));
+    }
 
     let micros = ev.value.map(to_micros).unwrap_or(0);
     match tp.cart {
@@ -80,59 +86,90 @@ pub fn advance(
         order = first_time.then(|| counted(ev, currency));
     }
     Step {
-        site: usize::from(s.site),
+        site,
         channel: s.channel,
         device: s.device,
+        slots,
         reached,
         seconds: (ev.event_time_ms - s.first_ms).max(0) as f64 / 1000.0,
-        phase,
+        phase: phase(all, tp, site, s.furthest()),
         touchpoint: tp.label,
         friction,
         order,
     }
 }
 
+/// Progress in `journey` after an event at `time_ms` that marks `stage` (CONTRACT.md section
+/// 2, as the README extends it). Every event puts the session at the first stage. `any`: the
+/// furthest stage any event marks, and every stage before it. `ordered`: a stage counts only
+/// as the next one, at or after the time its predecessor was reached and, when the stage has a
+/// window, within it.
+#[inline(always)]
+fn reach(journey: &Journey, was: Progress, stage: Option<u8>, time_ms: i64) -> Progress {
+    let target = stage.unwrap_or(0);
+    if !journey.ordered {
+        let reached = was.reached.max(target + 1);
+        return Progress { reached, ..was };
+    }
+    let mut now = was;
+    if now.reached == 0 {
+        now = Progress {
+            reached: 1,
+            at_ms: time_ms,
+        };
+    }
+    if stage == Some(now.reached) {
+        let gap = time_ms - now.at_ms;
+        let within = journey.stages[usize::from(now.reached)].within_ms;
+        if gap >= 0 && within.is_none_or(|w| gap <= w) {
+            now = Progress {
+                reached: now.reached + 1,
+                at_ms: time_ms,
+            };
+        }
+    }
+    now
+}
+
 /// What a new event of a closed session counts (its touchpoint, friction and order, once per
 /// order id); the session's stages, cart and visit were counted when it closed and stay so.
 pub fn late(
-    j: &Journey,
+    all: &Journeys,
     r: &mut ClosedSession,
     ev: &Event,
     currency: usize,
     order_id: Option<u64>,
 ) -> Step {
-    let tp = j.classify(&ev.kind);
+    let site = usize::from(r.site);
+    let tp = all.sites[site].classify(&ev.kind);
     r.first_ms = r.first_ms.min(ev.event_time_ms);
     r.last_ms = r.last_ms.max(ev.event_time_ms);
-    let (phase, friction) = placed(j, &tp, usize::from(r.reached.max(1)) - 1);
+    let slots = all.sites[site].slots();
+    let mut friction = [None; MAX_SITE_JOURNEYS];
+    for (slot, f) in friction.iter_mut().enumerate().take(slots) {
+        *f = (tp.marks[slot].friction).map(|kind| (r.reached[slot].max(1) - 1, kind));
+    }
     let first_time = tp.order && order_id.is_none_or(|id| r.ids.insert(id));
     Step {
-        site: usize::from(r.site),
+        site,
         channel: r.channel,
         device: r.device,
-        reached: 0..0,
+        slots,
+        reached: Default::default(),
         seconds: 0.0,
-        phase,
+        phase: phase(all, tp, site, usize::from(r.reached[0].max(1)) - 1),
         touchpoint: tp.label,
         friction,
         order: first_time.then(|| counted(ev, currency)),
     }
 }
 
-/// The phase a touchpoint counts under, and its friction `(stage, kind)` if it is one, for a
-/// session standing at stage `furthest`.
+/// The phase a touchpoint counts under, for a session standing at stage `furthest` of its
+/// site's main journey.
 #[inline(always)]
-fn placed(j: &Journey, tp: &Touchpoint, furthest: usize) -> (usize, Option<(usize, usize)>) {
-    let phase = match tp.kind {
-        Kind::Funnel => j.stages[tp.stage.unwrap_or(0)].phase,
-        Kind::PostPurchase => j.post_purchase_phase(),
-        Kind::Friction(_) | Kind::Other => j.stages[furthest].phase,
-    };
-    let friction = match tp.kind {
-        Kind::Friction(kind) => Some((furthest, kind)),
-        _ => None,
-    };
-    (phase, friction)
+fn phase(all: &Journeys, tp: &Touchpoint, site: usize, furthest: usize) -> usize {
+    tp.phase
+        .unwrap_or_else(|| all.of(site, 0).stages[furthest].phase)
 }
 
 /// An order counted for an event.
@@ -150,19 +187,29 @@ fn counted(ev: &Event, currency: usize) -> Order {
 #[derive(Debug)]
 pub struct Closed<'a> {
     pub session: &'a Session,
-    /// Its furthest stage, unless that is the last one (which is never a drop-off).
-    pub dropped_at: Option<usize>,
+    /// How many journeys its site runs.
+    pub slots: usize,
+    /// Per slot: its furthest stage, unless that is the journey's last one (never a drop-off)
+    /// or it never entered the journey (a session restored into a journey added since).
+    pub dropped_at: [Option<u8>; MAX_SITE_JOURNEYS],
     /// Whether it leaves an abandoned cart (of value `session.cart_value()`).
     pub abandoned: bool,
 }
 
 /// The figures of a closing session.
 #[inline]
-pub fn closing<'a>(j: &Journey, s: &'a Session) -> Closed<'a> {
-    let furthest = s.furthest();
+pub fn closing<'a>(all: &Journeys, s: &'a Session) -> Closed<'a> {
+    let site = &all.sites[usize::from(s.site)];
+    let mut dropped_at = [None; MAX_SITE_JOURNEYS];
+    for (slot, &j) in site.journeys.iter().enumerate() {
+        let reached = s.progress(slot).reached;
+        let last = all.journeys[j].stages.len();
+        dropped_at[slot] = (reached > 0 && usize::from(reached) < last).then(|| reached - 1);
+    }
     Closed {
         session: s,
-        dropped_at: (furthest + 1 < j.stages.len()).then_some(furthest),
-        abandoned: s.cart_open(j.cart_stage),
+        slots: site.slots(),
+        dropped_at,
+        abandoned: s.cart_open(&site.cart_stages),
     }
 }

@@ -107,6 +107,27 @@ impl IdSet {
     }
 }
 
+/// Progress in one journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Stages reached (the furthest is `reached - 1`); 0: none yet.
+    pub reached: u8,
+    /// When the furthest stage was reached, by event time (kept for ordered journeys, whose
+    /// next step is timed from it).
+    pub at_ms: i64,
+}
+
+/// A line of what a session holds beyond the common case, each 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// Net cart value in a currency (its index), in micro-units: adds less removes; may go
+    /// negative, read through [`Session::cart_value`] which never goes below zero.
+    Cart { currency: u16, micros: i64 },
+    /// Progress in the journey of the site's slot `slot`: every slot but the main one (whose
+    /// count is [`Session::reached`]), and the main one's step time when it is ordered.
+    Journey { slot: u8, reached: u8, at_ms: i64 },
+}
+
 /// An open session.
 #[derive(Debug)]
 pub struct Session {
@@ -122,12 +143,12 @@ pub struct Session {
     /// The client that opened it (`Event::origin` cut to 32 bits, 0 only when exempt), whose
     /// share of the stored ids it draws on. 32 bits keep the session in 56 bytes.
     pub origin: u32,
-    /// Net cart value per currency index, in micro-units (adds less removes; may go negative,
-    /// read through [`Session::cart_value`] which never goes below zero).
-    pub cart: ThinVec<(u16, i64)>,
+    /// What few sessions hold, in one allocation made only when needed: the cart's lines and
+    /// the progress in the site's further journeys (see [`Line`]).
+    pub lines: ThinVec<Line>,
     pub site: u16,
-    /// Number of stages reached (the furthest stage is `reached - 1`); 0 only before the first
-    /// event is applied.
+    /// Number of stages of the site's main journey reached (the furthest stage is
+    /// `reached - 1`); 0 only before the first event is applied.
     pub reached: u8,
     /// Channel and device of the session's first event received.
     pub channel: Channel,
@@ -152,7 +173,7 @@ impl Session {
             ids: IdSet::Small(ThinVec::new()),
             events: 0,
             origin,
-            cart: ThinVec::new(),
+            lines: ThinVec::new(),
             site,
             reached: 0,
             channel,
@@ -162,28 +183,106 @@ impl Session {
         }
     }
 
-    /// Index of the furthest stage reached.
+    /// Index of the furthest stage reached in the main journey.
     pub fn furthest(&self) -> usize {
         usize::from(self.reached.max(1)) - 1
     }
 
-    /// Whether the session holds a cart that would be abandoned if it closed now.
-    pub fn cart_open(&self, cart_stage: usize) -> bool {
-        usize::from(self.reached) > cart_stage && !self.ordered
+    /// Progress in the journey of slot `slot`.
+    #[inline]
+    pub fn progress(&self, slot: usize) -> Progress {
+        let line = self.lines.iter().find_map(|l| match *l {
+            Line::Journey {
+                slot: s,
+                reached,
+                at_ms,
+            } if usize::from(s) == slot => Some(Progress { reached, at_ms }),
+            _ => None,
+        });
+        match (slot, line) {
+            (0, line) => Progress {
+                reached: self.reached,
+                at_ms: line.map_or(self.first_ms, |p| p.at_ms),
+            },
+            (_, Some(p)) => p,
+            (_, None) => Progress {
+                reached: 0,
+                at_ms: self.first_ms,
+            },
+        }
+    }
+
+    /// Sets the progress in the journey of slot `slot`; `timed`: keep its step time (an
+    /// ordered journey's).
+    pub fn set_progress(&mut self, slot: usize, p: Progress, timed: bool) {
+        if slot == 0 {
+            self.reached = p.reached;
+            if !timed {
+                return;
+            }
+        }
+        let line = Line::Journey {
+            slot: slot as u8,
+            reached: p.reached,
+            at_ms: p.at_ms,
+        };
+        let held = self
+            .lines
+            .iter_mut()
+            .find(|l| matches!(l, Line::Journey { slot: s, .. } if usize::from(*s) == slot));
+        match held {
+            Some(l) => *l = line,
+            None => self.lines.push(line),
+        }
+    }
+
+    /// Whether the session holds a cart that would be abandoned if it closed now: it reached
+    /// the cart stage of one of its site's journeys (`cart_stages`, by slot) and has no order.
+    #[inline]
+    pub fn cart_open(&self, cart_stages: &[Option<usize>]) -> bool {
+        !self.ordered
+            && (cart_stages.iter().enumerate()).any(|(slot, cart)| {
+                cart.is_some_and(|c| usize::from(self.progress(slot).reached) > c)
+            })
     }
 
     /// Adds `micros` (negative to remove) to the cart's value in `currency`, saturating at the
     /// ends of `i64` rather than wrapping.
     pub fn add_to_cart(&mut self, currency: u16, micros: i64) {
-        match self.cart.iter_mut().find(|(c, _)| *c == currency) {
-            Some((_, v)) => *v = v.saturating_add(micros),
-            None => self.cart.push((currency, micros)),
+        let held = self.lines.iter_mut().find_map(|l| match l {
+            Line::Cart {
+                currency: c,
+                micros,
+            } if *c == currency => Some(micros),
+            _ => None,
+        });
+        match held {
+            Some(v) => *v = v.saturating_add(micros),
+            None => self.lines.push(Line::Cart { currency, micros }),
         }
+    }
+
+    /// The cart's lines: `(currency, net micro-units)`, as held.
+    pub fn cart_lines(&self) -> impl Iterator<Item = (u16, i64)> + '_ {
+        self.lines.iter().filter_map(|l| match *l {
+            Line::Cart { currency, micros } => Some((currency, micros)),
+            Line::Journey { .. } => None,
+        })
     }
 
     /// The cart's value per currency, never below zero.
     pub fn cart_value(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
-        self.cart.iter().map(|&(c, v)| (usize::from(c), v.max(0)))
+        self.cart_lines().map(|(c, v)| (usize::from(c), v.max(0)))
+    }
+
+    /// The cart's one line, when it is in a single currency (the usual cart).
+    #[inline]
+    pub fn single_cart(&self) -> Option<(u16, i64)> {
+        let mut lines = self.cart_lines();
+        match (lines.next(), lines.next()) {
+            (Some(line), None) => Some(line),
+            _ => None,
+        }
     }
 
     /// Records an order id's hash; false when it was already counted.
@@ -206,6 +305,77 @@ mod tests {
         for i in 0..200u64 {
             assert!(!ids.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
         }
+    }
+
+    #[test]
+    fn progress_of_further_journeys_and_the_cart_share_the_lines() {
+        let mut s = Session::new(0, 1_000, Channel::Direct, Device::Desktop, 0);
+        s.add_to_cart(1, 5);
+        s.set_progress(
+            0,
+            Progress {
+                reached: 2,
+                at_ms: 0,
+            },
+            false,
+        );
+        s.set_progress(
+            2,
+            Progress {
+                reached: 3,
+                at_ms: 7,
+            },
+            false,
+        );
+        s.add_to_cart(1, 4);
+        s.set_progress(
+            2,
+            Progress {
+                reached: 4,
+                at_ms: 9,
+            },
+            false,
+        );
+        assert_eq!(
+            s.progress(0),
+            Progress {
+                reached: 2,
+                at_ms: 1_000
+            }
+        );
+        assert_eq!(
+            s.progress(1),
+            Progress {
+                reached: 0,
+                at_ms: 1_000
+            }
+        );
+        assert_eq!(
+            s.progress(2),
+            Progress {
+                reached: 4,
+                at_ms: 9
+            }
+        );
+        assert_eq!(s.single_cart(), Some((1, 9)));
+        assert_eq!(s.lines.len(), 2);
+        s.set_progress(
+            0,
+            Progress {
+                reached: 3,
+                at_ms: 5,
+            },
+            true,
+        );
+        assert_eq!(
+            s.progress(0),
+            Progress {
+                reached: 3,
+                at_ms: 5
+            }
+        );
+        assert!(s.cart_open(&[None, None, Some(3)]));
+        assert!(!s.cart_open(&[Some(3), None, None]));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! An engine's open sessions as data, for checkpoints: [`Engine::snapshot`] takes it and
 //! [`Engine::restore`] builds an engine from it.
 //!
-//! The state names what the configuration may change between the two: sites, stages,
-//! currencies, channels and devices are written as their names, and a restore maps them onto
-//! the running configuration. A site that is no longer configured loses its sessions; a stage
-//! that is gone maps to the furthest earlier stage still there; a currency no longer listed
-//! becomes `other` (each counted in [`Restored`], for the log). The hash keys are written too:
+//! The state names what the configuration may change between the two: sites, journeys and
+//! their stages, currencies, channels and devices are written as their names, and a restore
+//! maps them onto the running configuration. A site that is no longer configured loses its
+//! sessions; progress in a journey the site no longer runs is dropped; a stage that is gone
+//! maps to the furthest earlier stage still there; a currency no longer listed becomes `other`
+//! (each counted in [`Restored`], for the log). The hash keys are written too:
 //! the restored sessions' keys and ids were hashed with them, so the engine goes on with them.
 //!
 //! Gauges and the store's bounds (open sessions, the id pool and each client's share of it)
@@ -18,10 +19,14 @@ use super::session::Session;
 use super::{Bounds, Engine, SessionKey};
 use crate::config::Config;
 use crate::event::{Channel, Device};
+use crate::journey::MAX_SITE_JOURNEYS;
 use crate::metrics::Metrics;
 use crate::ratelimit::LimiterState;
+use mapping::Mapping;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+mod mapping;
 
 /// An engine's open sessions and what they are written with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +35,8 @@ pub struct EngineState {
     pub keys: [u64; 4],
     /// Names behind the sessions' indices.
     pub sites: Vec<String>,
-    pub stages: Vec<String>,
+    /// Every configured journey, with its stages.
+    pub journeys: Vec<JourneyNames>,
     /// Each site's currency codes, `other` last: a cart's currency index is into its site's.
     pub currencies: Vec<Vec<String>>,
     pub channels: Vec<String>,
@@ -40,6 +46,24 @@ pub struct EngineState {
     pub limiter: LimiterState,
     /// Closed sessions remembered for the dedup horizon.
     pub past: PastState,
+}
+
+/// A journey's name and its stages' names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyNames {
+    pub name: String,
+    pub stages: Vec<String>,
+}
+
+/// A session's progress in one journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyProgress {
+    /// Index into [`EngineState::journeys`].
+    pub journey: u16,
+    /// Stages reached (the furthest is `reached - 1`).
+    pub reached: u8,
+    /// When the furthest was reached (an ordered journey times its next step from it).
+    pub at_ms: i64,
 }
 
 /// One open session.
@@ -54,8 +78,8 @@ pub struct SessionState {
     pub events: u32,
     pub origin: u32,
     pub cart: Vec<(u16, i64)>,
-    /// Stages reached (the furthest is `reached - 1`).
-    pub reached: u8,
+    /// Progress in each journey entered.
+    pub progress: Vec<JourneyProgress>,
     pub channel: u8,
     pub device: u8,
     pub ordered: bool,
@@ -69,8 +93,10 @@ pub struct Restored {
     pub remembered: usize,
     /// Sessions of sites no longer configured, left out.
     pub unknown_site: usize,
-    /// Sessions whose furthest stage is gone, moved to an earlier one.
+    /// Sessions whose furthest stage is gone, moved to an earlier one (counted per journey).
     pub stage_moved: usize,
+    /// Progress in journeys the session's site no longer runs, dropped (counted per journey).
+    pub journey_dropped: usize,
     /// Cart values in a currency no longer listed, moved to `other`.
     pub currency_moved: usize,
     /// Sessions whose channel or device the running code does not know (a newer writer's),
@@ -83,8 +109,10 @@ pub struct Restored {
 pub enum SnapshotError {
     #[error("session {0} names site index {1}, but the state lists {2} sites")]
     BadSite(usize, u16, usize),
-    #[error("session {0} reached {1} stages, but the state lists {2}")]
+    #[error("session {0} reached {1} stages, but its journey has {2}")]
     BadStage(usize, u8, usize),
+    #[error("session {0} names journey index {1}, but the state lists {2} journeys")]
+    BadJourney(usize, u16, usize),
 }
 
 impl Engine {
@@ -92,8 +120,19 @@ impl Engine {
     /// sessions changed while it runs may be taken before or after the change.
     pub fn snapshot(&self) -> EngineState {
         let mut sessions = Vec::with_capacity(self.sessions.len());
+        let journeys = &self.journeys;
         sessions.extend(self.sessions.iter().map(|e| {
             let (k, s) = (e.key(), e.value());
+            let slots = &journeys.sites[usize::from(s.site)].journeys;
+            let progress = (slots.iter().enumerate())
+                .map(|(slot, &j)| (j, s.progress(slot)))
+                .filter(|(_, p)| p.reached > 0)
+                .map(|(j, p)| JourneyProgress {
+                    journey: j as u16,
+                    reached: p.reached,
+                    at_ms: p.at_ms,
+                })
+                .collect();
             SessionState {
                 key: (k.0, k.1),
                 site: s.site,
@@ -102,8 +141,8 @@ impl Engine {
                 ids: s.ids.iter().collect(),
                 events: s.events,
                 origin: s.origin,
-                cart: s.cart.to_vec(),
-                reached: s.reached,
+                cart: s.cart_lines().collect(),
+                progress,
                 channel: s.channel as u8,
                 device: s.device as u8,
                 ordered: s.ordered,
@@ -114,7 +153,12 @@ impl Engine {
         EngineState {
             keys: self.keys,
             sites: sites.into_iter().map(|(s, _)| s.clone()).collect(),
-            stages: self.journey.stages.iter().map(|s| s.name.clone()).collect(),
+            journeys: (journeys.journeys.iter())
+                .map(|j| JourneyNames {
+                    name: j.name.clone(),
+                    stages: j.stages.iter().map(|s| s.name.clone()).collect(),
+                })
+                .collect(),
             currencies: (self.metrics.funnel.currencies.iter())
                 .map(|c| c.codes.clone())
                 .collect(),
@@ -122,7 +166,7 @@ impl Engine {
             devices: Device::ALL.iter().map(|d| d.as_str().into()).collect(),
             sessions,
             limiter: self.bounds.limiter_state(),
-            past: self.past().snapshot(self.bounds.forgotten_ms()),
+            past: self.past().snapshot(self.bounds.forgotten_ms(), journeys),
         }
     }
 
@@ -145,9 +189,13 @@ impl Engine {
         for (n, p) in state.past.sessions.iter().enumerate() {
             let site_name = (state.sites.get(usize::from(p.site)))
                 .ok_or(SnapshotError::BadSite(n, p.site, state.sites.len()))?;
-            if usize::from(p.reached) > state.stages.len() {
-                return Err(SnapshotError::BadStage(n, p.reached, state.stages.len()));
-            }
+            let progress = p.reached.iter().map(|&(journey, reached)| JourneyProgress {
+                journey,
+                reached,
+                at_ms: p.first_ms,
+            });
+            let progress: Vec<JourneyProgress> = progress.collect();
+            map.check(n, &progress)?;
             let Some(&site) = engine.sites.get(site_name) else {
                 report.unknown_site += 1;
                 continue;
@@ -159,7 +207,13 @@ impl Engine {
                 closed_ms: p.closed_ms,
                 events: p.events,
                 site,
-                reached: map.reached(p.reached, &mut report),
+                reached: {
+                    let mut reached = [0; MAX_SITE_JOURNEYS];
+                    for (slot, p, _) in map.slots(&engine, site, &progress, &mut report) {
+                        reached[slot] = p.reached;
+                    }
+                    reached
+                },
                 channel: map.channel(p.channel, &mut report),
                 device: map.device(p.device, &mut report),
             };
@@ -174,9 +228,7 @@ impl Engine {
                 s.site,
                 state.sites.len(),
             ))?;
-            if usize::from(s.reached) > state.stages.len() {
-                return Err(SnapshotError::BadStage(n, s.reached, state.stages.len()));
-            }
+            map.check(n, &s.progress)?;
             let Some(&site) = engine.sites.get(site_name) else {
                 report.unknown_site += 1;
                 continue;
@@ -201,110 +253,5 @@ impl Engine {
             self.metrics.engine.stored_ids.set(pool as i64);
         }
         self.sessions.insert(key, s);
-    }
-}
-
-/// The state's indices onto the running configuration's.
-struct Mapping {
-    /// Per stage of the state: the running journey's index of it, or of the furthest earlier
-    /// stage it still has (`false`: not the same stage), or `None` when none is left.
-    stages: Vec<Option<(usize, bool)>>,
-    channels: Vec<Option<Channel>>,
-    devices: Vec<Option<Device>>,
-    /// Per site of the state, per currency of its: the running site's currency index.
-    currencies: Vec<Vec<Option<u16>>>,
-}
-
-impl Mapping {
-    fn new(engine: &Engine, state: &EngineState) -> Self {
-        let names: Vec<&str> = engine.journey.stages.iter().map(|s| &*s.name).collect();
-        let mut stages = Vec::with_capacity(state.stages.len());
-        let mut last = None;
-        for name in &state.stages {
-            match names.iter().position(|n| n == name) {
-                Some(i) => last = Some((i, true)),
-                None => last = last.map(|(i, _)| (i, false)),
-            }
-            stages.push(last);
-        }
-        let currencies = (state.sites.iter().zip(&state.currencies))
-            .map(|(site, codes)| {
-                let now = engine
-                    .sites
-                    .get(site)
-                    .map(|&i| &engine.metrics.funnel.currencies[usize::from(i)].codes);
-                (codes.iter())
-                    .map(|c| now?.iter().position(|k| k == c).map(|i| i as u16))
-                    .collect()
-            })
-            .collect();
-        Mapping {
-            stages,
-            channels: (state.channels.iter())
-                .map(|n| Channel::from_label(n))
-                .collect(),
-            devices: (state.devices.iter())
-                .map(|n| Device::from_label(n))
-                .collect(),
-            currencies,
-        }
-    }
-
-    /// Stages reached, `reached` of the state's, on the running journey.
-    fn reached(&self, reached: u8, r: &mut Restored) -> u8 {
-        match usize::from(reached) {
-            0 => 0,
-            n => match self.stages[n - 1] {
-                Some((i, same)) => {
-                    r.stage_moved += usize::from(!same);
-                    (i + 1) as u8
-                }
-                None => {
-                    r.stage_moved += 1;
-                    1
-                }
-            },
-        }
-    }
-
-    fn channel(&self, index: u8, r: &mut Restored) -> Channel {
-        let known = self.channels.get(usize::from(index)).copied().flatten();
-        r.label_unknown += usize::from(known.is_none());
-        known.unwrap_or(Channel::Other)
-    }
-
-    fn device(&self, index: u8, r: &mut Restored) -> Device {
-        let known = self.devices.get(usize::from(index)).copied().flatten();
-        r.label_unknown += usize::from(known.is_none());
-        known.unwrap_or(Device::Desktop)
-    }
-
-    fn session(&self, engine: &Engine, s: &SessionState, site: u16, r: &mut Restored) -> Session {
-        let reached = self.reached(s.reached, r);
-        let (channel, device) = (self.channel(s.channel, r), self.device(s.device, r));
-        let other = engine.metrics.funnel.currencies[usize::from(site)]
-            .codes
-            .len()
-            - 1;
-        let known = self.currencies.get(usize::from(s.site));
-        let mut session = Session::new(site, s.first_ms, Channel::Other, Device::Desktop, 0);
-        for &(c, micros) in &s.cart {
-            let now = known.and_then(|k| k.get(usize::from(c)).copied().flatten());
-            r.currency_moved += usize::from(now.is_none());
-            session.add_to_cart(now.unwrap_or(other as u16), micros);
-        }
-        for id in &s.ids {
-            session.ids.insert(*id);
-        }
-        Session {
-            last_ms: s.last_ms,
-            events: s.events,
-            origin: s.origin,
-            reached,
-            channel,
-            device,
-            ordered: s.ordered,
-            ..session
-        }
     }
 }

@@ -1,8 +1,10 @@
 //! The funnel's metrics: stages reached and dropped, carts, orders, touchpoints and friction.
-//! Handles are pre-resolved into flat vectors indexed by (site, stage, channel, device, ...)
-//! positions; series with open-ended combinations (touchpoint x phase, friction kind x stage)
-//! are created on first use, still from closed label sets. Every family but the gauges is
-//! noted in the registrar's ledger with the [`Space`] its series come from, for the figures.
+//! Handles are pre-resolved into flat vectors. The stage families are laid out by *row*, one
+//! per (site, journey of the site, stage), each site's journeys in its order (see
+//! [`FunnelMetrics::row`]), then channel and device; money and carts by site, once per session
+//! whatever its journeys. Series with open-ended combinations (touchpoint x phase, friction kind
+//! x row) are created on first use, still from closed label sets. Every family but the gauges
+//! is noted in the registrar's ledger with the [`Space`] its series come from, for the figures.
 
 use super::cells::{LazyCells, Meta, Registrar, SiteCurrencies, Space, series};
 use super::histogram::Histogram;
@@ -10,7 +12,7 @@ use super::money::{MoneyCounter, MoneyGauge};
 use super::{CounterFamily, Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
 use crate::event::{Channel, Device};
-use crate::journey::{Journey, Stage};
+use crate::journey::Journeys;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -75,7 +77,8 @@ const FRICTION: Meta = (
 /// Handles for every funnel metric.
 #[derive(Debug)]
 pub struct FunnelMetrics {
-    stages: usize,
+    /// `[site][slot]`: the row of the journey's first stage.
+    rows: Vec<Vec<usize>>,
     phases: usize,
     touchpoint_labels: usize,
     friction_kinds: usize,
@@ -120,16 +123,27 @@ fn nested<M: Clone, C: MetricConstructor<M>>(
 }
 
 impl FunnelMetrics {
-    pub(super) fn new(r: &mut Registrar, config: &Config, journey: &Journey) -> Self {
+    pub(super) fn new(r: &mut Registrar, config: &Config, journeys: &Journeys) -> Self {
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
         let currencies = SiteCurrencies::of(config);
-        let site_stage: Vec<Labels> = sites
-            .iter()
-            .flat_map(|s| {
-                let stage = move |st: &Stage| labels([("site", s), ("stage", &st.name)]);
-                journey.stages.iter().map(stage)
-            })
-            .collect();
+        let mut site_stage: Vec<Labels> = Vec::new();
+        let mut rows = Vec::with_capacity(sites.len());
+        for (site, name) in sites.iter().enumerate() {
+            let mut starts = Vec::new();
+            for &j in &journeys.sites[site].journeys {
+                starts.push(site_stage.len());
+                let journey = &journeys.journeys[j];
+                for stage in &journey.stages {
+                    let set = [
+                        ("site", name.as_str()),
+                        ("journey", &journey.name),
+                        ("stage", &stage.name),
+                    ];
+                    site_stage.push(labels(set));
+                }
+            }
+            rows.push(starts);
+        }
         let site_only: Vec<Labels> = sites.iter().map(|s| labels([("site", s)])).collect();
         let (cd_stage, cd_site) = (
             by_channel_device(&site_stage),
@@ -143,7 +157,11 @@ impl FunnelMetrics {
             reached: r.kept_series(REACHED, Family::default(), &cd_stage),
             dropoffs: r.kept_series(DROPOFFS, Family::default(), &cd_stage),
             active: series(&r.gauges(ACTIVE), &site_stage),
-            stage_seconds: r.kept_series(STAGE_SECONDS, stage_seconds, &Space::new(site_stage)),
+            stage_seconds: r.kept_series(
+                STAGE_SECONDS,
+                stage_seconds,
+                &Space::new(site_stage.clone()),
+            ),
             carts_abandoned: r.kept_series(ABANDONED, Family::default(), &cd_site),
             carts_abandoned_value: nested(
                 &r.kept(ABANDONED_VALUE, Family::default(), &money_space),
@@ -154,12 +172,16 @@ impl FunnelMetrics {
             orders: r.kept_series(ORDERS, Family::default(), &cd_site),
             revenue: nested(&r.kept(REVENUE, Family::default(), &money_space), &money),
             order_value: nested(&r.kept(ORDER_VALUE, order_value, &money_space), &money),
-            touchpoints: touchpoint_cells(r, &sites, journey),
-            friction: friction_cells(r, &sites, journey),
-            stages: journey.stages.len(),
-            phases: journey.phases.len(),
-            touchpoint_labels: journey.touchpoints.len(),
-            friction_kinds: journey.friction.len(),
+            touchpoints: touchpoint_cells(r, &sites, journeys),
+            friction: lazy_grid(
+                r,
+                FRICTION,
+                Space::new(site_stage).by("kind", journeys.friction.clone()),
+            ),
+            rows,
+            phases: journeys.phases.len(),
+            touchpoint_labels: journeys.touchpoints.len(),
+            friction_kinds: journeys.friction.len(),
             currencies,
         }
     }
@@ -175,17 +197,10 @@ fn lazy_grid(r: &mut Registrar, meta: Meta, space: Space) -> LazyCells<Counter> 
 }
 
 /// `touchstream_touchpoints_total{site, phase, touchpoint}`, created on first use.
-fn touchpoint_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let space = (Space::sites(sites).by("phase", journey.phases.clone()))
-        .by("touchpoint", journey.touchpoints.clone());
+fn touchpoint_cells(r: &mut Registrar, sites: &[String], j: &Journeys) -> LazyCells<Counter> {
+    let space =
+        (Space::sites(sites).by("phase", j.phases.clone())).by("touchpoint", j.touchpoints.clone());
     lazy_grid(r, TOUCHPOINTS, space)
-}
-
-/// `touchstream_friction_total{site, stage, kind}`, created on first use.
-fn friction_cells(r: &mut Registrar, sites: &[String], journey: &Journey) -> LazyCells<Counter> {
-    let stages = journey.stages.iter().map(|s| s.name.clone());
-    let space = (Space::sites(sites).by("stage", stages)).by("kind", journey.friction.clone());
-    lazy_grid(r, FRICTION, space)
 }
 
 impl FunnelMetrics {
@@ -193,17 +208,24 @@ impl FunnelMetrics {
         (row * CHANNELS + channel.index()) * DEVICES + device.index()
     }
 
-    pub fn reached(&self, site: usize, stage: usize, ch: Channel, dev: Device) -> &Counter {
-        &self.reached[self.cd(site * self.stages + stage, ch, dev)]
+    /// The row of `stage` of the journey in `site`'s slot `slot`: what the stage families
+    /// are indexed by.
+    #[inline]
+    pub fn row(&self, site: usize, slot: usize, stage: usize) -> usize {
+        self.rows[site][slot] + stage
     }
-    pub fn dropoffs(&self, site: usize, stage: usize, ch: Channel, dev: Device) -> &Counter {
-        &self.dropoffs[self.cd(site * self.stages + stage, ch, dev)]
+
+    pub fn reached(&self, row: usize, ch: Channel, dev: Device) -> &Counter {
+        &self.reached[self.cd(row, ch, dev)]
     }
-    pub fn active(&self, site: usize, stage: usize) -> &Gauge {
-        &self.active[site * self.stages + stage]
+    pub fn dropoffs(&self, row: usize, ch: Channel, dev: Device) -> &Counter {
+        &self.dropoffs[self.cd(row, ch, dev)]
     }
-    pub fn stage_seconds(&self, site: usize, stage: usize) -> &Histogram {
-        &self.stage_seconds[site * self.stages + stage]
+    pub fn active(&self, row: usize) -> &Gauge {
+        &self.active[row]
+    }
+    pub fn stage_seconds(&self, row: usize) -> &Histogram {
+        &self.stage_seconds[row]
     }
     pub fn carts_abandoned(&self, site: usize, ch: Channel, dev: Device) -> &Counter {
         &self.carts_abandoned[self.cd(site, ch, dev)]
@@ -230,9 +252,8 @@ impl FunnelMetrics {
         self.touchpoints
             .get((site * self.phases + phase) * self.touchpoint_labels + label)
     }
-    pub fn friction(&self, site: usize, stage: usize, kind: usize) -> &Counter {
-        self.friction
-            .get((site * self.stages + stage) * self.friction_kinds + kind)
+    pub fn friction(&self, row: usize, kind: usize) -> &Counter {
+        self.friction.get(row * self.friction_kinds + kind)
     }
 
     /// Sum of a per-(channel, device) counter row, for reports.
@@ -242,13 +263,13 @@ impl FunnelMetrics {
             .map(Counter::get)
             .sum()
     }
-    /// Sessions of `site` that reached `stage`, over every channel and device.
-    pub fn reached_total(&self, site: usize, stage: usize) -> u64 {
-        Self::row_sum(&self.reached, site * self.stages + stage)
+    /// Sessions that reached the stage of `row`, over every channel and device.
+    pub fn reached_total(&self, row: usize) -> u64 {
+        Self::row_sum(&self.reached, row)
     }
-    /// Drop-offs of `site` at `stage`, over every channel and device.
-    pub fn dropoffs_total(&self, site: usize, stage: usize) -> u64 {
-        Self::row_sum(&self.dropoffs, site * self.stages + stage)
+    /// Drop-offs at the stage of `row`, over every channel and device.
+    pub fn dropoffs_total(&self, row: usize) -> u64 {
+        Self::row_sum(&self.dropoffs, row)
     }
     /// Abandoned carts of `site`, over every channel and device.
     pub fn carts_abandoned_total(&self, site: usize) -> u64 {

@@ -42,7 +42,7 @@ pub use state::StateMetrics;
 pub use transport::{KafkaMetrics, TransportMetrics};
 
 use crate::config::Config;
-use crate::journey::Journey;
+use crate::journey::Journeys;
 use async_trait::async_trait;
 use cells::{Registrar, Space};
 use figures::Book;
@@ -60,13 +60,13 @@ pub type CounterFamily = Family<Labels, Counter>;
 pub type GaugeFamily = Family<Labels, Gauge>;
 pub type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// All metrics of one process, laid out for one compiled journey.
+/// All metrics of one process, laid out for the compiled journeys.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// The journey the funnel series are laid out for; the engine applies events with this
+    /// The journeys the funnel series are laid out for; the engine applies events with this
     /// same value, so stage and touchpoint indices always agree.
-    journey: Arc<Journey>,
+    journeys: Arc<Journeys>,
     /// The families the engine writes, each with its label sets: what [`Figures`] hold.
     ledger: Vec<Book>,
     pub funnel: FunnelMetrics,
@@ -79,13 +79,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Compiles `config`'s journey, registers every metric for it and creates the zero series.
+    /// Compiles `config`'s journeys, registers every metric for them and creates the zero
+    /// series.
     pub fn new(config: &Config) -> Self {
-        let journey = Arc::new(Journey::new(&config.journey));
+        let journeys = Arc::new(Journeys::new(config));
         let mut registry = Registry::default();
         let mut r = Registrar::new(&mut registry);
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
-        let funnel = FunnelMetrics::new(&mut r, config, &journey);
+        let funnel = FunnelMetrics::new(&mut r, config, &journeys);
         // Registered here, between the funnel and the engine's own metrics, to keep the
         // exposition's order: the collector's filters and the engine's duplicates share it, and
         // only the engine's reasons are kept in the figures.
@@ -107,7 +108,7 @@ impl Metrics {
         Self {
             ledger: r.ledger,
             registry,
-            journey,
+            journeys,
             funnel,
             engine,
             ingest,
@@ -118,9 +119,9 @@ impl Metrics {
         }
     }
 
-    /// The compiled journey these metrics are laid out for.
-    pub fn journey(&self) -> &Arc<Journey> {
-        &self.journey
+    /// The compiled journeys these metrics are laid out for.
+    pub fn journeys(&self) -> &Arc<Journeys> {
+        &self.journeys
     }
 
     /// The Prometheus/OpenMetrics text exposition of every metric.

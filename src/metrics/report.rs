@@ -8,13 +8,16 @@ use crate::event::FilterReason;
 use serde_json::{Map, Value, json};
 use std::fmt::Write;
 
-/// Figures of one site.
+/// Figures of one site. Its main journey's funnel is `reached` and `dropoffs` (the contract's
+/// shape); the funnels of the other journeys it runs are in `journeys`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteReport {
     /// `(stage, sessions that reached it)`, in stage order.
     pub reached: Vec<(String, u64)>,
     /// `(stage, drop-offs)`, in stage order, without the last stage.
     pub dropoffs: Vec<(String, u64)>,
+    /// `(journey, reached, dropoffs)` of each further journey, in the site's order.
+    pub journeys: Vec<(String, Stages, Stages)>,
     pub carts_abandoned: u64,
     /// `(currency, value)` for every currency with a non-zero value.
     pub carts_abandoned_value: Vec<(String, f64)>,
@@ -24,6 +27,9 @@ pub struct SiteReport {
     /// New events of closed sessions, counted against them.
     pub late: u64,
 }
+
+/// `(stage, sessions)` in stage order.
+pub type Stages = Vec<(String, u64)>;
 
 /// Figures of every configured site.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,24 +51,34 @@ impl Report {
     /// Reads the figures of `metrics`, built for `config`.
     pub fn new(config: &Config, metrics: &Metrics) -> Self {
         let f = &metrics.funnel;
-        let stages = &metrics.journey().stages;
+        let all = metrics.journeys();
+        // Reached and drop-offs of the journey in `site`'s `slot`.
+        let funnel = |site: usize, slot: usize| {
+            let stages = &all.of(site, slot).stages;
+            let named = |k: usize, n: u64| (stages[k].name.clone(), n);
+            let reached =
+                (0..stages.len()).map(|k| named(k, f.reached_total(f.row(site, slot, k))));
+            let dropoffs =
+                (0..stages.len() - 1).map(|k| named(k, f.dropoffs_total(f.row(site, slot, k))));
+            (reached.collect::<Stages>(), dropoffs.collect::<Stages>())
+        };
         let sites = config
             .sites
             .iter()
             .enumerate()
             .map(|(s, site)| {
                 let codes = &f.currencies[s].codes;
+                let (reached, dropoffs) = funnel(s, 0);
+                let journeys = (1..all.sites[s].slots())
+                    .map(|slot| {
+                        let (reached, dropoffs) = funnel(s, slot);
+                        (all.of(s, slot).name.clone(), reached, dropoffs)
+                    })
+                    .collect();
                 let report = SiteReport {
-                    reached: stages
-                        .iter()
-                        .enumerate()
-                        .map(|(k, st)| (st.name.clone(), f.reached_total(s, k)))
-                        .collect(),
-                    dropoffs: stages[..stages.len() - 1]
-                        .iter()
-                        .enumerate()
-                        .map(|(k, st)| (st.name.clone(), f.dropoffs_total(s, k)))
-                        .collect(),
+                    reached,
+                    dropoffs,
+                    journeys,
                     carts_abandoned: f.carts_abandoned_total(s),
                     carts_abandoned_value: money(codes, |c| f.carts_abandoned_value(s, c).clone()),
                     orders: f.orders_total(s),
@@ -76,7 +92,8 @@ impl Report {
         Self { sites }
     }
 
-    /// The contract's JSON form.
+    /// The contract's JSON form: a site's further journeys, if it runs any, under
+    /// `journeys` (`{"<journey>": {"reached": ..., "dropoffs": ...}}`).
     pub fn to_json(&self) -> Value {
         fn obj<T: Into<Value> + Clone>(pairs: &[(String, T)]) -> Value {
             Value::Object(
@@ -90,7 +107,7 @@ impl Report {
             .sites
             .iter()
             .map(|(id, r)| {
-                let v = json!({
+                let mut v = json!({
                     "reached": obj(&r.reached),
                     "dropoffs": obj(&r.dropoffs),
                     "carts_abandoned": r.carts_abandoned,
@@ -100,6 +117,16 @@ impl Report {
                     "duplicates": r.duplicates,
                     "late_events": r.late,
                 });
+                if !r.journeys.is_empty() {
+                    let journeys: Map<String, Value> = (r.journeys.iter())
+                        .map(|(name, reached, dropoffs)| {
+                            let funnel =
+                                json!({"reached": obj(reached), "dropoffs": obj(dropoffs)});
+                            (name.clone(), funnel)
+                        })
+                        .collect();
+                    v["journeys"] = Value::Object(journeys);
+                }
                 (id.clone(), v)
             })
             .collect();
@@ -120,21 +147,12 @@ impl Report {
             }
         };
         for (id, r) in &self.sites {
-            let first = r.reached.first().map(|(_, n)| *n).unwrap_or(0).max(1) as f64;
             let _ = writeln!(out, "site {id}");
-            let _ = writeln!(
-                out,
-                "  {:<16} {:>10} {:>9} {:>10}",
-                "stage", "reached", "of first", "drop-offs"
-            );
-            for (i, (stage, n)) in r.reached.iter().enumerate() {
-                let drop = r
-                    .dropoffs
-                    .get(i)
-                    .map(|(_, d)| d.to_string())
-                    .unwrap_or_else(|| "-".into());
-                let share = 100.0 * *n as f64 / first;
-                let _ = writeln!(out, "  {stage:<16} {n:>10} {share:>8.1}% {drop:>10}");
+            let main = ("stage".to_string(), &r.reached, &r.dropoffs);
+            let others =
+                (r.journeys.iter()).map(|(name, re, dr)| (format!("{name}: stage"), re, dr));
+            for (title, reached, dropoffs) in std::iter::once(main).chain(others) {
+                funnel_table(&mut out, &title, reached, dropoffs);
             }
             let _ = writeln!(
                 out,
@@ -152,5 +170,22 @@ impl Report {
             let _ = writeln!(out, "  late events      {}", r.late);
         }
         out
+    }
+}
+
+/// One journey's stages: reached, share of the first stage, drop-offs.
+fn funnel_table(out: &mut String, title: &str, reached: &Stages, dropoffs: &Stages) {
+    let first = reached.first().map(|(_, n)| *n).unwrap_or(0).max(1) as f64;
+    let _ = writeln!(
+        out,
+        "  {title:<16} {:>10} {:>9} {:>10}",
+        "reached", "of first", "drop-offs"
+    );
+    for (i, (stage, n)) in reached.iter().enumerate() {
+        let drop = (dropoffs.get(i))
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| "-".into());
+        let share = 100.0 * *n as f64 / first;
+        let _ = writeln!(out, "  {stage:<16} {n:>10} {share:>8.1}% {drop:>10}");
     }
 }

@@ -5,33 +5,46 @@ use super::json::{J, obj};
 use super::panels::{self, Stages, datasource};
 use crate::config::Config;
 
-/// The dashboard for `config`'s journey map (validated: at least one stage, and the cart and
-/// purchase stages among them).
+fn has_targets(panel: &J) -> bool {
+    let J::Obj(fields) = panel else { return false };
+    (fields.iter()).any(|(k, v)| *k == "targets" && !matches!(v, J::Arr(t) if t.is_empty()))
+}
+
+/// The dashboard for `config`'s journeys (validated): a funnel row and a breakdown row for each
+/// journey (titled with its name when there are several), then the carts, friction and health
+/// rows.
 pub fn dashboard(config: &Config) -> String {
-    let j = &config.journey;
-    let stages = Stages {
-        all: j.stages.iter().map(|s| s.name.clone()).collect(),
-        cart: j.cart_stage.clone(),
-        purchase: j.purchase_stage.clone(),
+    let journeys: Vec<Stages> = config.journeys().iter().map(Stages::of).collect();
+    let titled = |title: &str, s: &Stages| match journeys.len() {
+        1 => title.to_string(),
+        _ => format!("{title}: {}", s.journey),
     };
-    let rows = [
-        ("Funnel", super::funnel::funnel(&stages)),
-        ("Carts, orders and revenue", panels::carts(&stages)),
-        ("Channels and devices", super::funnel::breakdowns(&stages)),
-        ("Friction", panels::friction()),
-        ("Ingest and engine health", super::health::health()),
-    ];
+    let mut rows = Vec::new();
+    for s in &journeys {
+        rows.push((titled("Funnel", s), super::funnel::funnel(s)));
+    }
+    let cart = journeys.iter().find(|s| s.cart.is_some());
+    rows.push(("Carts, orders and revenue".into(), panels::carts(cart)));
+    for s in &journeys {
+        rows.push((
+            titled("Channels and devices", s),
+            super::funnel::breakdowns(s),
+        ));
+    }
+    rows.push(("Friction".into(), panels::friction(&journeys[0])));
+    rows.push(("Ingest and engine health".into(), super::health::health()));
     let (mut out, mut y, mut next_id) = (Vec::new(), 0, 1);
     for (title, row) in rows {
         out.push(obj! {
-            "type" => "row", "title" => title, "collapsed" => false, "panels" => Vec::new(),
+            "type" => "row", "title" => title.as_str(), "collapsed" => false, "panels" => Vec::new(),
             "id" => next_id,
             "gridPos" => obj! { "h" => 1i64, "w" => 24i64, "x" => 0i64, "y" => y },
         });
         next_id += 1;
         y += 1;
         let (mut x, mut line_height) = (0, 0);
-        for mut p in row {
+        // A panel without a query (a step of a one-stage journey, say) is left out.
+        for mut p in row.into_iter().filter(has_targets) {
             let (w, h) = (int(p.take("width")), int(p.take("height")));
             if x + w > 24 {
                 (x, y, line_height) = (0, y + line_height, 0);

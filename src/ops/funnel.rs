@@ -3,28 +3,31 @@
 
 use super::json::J;
 use super::panels::{
-    ALL, LOOK, Look, RATE, RATIO, SITE, STACKED, Stages, bars, instant, rate, reached, staged,
-    target, timeseries,
+    LOOK, Look, RATE, RATIO, STACKED, Stages, bars, instant, rate, reached, staged, target,
+    timeseries,
 };
 
+/// The funnel row of journey `s`. A journey of one stage has no steps, one whose purchase stage
+/// is first no checkout: those panels have no query, and the dashboard leaves them out.
 pub(super) fn funnel(s: &Stages) -> Vec<J> {
+    let (all, site) = (s.all(), s.site());
     let total = |stage: &str| {
         format!(
             "sum(increase({}[$__range]))",
-            staged("touchstream_funnel_sessions_total", ALL, stage)
+            staged("touchstream_funnel_sessions_total", &all, stage)
         )
     };
-    let first = &s.all[0];
+    let first = &s.names[0];
     let wide = Look {
         width: 12,
         height: 9,
         ..LOOK
     };
-    let panels = vec![
+    vec![
         bars(
             "Funnel: sessions reaching each stage",
             "Sessions that reached each stage (or a later one) in the selected time range.",
-            s.all
+            s.names
                 .iter()
                 .map(|st| instant(total(st), st.as_str()))
                 .collect(),
@@ -33,7 +36,7 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
         bars(
             "Share of visits reaching each stage",
             "Sessions reaching the stage per session that visited, over the selected time range.",
-            (s.all[1..].iter())
+            (s.names[1..].iter())
                 .map(|st| instant(format!("{} / {}", total(st), total(first)), st.as_str()))
                 .collect(),
             Look {
@@ -45,9 +48,9 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
         timeseries(
             "Step conversion",
             "Sessions reaching a stage per session reaching the one before, over $window.",
-            (s.all.windows(2))
+            (s.names.windows(2))
                 .map(|p| {
-                    let expr = format!("{} / {}", reached(&p[1]), reached(&p[0]));
+                    let expr = format!("{} / {}", reached(s, &p[1]), reached(s, &p[0]));
                     target(expr, format!("{} → {}", p[0], p[1]))
                 })
                 .collect(),
@@ -61,14 +64,14 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
                     "{} / {}",
                     rate(
                         "touchstream_funnel_dropoffs_total",
-                        ALL,
+                        &all,
                         "stage",
                         "$window",
                         ""
                     ),
                     rate(
                         "touchstream_funnel_sessions_total",
-                        ALL,
+                        &all,
                         "stage",
                         "$window",
                         ""
@@ -83,16 +86,16 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
             "Checkout to purchase, all channels and devices (recording rules of deploy/prometheus). \
              CheckoutDropoffSpike pages when the 15-minute line stays under half of the day line.",
             // The rules record these only when a stage comes before the purchase stage.
-            if s.all[0] == s.purchase {
+            if s.purchase.as_ref().is_none_or(|p| *p == s.names[0]) {
                 Vec::new()
             } else {
                 vec![
                     target(
-                        format!("site:touchstream_checkout_conversion:ratio15m{{{SITE}}}"),
+                        format!("site_journey:touchstream_checkout_conversion:ratio15m{{{site}}}"),
                         "{{site}} last 15 min",
                     ),
                     target(
-                        format!("site:touchstream_checkout_conversion:ratio1d{{{SITE}}}"),
+                        format!("site_journey:touchstream_checkout_conversion:ratio1d{{{site}}}"),
                         "{{site}} last day",
                     ),
                 ]
@@ -103,7 +106,7 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
             "Open sessions by stage",
             "Sessions open now, by the furthest stage they reached (all channels and devices).",
             vec![target(
-                format!("sum by (stage) (touchstream_funnel_active_sessions{{{SITE}}})"),
+                format!("sum by (stage) (touchstream_funnel_active_sessions{{{site}}})"),
                 "{{stage}}",
             )],
             Look {
@@ -120,7 +123,7 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
                     target(
                         format!(
                             "histogram_quantile({q}, sum by (le, stage) \
-                             (rate(touchstream_stage_reached_seconds_bucket{{{SITE}}}[$window])))"
+                             (rate(touchstream_stage_reached_seconds_bucket{{{site}}}[$window])))"
                         ),
                         format!("{{{{stage}}}} {p}"),
                     )
@@ -132,19 +135,12 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
                 ..LOOK
             },
         ),
-    ];
-    // A journey of one stage has no steps; one whose purchase stage is first, no checkout.
-    panels.into_iter().filter(has_targets).collect()
-}
-
-fn has_targets(panel: &J) -> bool {
-    let J::Obj(fields) = panel else { return false };
-    (fields.iter()).any(|(k, v)| *k == "targets" && !matches!(v, J::Arr(t) if t.is_empty()))
+    ]
 }
 
 pub(super) fn breakdowns(s: &Stages) -> Vec<J> {
-    let visits = format!(r#"{ALL},stage="{}""#, s.all[0]);
-    let purchases = format!(r#"{ALL},stage="{}""#, s.purchase);
+    let visits = format!(r#"{},stage="{}""#, s.all(), s.names[0]);
+    let purchases = format!(r#"{},stage="{}""#, s.all(), s.converted());
     let mut out = Vec::new();
     for label in ["channel", "device"] {
         let legend = format!("{{{{{label}}}}}");
@@ -205,6 +201,7 @@ mod tests {
     fn a_one_stage_journey_gets_no_empty_panels() {
         let mut c = Config::default();
         c.journey.stages = vec![StageConfig {
+            within: None,
             name: "signed".into(),
             phase: "decision".into(),
             touchpoints: vec!["contract_signed".into()],
@@ -225,7 +222,7 @@ mod tests {
                 p["title"]
             );
         }
-        let rules = crate::ops::rules(&c).unwrap();
+        let rules = crate::ops::rules(&c);
         assert!(rules.contains("No checkout rules") && !rules.contains("step:"));
     }
 }

@@ -4,11 +4,42 @@
 
 use super::json::{J, obj};
 
-/// The stages the panels name.
+/// One journey's stages, as the panels name them.
 pub(super) struct Stages {
-    pub all: Vec<String>,
-    pub cart: String,
-    pub purchase: String,
+    pub journey: String,
+    pub names: Vec<String>,
+    pub cart: Option<String>,
+    pub purchase: Option<String>,
+}
+
+impl Stages {
+    /// The stages of `j`.
+    pub fn of(j: &crate::config::JourneyConfig) -> Self {
+        let name = |i: Option<usize>| i.map(|i| j.stages[i].name.clone());
+        Self {
+            journey: j.name.clone(),
+            names: j.stages.iter().map(|s| s.name.clone()).collect(),
+            cart: name(j.cart_stage()),
+            purchase: name(j.purchase_stage()),
+        }
+    }
+
+    /// [`ALL`] within this journey.
+    pub fn all(&self) -> String {
+        format!(r#"{ALL},journey="{}""#, self.journey)
+    }
+
+    /// [`SITE`] within this journey.
+    pub fn site(&self) -> String {
+        format!(r#"{SITE},journey="{}""#, self.journey)
+    }
+
+    /// The stage a purchase per visit is measured at: the purchase stage, else the last.
+    pub fn converted(&self) -> &str {
+        self.purchase
+            .as_deref()
+            .unwrap_or(&self.names[self.names.len() - 1])
+    }
 }
 
 /// The data source every panel and query uses: the dashboard's variable.
@@ -27,10 +58,11 @@ pub(super) fn staged(metric: &str, labels: &str, stage: &str) -> String {
     format!(r#"{metric}{{{labels},stage="{stage}"}}"#)
 }
 
-pub(super) fn reached(stage: &str) -> String {
+/// Sessions reaching `stage` of journey `s` per second, over `$window`.
+pub(super) fn reached(s: &Stages, stage: &str) -> String {
     format!(
         "sum(rate({}[$window]))",
-        staged("touchstream_funnel_sessions_total", ALL, stage)
+        staged("touchstream_funnel_sessions_total", &s.all(), stage)
     )
 }
 
@@ -157,7 +189,9 @@ pub(super) fn bars(title: &str, description: &str, targets: Vec<J>, look: Look) 
     panel("bargauge", title, description, targets, look)
 }
 
-pub(super) fn carts(s: &Stages) -> Vec<J> {
+/// The carts and orders row; the abandonment rate's carts are those of `cart`, the first
+/// journey with a cart stage (none: no rate panel).
+pub(super) fn carts(cart: Option<&Stages>) -> Vec<J> {
     let small = Look { width: 4, ..LOOK };
     let hourly = |metric: &str, labels: &str, by: &str| rate(metric, labels, by, RATE, " * 3600");
     vec![
@@ -200,14 +234,14 @@ pub(super) fn carts(s: &Stages) -> Vec<J> {
         timeseries(
             "Cart abandonment rate",
             "Abandoned carts per session reaching the cart, over $window.",
-            vec![target(
-                format!(
-                    "{} / {}",
-                    rate("touchstream_carts_abandoned_total", ALL, "", "$window", ""),
-                    reached(&s.cart)
-                ),
-                "abandoned",
-            )],
+            (cart.iter())
+                .map(|s| {
+                    let stage = s.cart.as_deref().expect("a journey with a cart stage");
+                    let abandoned =
+                        rate("touchstream_carts_abandoned_total", ALL, "", "$window", "");
+                    target(format!("{abandoned} / {}", reached(s, stage)), "abandoned")
+                })
+                .collect(),
             RATIO,
         ),
         timeseries(
@@ -256,14 +290,21 @@ pub(super) fn carts(s: &Stages) -> Vec<J> {
     ]
 }
 
-pub(super) fn friction() -> Vec<J> {
+/// The friction row; `main`: the journey whose stages friction is shown at.
+pub(super) fn friction(main: &Stages) -> Vec<J> {
     let per_minute = |metric: &str, by: &str| rate(metric, SITE, by, RATE, " * 60");
     vec![
         timeseries(
             "Friction per minute by stage",
             "Errors, failed payments, form errors, rage clicks and out-of-stock hits, by the stage the session stood at.",
             vec![target(
-                per_minute("touchstream_friction_total", "stage"),
+                rate(
+                    "touchstream_friction_total",
+                    &main.site(),
+                    "stage",
+                    RATE,
+                    " * 60",
+                ),
                 "{{stage}}",
             )],
             STACKED,

@@ -16,7 +16,10 @@ pub fn exported() -> BTreeSet<String> {
     metrics.kafka.delivery_error("timed_out");
     metrics.kafka.commit(true);
     metrics.funnel.touchpoint(0, 0, 0).inc();
-    metrics.funnel.friction(0, 0, 0).inc();
+    metrics
+        .funnel
+        .friction(metrics.funnel.row(0, 0, 0), 0)
+        .inc();
     metrics
         .kafka
         .consumer_lag

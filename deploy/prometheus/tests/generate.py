@@ -7,7 +7,7 @@ notation. Times: minute 1500 (1d1h) is the breakage in the one-day scenarios.
 """
 
 DAY = 1440
-SERIES = 'touchstream_funnel_sessions_total{{site="demo",stage="{stage}",channel="direct",device="desktop"}}'
+SERIES = 'touchstream_funnel_sessions_total{{site="demo",journey="default",stage="{stage}",channel="direct",device="desktop"}}'
 RECEIVED = 'touchstream_events_received_total{site="demo"}'
 
 
@@ -55,15 +55,15 @@ def silent(times):
     return [{'eval_time': f'{t}m', 'alertname': name, 'exp_alerts': []} for t in times for name in ('CheckoutDropoffSpike',)]
 
 
-SPIKE_LABELS = {'severity': 'page', 'site': 'demo', 'team': 'ecommerce'}
+SPIKE_LABELS = {'severity': 'page', 'site': 'demo', 'journey': 'default', 'team': 'ecommerce'}
 
 
 def spike(value_text):
     return {
         'exp_labels': SPIKE_LABELS,
         'exp_annotations': {
-            'summary': 'Checkout conversion collapsed on demo',
-            'description': f"Only {value_text} of the sessions that began checkout on demo in the last 15 minutes bought, under half of the day's usual rate.",
+            'summary': 'Checkout conversion collapsed on demo (default)',
+            'description': f"Only {value_text} of the sessions that reached the step before purchase in journey default on demo in the last 15 minutes bought, under half of the day's usual rate.",
             'runbook_url': 'deploy/prometheus/RUNBOOK.md#checkoutdropoffspike',
         },
     }
@@ -84,7 +84,7 @@ tests.append({
     'promql_expr_test': [
         {'expr': 'ALERTS{alertname="CheckoutDropoffSpike"}', 'eval_time': '1507m', 'exp_samples': []},
         {'expr': 'ALERTS{alertname="CheckoutDropoffSpike"}', 'eval_time': '1508m',
-         'exp_samples': [{'labels': 'ALERTS{alertname="CheckoutDropoffSpike",alertstate="pending",severity="page",site="demo",team="ecommerce"}', 'value': 1}]},
+         'exp_samples': [{'labels': 'ALERTS{alertname="CheckoutDropoffSpike",alertstate="pending",journey="default",severity="page",site="demo",team="ecommerce"}', 'value': 1}]},
     ],
 })
 tests.append({

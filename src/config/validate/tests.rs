@@ -149,3 +149,98 @@ fn rejects_a_dedup_horizon_shorter_than_a_session() {
         "engine.max_remembered_ids",
     );
 }
+
+/// `[[journeys]]`: named maps, each site running those it names; every mistake is named.
+#[test]
+fn journeys_are_loaded_and_checked() {
+    use crate::config::{JourneyMode, load_str};
+    let none = Vec::<(String, String)>::new;
+    let two = "[[journeys]]\nname = \"shop\"\n\
+               [[journeys]]\nname = \"quote\"\nmode = \"ordered\"\ncart_stage = \"\"\n\
+               purchase_stage = \"signed\"\nfriction = []\n\
+               [[journeys.stages]]\nname = \"landing\"\nphase = \"awareness\"\ntouchpoints = [\"page_view\"]\n\
+               [[journeys.stages]]\nname = \"signed\"\nphase = \"decision\"\ntouchpoints = [\"quote_signed\"]\n\
+               within = \"2h\"\n";
+    let c = load_str(two, "t.toml", none()).unwrap();
+    let names: Vec<&str> = c.journeys().iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["shop", "quote"]);
+    assert_eq!(c.journeys()[1].mode, JourneyMode::Ordered);
+    assert_eq!(
+        c.journeys()[1].stages[1].within,
+        Some(Duration::from_secs(7200))
+    );
+    assert_eq!(c.journeys()[1].cart_stage(), None);
+    // The shop journey keeps the default map; the demo site runs both.
+    assert_eq!(c.journeys()[0].stages.len(), 5);
+    assert_eq!(c.site_journeys(&c.sites[0]), [0, 1]);
+    // A site names the journeys it runs, the first its main one.
+    let own = format!("{two}[[sites]]\nid = \"b2b\"\njourneys = [\"quote\", \"shop\"]\n");
+    let c = load_str(&own, "t.toml", none()).unwrap();
+    assert_eq!(c.site_journeys(&c.sites[0]), [1, 0]);
+
+    let refused = |text: &str, key: &str, words: &str| {
+        let err = load_str(text, "t.toml", none()).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(words), "{key}: {err}");
+    };
+    refused(
+        &format!("{two}[journey]\nstages = []\n"),
+        "journey.stages",
+        "sets only session_timeout",
+    );
+    refused(
+        "[[journeys]]\nname = \"a\"\nsession_timeout = \"5m\"\n",
+        "journeys[0].session_timeout",
+        "one for all journeys",
+    );
+    refused(
+        "[[journeys]]\nname = \"a\"\n[[journeys]]\nname = \"a\"\n",
+        "journeys[1].name",
+        "duplicate journey",
+    );
+    refused(
+        &format!("{two}[[sites]]\nid = \"b2b\"\njourneys = [\"quotes\"]\n"),
+        "sites[0].journeys",
+        "no journey is named `quotes`",
+    );
+    refused(
+        "[[journeys]]\nname = \"a\"\ncart_stage = \"basket\"\n",
+        "journeys[0].cart_stage",
+        "cart_stage = \"\"",
+    );
+    refused(
+        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
+         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nwithin = \"1m\"\n",
+        "journey.stages[1].within",
+        "mode = \"ordered\"",
+    );
+    refused(
+        "[journey]\nmode = \"ordered\"\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\n\
+         touchpoints = [\"x\"]\nwithin = \"1m\"\n",
+        "journey.stages[0].within",
+        "first stage",
+    );
+    refused(
+        "[[journeys]]\nname = \"a\"\n[[journeys]]\nname = \"b\"\ncart_add = []\n\
+         cart_remove = [\"add_to_cart\"]\n",
+        "journeys[1].cart_remove",
+        "in every journey alike",
+    );
+    refused(
+        "[journey]\nmode = \"sideways\"\n",
+        "journey.mode",
+        "sideways",
+    );
+    let many: String = (0..9)
+        .map(|i| format!("[[journeys]]\nname = \"j{i}\"\n"))
+        .collect();
+    refused(&many, "sites[0].journeys", "at most 8");
+    // `[journey]` alone keeps working, named `default`, its variables too.
+    let c = load_str(
+        "",
+        "t.toml",
+        vec![("TOUCHSTREAM_JOURNEY_NAME".into(), "checkout".into())],
+    )
+    .unwrap();
+    assert_eq!(c.journeys()[0].name, "checkout");
+    assert_eq!(Config::default().journeys()[0].name, "default");
+}

@@ -1,8 +1,7 @@
 //! Checkpoint format 1 (issue 14's first release): the engine's state without the closed
 //! sessions remembered for the dedup horizon. Read and migrated, never written.
 
-use super::CheckpointData;
-use crate::engine::{EngineState, PastState, SessionState};
+use super::v2::{EngineTwo, FormatTwo, PastTwo, SessionTwo};
 use crate::metrics::Figures;
 use crate::ratelimit::LimiterState;
 use serde::Deserialize;
@@ -25,19 +24,19 @@ struct EngineOne {
     currencies: Vec<Vec<String>>,
     channels: Vec<String>,
     devices: Vec<String>,
-    sessions: Vec<SessionState>,
+    sessions: Vec<SessionTwo>,
     limiter: LimiterState,
 }
 
-impl From<FormatOne> for CheckpointData {
+impl From<FormatOne> for FormatTwo {
     /// Format 1 kept no closed session: every session closed before it was taken is
     /// forgotten, so the effective dedup horizon starts at the checkpoint.
     fn from(one: FormatOne) -> Self {
         let e = one.engine;
-        CheckpointData {
+        FormatTwo {
             lsn: one.lsn,
             taken_at_ms: one.taken_at_ms,
-            engine: EngineState {
+            engine: EngineTwo {
                 keys: e.keys,
                 sites: e.sites,
                 stages: e.stages,
@@ -46,9 +45,9 @@ impl From<FormatOne> for CheckpointData {
                 devices: e.devices,
                 sessions: e.sessions,
                 limiter: e.limiter,
-                past: PastState {
+                past: PastTwo {
                     forgotten_ms: Some(one.taken_at_ms),
-                    ..PastState::default()
+                    ..PastTwo::default()
                 },
             },
             figures: one.figures,

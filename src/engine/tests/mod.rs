@@ -3,6 +3,7 @@
 
 mod bounds;
 mod figures;
+mod journeys;
 mod past;
 mod snapshot;
 
@@ -20,7 +21,10 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let config = Config::default();
+        Self::of(Config::default())
+    }
+
+    fn of(config: Config) -> Self {
         let metrics = Arc::new(Metrics::new(&config));
         Self {
             engine: Engine::new(&config, metrics.clone()),
@@ -78,7 +82,11 @@ fn reaching_a_stage_counts_every_stage_before_it() {
     assert_eq!(
         f.metrics
             .funnel
-            .reached(0, 2, Channel::Email, Device::Mobile)
+            .reached(
+                f.metrics.funnel.row(0, 0, 2),
+                Channel::Email,
+                Device::Mobile
+            )
             .get(),
         1
     );
@@ -92,7 +100,13 @@ fn events_outside_the_funnel_stand_at_the_first_stage() {
     assert_eq!(f.reached(), [1, 0, 0, 0, 0]);
     f.engine.close_all();
     assert_eq!(f.dropoffs(), [1, 0, 0, 0]);
-    assert_eq!(f.metrics.funnel.friction(0, 0, 0).get(), 1);
+    assert_eq!(
+        f.metrics
+            .funnel
+            .friction(f.metrics.funnel.row(0, 0, 0), 0)
+            .get(),
+        1
+    );
 }
 
 #[test]
@@ -103,10 +117,16 @@ fn furthest_stage_ignores_order_and_dropoff_is_counted_at_close() {
     f.apply("s", "3", "view_item", MIN);
     assert_eq!(f.reached(), [1, 1, 1, 1, 0]);
     assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
-    assert_eq!(f.metrics.funnel.active(0, 3).get(), 1);
+    assert_eq!(
+        f.metrics.funnel.active(f.metrics.funnel.row(0, 0, 3)).get(),
+        1
+    );
     f.engine.close_all();
     assert_eq!(f.dropoffs(), [0, 0, 0, 1]);
-    assert_eq!(f.metrics.funnel.active(0, 3).get(), 0);
+    assert_eq!(
+        f.metrics.funnel.active(f.metrics.funnel.row(0, 0, 3)).get(),
+        0
+    );
 }
 
 #[test]
@@ -254,7 +274,7 @@ fn sweep_closes_only_idle_sessions() {
 #[test]
 fn touchpoints_count_under_their_phase() {
     let f = Fixture::new();
-    let j = f.engine.journey();
+    let j = f.engine.journeys();
     f.apply("s", "1", "view_item", 0);
     f.apply("s", "2", "rage_click", 0);
     f.apply("s", "3", "review", 0);
@@ -274,7 +294,13 @@ fn touchpoints_count_under_their_phase() {
             .get(),
         1
     );
-    assert_eq!(f.metrics.funnel.friction(0, 1, 3).get(), 1);
+    assert_eq!(
+        f.metrics
+            .funnel
+            .friction(f.metrics.funnel.row(0, 0, 1), 3)
+            .get(),
+        1
+    );
 }
 
 #[test]
@@ -300,7 +326,10 @@ fn silent_rebuild_restores_state_and_gauges_without_counting() {
         .apply_into(&f.ev("s", "2", "view_item", 40 * MIN), &Silent);
     assert_eq!(f.reached(), [0, 0, 0, 0, 0]);
     assert_eq!(f.report().carts_abandoned, 0);
-    assert_eq!(f.metrics.funnel.active(0, 1).get(), 1);
+    assert_eq!(
+        f.metrics.funnel.active(f.metrics.funnel.row(0, 0, 1)).get(),
+        1
+    );
     assert_eq!(f.metrics.engine.applied.get(), 0);
     // The silent sweep closed the first `s`; the rebuilt second one knows it reached
     // product_view, so a purchase now counts only the stages after it.
@@ -310,7 +339,10 @@ fn silent_rebuild_restores_state_and_gauges_without_counting() {
     assert_eq!(f.reached(), [0, 0, 1, 1, 1]);
     assert_eq!(f.report().orders, 1);
     assert_eq!(f.engine.release(), 1);
-    assert_eq!(f.metrics.funnel.active(0, 4).get(), 0);
+    assert_eq!(
+        f.metrics.funnel.active(f.metrics.funnel.row(0, 0, 4)).get(),
+        0
+    );
     assert_eq!(f.metrics.engine.open_sessions.get(), 0);
     assert_eq!(f.dropoffs(), [0, 0, 0, 0]);
 }

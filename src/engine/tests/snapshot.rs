@@ -107,7 +107,7 @@ fn restored_gauges_and_duplicates_are_those_of_the_original() {
     }
     let gauges = |m: &Metrics| {
         let f = &m.funnel;
-        let active: Vec<i64> = (0..5).map(|s| f.active(0, s).get()).collect();
+        let active: Vec<i64> = (0..5).map(|s| f.active(f.row(0, 0, s)).get()).collect();
         (
             active,
             f.carts_open(0).get(),
@@ -161,13 +161,14 @@ fn a_restore_maps_names_onto_a_changed_configuration() {
             remembered: 0,
             unknown_site: 1,
             stage_moved: 1,
+            journey_dropped: 0,
             currency_moved: 1,
             label_unknown: 0,
         }
     );
     let s = &restored.snapshot().sessions[0];
     // Furthest stage: `add_to_cart` (index 2), the last one before the stage that is gone.
-    assert_eq!(s.reached, 3);
+    assert_eq!(s.progress[0].reached, 3);
     assert_eq!(metrics.funnel.carts_open(0).get(), 1);
     let other = metrics.funnel.currencies[0].codes.len() - 1;
     assert_eq!(
@@ -192,11 +193,18 @@ fn a_state_that_contradicts_itself_is_refused() {
         .unwrap();
     assert!(err.to_string().contains("site index 9"), "{err}");
     state.sessions[0].site = 0;
-    state.sessions[0].reached = 9;
+    state.sessions[0].progress[0].reached = 9;
     let err = Engine::restore(&config, metrics, bounds, &state)
         .err()
         .unwrap();
     assert!(err.to_string().contains("reached 9 stages"), "{err}");
+    state.sessions[0].progress[0].journey = 4;
+    let bounds = Arc::new(Bounds::new(&config.engine));
+    let metrics = Arc::new(Metrics::new(&config));
+    let err = Engine::restore(&config, metrics, bounds, &state)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("journey index 4"), "{err}");
 }
 
 fn sorted_lines(exposition: &str, prefix: &str) -> Vec<String> {

@@ -67,11 +67,13 @@ pub(crate) fn through_json(f: &Figures) -> Figures {
 fn write_everything(m: &Metrics, scale: u64) {
     let f = &m.funnel;
     for (stage, seconds) in [(0, 0.0), (1, 0.1), (2, 0.2), (4, 7200.5)] {
-        f.reached(0, stage, Channel::Email, Device::Mobile)
+        f.reached(f.row(0, 0, stage), Channel::Email, Device::Mobile)
             .inc_by(scale);
-        f.stage_seconds(0, stage).observe(seconds * scale as f64);
+        f.stage_seconds(f.row(0, 0, stage))
+            .observe(seconds * scale as f64);
     }
-    f.dropoffs(0, 1, Channel::Direct, Device::Tablet).inc();
+    f.dropoffs(f.row(0, 0, 1), Channel::Direct, Device::Tablet)
+        .inc();
     f.carts_abandoned(0, Channel::Social, Device::Desktop).inc();
     // Three times i64::MAX micro-units: past 2^64.
     for _ in 0..3 {
@@ -84,7 +86,7 @@ fn write_everything(m: &Metrics, scale: u64) {
         f.order_value(0, 1).observe(v);
     }
     f.touchpoint(0, 1, 2).inc();
-    f.friction(0, 3, 1).inc_by(scale);
+    f.friction(f.row(0, 0, 3), 1).inc_by(scale);
     let e = &m.engine;
     for (n, c) in [&e.applied, &e.unknown_site, &e.evicted, &e.carts_evicted]
         .into_iter()
@@ -96,7 +98,7 @@ fn write_everything(m: &Metrics, scale: u64) {
         m.ingest.filtered(0, *reason).inc_by(scale);
     }
     // Not kept: gauges, the collector's and the process's own.
-    f.active(0, 2).inc();
+    f.active(f.row(0, 0, 2)).inc();
     f.carts_open(0).inc();
     f.carts_open_value(0, 1).add(5_000_000);
     m.ingest.received(0).inc();
@@ -200,18 +202,22 @@ fn a_restore_skips_what_has_no_place_and_says_why() {
     };
     let reached = [
         ("site", "demo"),
+        ("journey", "default"),
         ("stage", "visit"),
         ("channel", "email"),
         ("device", "mobile"),
     ];
-    let mut histogram = metrics.funnel.stage_seconds(0, 0).figure();
+    let mut histogram = metrics
+        .funnel
+        .stage_seconds(metrics.funnel.row(0, 0, 0))
+        .figure();
     histogram.buckets.pop();
     let figures = Figures {
         counters: vec![
             counter("touchstream_funnel_sessions", &reached),
             counter("touchstream_gone", &[]),
             counter("touchstream_engine_events_applied", &[("site", "demo")]),
-            counter("touchstream_funnel_sessions", &reached[..3]),
+            counter("touchstream_funnel_sessions", &reached[..4]),
             counter(
                 "touchstream_funnel_sessions",
                 &with(&reached, ("stage", "pay")),
@@ -224,7 +230,7 @@ fn a_restore_skips_what_has_no_place_and_says_why() {
                 "touchstream_events_filtered",
                 &[("site", "demo"), ("reason", "bot")],
             ),
-            counter("touchstream_funnel_active_sessions", &reached[..2]),
+            counter("touchstream_funnel_active_sessions", &reached[..3]),
             counter(
                 "touchstream_revenue",
                 &[("site", "demo"), ("currency", "EUR")],
@@ -233,7 +239,7 @@ fn a_restore_skips_what_has_no_place_and_says_why() {
         money: vec![],
         histograms: vec![Figure {
             family: "touchstream_stage_reached_seconds".into(),
-            labels: labels_of(&[("site", "demo"), ("stage", "visit")]),
+            labels: labels_of(&[("site", "demo"), ("journey", "default"), ("stage", "visit")]),
             value: histogram,
         }],
     };
@@ -258,8 +264,14 @@ fn a_restore_skips_what_has_no_place_and_says_why() {
         ]
     );
     assert_eq!(report.restored, 1);
-    assert_eq!(metrics.funnel.reached_total(0, 0), 1);
-    assert_eq!(metrics.funnel.stage_seconds(0, 0).count(), 0);
+    assert_eq!(metrics.funnel.reached_total(metrics.funnel.row(0, 0, 0)), 1);
+    assert_eq!(
+        metrics
+            .funnel
+            .stage_seconds(metrics.funnel.row(0, 0, 0))
+            .count(),
+        0
+    );
 }
 
 #[test]
