@@ -3,7 +3,8 @@
 //! Each session holds one event, so its id set holds one id. Then memory per id remembered
 //! for the dedup horizon: the same number of ids in closed sessions of 1 and of 10 events.
 //!
-//! `cargo bench --bench session_memory` (env SESSIONS to change the count)
+//! `cargo bench --bench session_memory` (env SESSIONS to change the count; JOURNEYS=n runs the
+//! site with n journeys, copies of the default map, to measure what each further one costs)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -50,7 +51,20 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let config = Config::default();
+    let mut config = Config::default();
+    let journeys: usize = std::env::var("JOURNEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    if journeys > 1 {
+        config.journeys = (0..journeys)
+            .map(|i| touchstream::config::JourneyConfig {
+                name: format!("j{i}"),
+                ..Default::default()
+            })
+            .collect();
+        println!("journeys on the site:          {journeys}");
+    }
     let metrics = Arc::new(Metrics::new(&config));
     let engine = Engine::new(&config, metrics);
     let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());

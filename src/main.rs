@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             load(cli.config.as_deref()).and_then(|c| out(&touchstream::ops::dashboard(&c)))
         }
         Command::CheckConfig { file } => load(Some(&file)).and_then(|c| {
-            let text = toml::to_string_pretty(&c.redacted()).map_err(|e| e.to_string())?;
+            let text = c.printable()?;
             out(&text)
         }),
     };

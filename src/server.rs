@@ -147,7 +147,7 @@ impl Process {
             sink,
             self.state.metrics.clone(),
         ));
-        reload_sites_on_hangup(state.clone(), config.source.clone());
+        reload_sites_on_hangup(state.clone(), config);
         let _ = self.state.collector.set(state.clone());
         let limits = ConnectionLimits {
             clients: Some(state.resolver().clone()),
@@ -202,12 +202,19 @@ impl Process {
 
 /// On `SIGHUP`, reads the configuration file again and takes its sites' keys, secrets and
 /// origins (key rotation without a restart); a file that does not load, or changes the site
-/// ids, is refused and the running configuration stays.
-fn reload_sites_on_hangup(state: Arc<CollectorState>, source: Option<std::path::PathBuf>) {
+/// ids, is refused and the running configuration stays. Changed journeys are not taken (the
+/// log says so): they need a restart.
+fn reload_sites_on_hangup(state: Arc<CollectorState>, running: &Config) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         return;
     };
+    let source = running.source.clone();
+    let journeys = |c: &Config| {
+        let runs: Vec<Vec<usize>> = c.sites.iter().map(|s| c.site_journeys(s)).collect();
+        (c.journeys().to_vec(), runs)
+    };
+    let running_journeys = journeys(running);
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             let Some(path) = &source else {
@@ -216,7 +223,15 @@ fn reload_sites_on_hangup(state: Arc<CollectorState>, source: Option<std::path::
             };
             let loaded = crate::config::load(Some(path), std::env::vars())
                 .map_err(|e| e.to_string())
-                .and_then(|c| state.reload_sites(&c));
+                .and_then(|c| {
+                    if journeys(&c) != running_journeys {
+                        tracing::warn!(
+                            file = %path.display(),
+                            "the journeys changed: they are not reloaded, restart to apply them"
+                        );
+                    }
+                    state.reload_sites(&c)
+                });
             match loaded {
                 Ok(()) => tracing::info!(file = %path.display(), "sites reloaded"),
                 Err(e) => tracing::error!(error = %e, "reload refused; the running sites stay"),

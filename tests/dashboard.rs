@@ -393,3 +393,142 @@ async fn every_panel_query_and_variable_answers_from_a_real_prometheus_scraping_
     broken.stop().await;
     engine.stop().await;
 }
+
+/// Two journeys on the demo site: the default map as `shop` and an ordered `express` (a view,
+/// the cart within a minute, the checkout and purchase). The rules and the dashboard generated
+/// for them load into a real Prometheus scraping a `serve` under traffic, every panel query
+/// answers, and the figures meet: each journey's own funnel and friction, carts once per
+/// session (no abandonment rate above 1), a checkout-conversion series per journey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_and_dashboard_of_two_journeys_answer_from_a_real_prometheus() {
+    let mut config = common::server::config(Duration::from_secs(2));
+    let stage =
+        |name: &str, touchpoints: &[&str], within: Option<u64>| touchstream::config::StageConfig {
+            name: name.into(),
+            phase: "decision".into(),
+            touchpoints: touchpoints.iter().map(|t| t.to_string()).collect(),
+            within: within.map(Duration::from_secs),
+        };
+    let shop = touchstream::config::JourneyConfig {
+        name: "shop".into(),
+        ..Default::default()
+    };
+    let express = touchstream::config::JourneyConfig {
+        name: "express".into(),
+        mode: touchstream::config::JourneyMode::Ordered,
+        stages: vec![
+            stage("view", &["view_item"], None),
+            stage("cart", &["add_to_cart"], Some(60)),
+            stage("pay", &["begin_checkout"], None),
+            stage("bought", &["purchase"], None),
+        ],
+        cart_stage: "cart".into(),
+        purchase_stage: "bought".into(),
+        ..Default::default()
+    };
+    config.journeys = vec![shop, express];
+    config.validate().unwrap();
+    let rules = touchstream::ops::rules(&config);
+    let d: Value = serde_json::from_str(&touchstream::ops::dashboard(&config)).unwrap();
+    let serve = TestServer::start(config).await;
+    let prometheus = Prometheus::start(&rules, &[("touchstream", &[serve.admin])]).await;
+    let client = reqwest::Client::new();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    for tick in 0..20 {
+        every.tick().await;
+        second_of_traffic(&client, serve.public, tick).await;
+    }
+    assert!(prometheus.targets_up().await, "touchstream is scraped");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The journeys' rows (the health row's Kafka and 5xx panels are the test above's).
+    let mut journey_panels = d.clone();
+    let all = journey_panels["panels"].as_array_mut().unwrap();
+    let health = all
+        .iter()
+        .position(|p| p["title"] == "Ingest and engine health");
+    all.truncate(health.unwrap());
+    let mut failures = Vec::new();
+    for (title, expr) in queries(&journey_panels) {
+        let query = substitute(&expr, ".*", ".*", ".*");
+        match evaluate(&prometheus, &query, 20).await {
+            Err(e) => failures.push(format!("{title}: {query}: {e}")),
+            Ok((_, 0)) => failures.push(format!("{title}: {query}: no data")),
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "panel queries failed:\n{}",
+        failures.join("\n")
+    );
+    let titles: Vec<&str> = (d["panels"].as_array().unwrap().iter())
+        .filter(|p| p["type"] == "row")
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for row in [
+        "Funnel: shop",
+        "Funnel: express",
+        "Friction: shop",
+        "Friction: express",
+    ] {
+        assert!(titles.contains(&row), "{titles:?}");
+    }
+
+    let instant = |expr: &str| {
+        let prometheus = &prometheus;
+        let expr = expr.to_string();
+        async move {
+            let body = prometheus
+                .api("/api/v1/query", &[("query", expr.clone())])
+                .await;
+            let result = body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            (result.iter())
+                .map(|s| {
+                    let labels = s["metric"].clone();
+                    (
+                        labels,
+                        s["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Carts once per session: every session reaching `shop`'s cart stage opened one (the
+    // `express` cart needs a view before it: fewer), and the abandonment rate stays a rate.
+    let opened = instant("sum(touchstream_carts_opened_total)").await;
+    let carts =
+        instant(r#"sum(touchstream_funnel_sessions_total{journey="shop",stage="add_to_cart"})"#)
+            .await;
+    let express_carts =
+        instant(r#"sum(touchstream_funnel_sessions_total{journey="express",stage="cart"})"#).await;
+    assert!(
+        opened[0].1 > 0.0 && opened[0].1 == carts[0].1,
+        "{opened:?} {carts:?}"
+    );
+    assert!(express_carts[0].1 > 0.0 && express_carts[0].1 <= carts[0].1);
+    let ratio = instant("site:touchstream_cart_abandonment:ratio1h").await;
+    assert!(
+        !ratio.is_empty() && ratio.iter().all(|(_, r)| (0.0..=1.0).contains(r)),
+        "{ratio:?}"
+    );
+    // One checkout-conversion series per journey, named by it.
+    let conversion = instant("site_journey:touchstream_checkout_conversion:ratio1d").await;
+    let mut journeys: Vec<&str> = conversion
+        .iter()
+        .map(|(l, _)| l["journey"].as_str().unwrap())
+        .collect();
+    journeys.sort();
+    assert_eq!(journeys, ["express", "shop"], "{conversion:?}");
+    // Friction counts in each journey: the same events, so the same totals.
+    let friction = instant("sum by (journey) (touchstream_friction_total)").await;
+    assert_eq!(friction.len(), 2, "{friction:?}");
+    assert!(
+        friction[0].1 > 0.0 && friction[0].1 == friction[1].1,
+        "{friction:?}"
+    );
+    serve.stop().await;
+}

@@ -140,10 +140,13 @@ proptest! {
             }
             prop_assert_eq!(count("touchstream_orders_total", None), want.orders, "{:?}", labels);
             prop_assert_eq!(count("touchstream_carts_abandoned_total", None), want.carts_abandoned, "{:?}", labels);
+            // A cart is opened once per session reaching the cart stage.
+            prop_assert_eq!(count("touchstream_carts_opened_total", None), want.reached[2], "{:?}", labels);
         }
         // Every gauge returns to zero once every session is closed.
         let text = metrics.encode();
-        for line in text.lines().filter(|l| l.starts_with("touchstream_carts_open") || l.starts_with("touchstream_funnel_active")) {
+        let gauge = |l: &&str| ["touchstream_carts_open{", "touchstream_carts_open_value{", "touchstream_funnel_active"].iter().any(|g| l.starts_with(g));
+        for line in text.lines().filter(gauge) {
             prop_assert!(line.ends_with(" 0") || line.ends_with(" 0.0"), "{}", line);
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JourneyConfig {
-    /// The journey's name: the `journey` metric label. `[a-z0-9_]{1,64}`, unique.
+    /// The journey's name: the `journey` metric label. `[a-z0-9_-]{1,64}`, unique.
     pub name: String,
     /// How stages are reached: `any` (the furthest stage any event maps to, whatever their
     /// order) or `ordered` (a stage counts only when reached after the one before it).
@@ -80,6 +80,8 @@ pub struct StageConfig {
 pub const MAX_STAGES: usize = 32;
 /// Journeys configured in all.
 pub const MAX_JOURNEYS: usize = 16;
+/// Friction kinds over all journeys (the `kind` label; the engine stores one in a byte).
+pub const MAX_FRICTION_KINDS: usize = 64;
 /// Journeys one site runs: each adds its series (README, "Series budget") and its progress to
 /// every session of the site.
 pub const MAX_SITE_JOURNEYS: usize = 8;

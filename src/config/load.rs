@@ -90,22 +90,33 @@ fn journey_keys_in_one_place(table: &Table) -> Result<(), ConfigError> {
     let Some(Value::Array(journeys)) = table.get("journeys") else {
         return Ok(());
     };
+    if journeys.is_empty() {
+        return Ok(());
+    }
     if let Some(Value::Table(journey)) = table.get("journey")
         && let Some(key) = journey.keys().find(|k| *k != "session_timeout")
     {
         return Err(ConfigError::invalid(
             format!("journey.{key}"),
-            "with [[journeys]] given, [journey] sets only session_timeout: move this key into \
-             the [[journeys]] entry it belongs to",
+            format!(
+                "with [[journeys]] given, [journey] sets only session_timeout: move this key \
+                 into the [[journeys]] entry it belongs to (or unset TOUCHSTREAM_JOURNEY_{})",
+                key.to_ascii_uppercase()
+            ),
         ));
     }
     for (i, j) in journeys.iter().enumerate() {
-        if let Value::Table(j) = j
-            && j.contains_key("session_timeout")
-        {
+        let Value::Table(j) = j else { continue };
+        if j.contains_key("session_timeout") {
             return Err(ConfigError::invalid(
                 format!("journeys[{i}].session_timeout"),
                 "the session timeout is one for all journeys: set it in [journey]",
+            ));
+        }
+        if !j.contains_key("name") {
+            return Err(ConfigError::invalid(
+                format!("journeys[{i}].name"),
+                "give each journey a name: it is the `journey` label of its figures",
             ));
         }
     }

@@ -21,6 +21,26 @@ const SECRET_PROPERTIES: &[&str] = &[
 ];
 
 impl Config {
+    /// What `check-config` prints: the configuration with its secrets hidden, as TOML that loads
+    /// again. With `[[journeys]]`, `[journey]` holds only the session timeout and the entries
+    /// none (as a file must write them).
+    pub fn printable(&self) -> Result<String, String> {
+        let mut value = toml::Value::try_from(self.redacted()).map_err(|e| e.to_string())?;
+        if !self.journeys.is_empty()
+            && let Some(table) = value.as_table_mut()
+        {
+            if let Some(toml::Value::Table(journey)) = table.get_mut("journey") {
+                journey.retain(|k, _| k == "session_timeout");
+            }
+            if let Some(toml::Value::Array(entries)) = table.get_mut("journeys") {
+                for entry in entries.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    entry.remove("session_timeout");
+                }
+            }
+        }
+        toml::to_string_pretty(&value).map_err(|e| e.to_string())
+    }
+
     /// This configuration with every secret replaced by `"(redacted)"`, for printing.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();

@@ -19,7 +19,7 @@ impl Engine {
             closed_ms: now_ms,
             events: s.events,
             site: s.site,
-            reached: std::array::from_fn(|slot| s.progress(slot).reached),
+            reached: std::array::from_fn(|slot| s.reached(slot)),
             channel: s.channel,
             device: s.device,
         };

@@ -58,11 +58,7 @@ pub fn recover(
             let bounds = Arc::new(super::Bounds::restored(&config.engine, limiter));
             let (engine, restored) = Engine::restore(config, metrics.clone(), bounds, &data.engine)
                 .with_context(|| format!("checkpoint {}", c.path.display()))?;
-            let mapped = restored.unknown_site
-                + restored.stage_moved
-                + restored.currency_moved
-                + restored.label_unknown;
-            if mapped > 0 {
+            if restored.changed() > 0 {
                 tracing::warn!(?restored, "checkpoint mapped onto a changed configuration");
             }
             let figures = metrics.restore_figures(&data.figures);

@@ -345,7 +345,7 @@ impl Engine {
         let gauges = self.gauges();
         let was = gauges.before(s);
         let step = rules::advance(&self.journeys, s, ev, currency, order_id);
-        gauges.after(s, was);
+        gauges.after(s, was, &step);
         if let Some(pool) = self.bounds.charge(s.origin, cost, s.ids.cost()) {
             self.metrics.engine.stored_ids.set(pool as i64);
         }

@@ -10,7 +10,7 @@
 use super::rules::{Closed, Step};
 use super::session::Session;
 use crate::event::FilterReason;
-use crate::journey::{Journeys, MAX_SITE_JOURNEYS};
+use crate::journey::Journeys;
 use crate::metrics::Metrics;
 
 /// What the engine reports into.
@@ -64,6 +64,9 @@ impl Recorder for Counting<'_> {
             }
         }
         m.touchpoint(st.site, st.phase, st.touchpoint).inc();
+        if st.cart_opened {
+            m.carts_opened(st.site, st.channel, st.device).inc();
+        }
         if let Some(order) = st.order {
             m.orders(st.site, st.channel, st.device).inc();
             m.revenue(st.site, order.currency).add(order.micros);
@@ -106,11 +109,9 @@ impl Recorder for Silent {
     fn late(&self, _: usize) {}
 }
 
-/// The gauges' view of one session, taken before a change.
+/// The gauges' view of one session's cart, taken before a change.
 #[derive(Debug, Clone, Copy)]
 pub struct Mirrored {
-    /// Stages reached per slot.
-    reached: [u8; MAX_SITE_JOURNEYS],
     cart_open: bool,
     /// An open cart's value in its one currency, still in the gauge (the usual cart: the
     /// change is then written as one difference); `None` when the cart was taken out whole.
@@ -125,8 +126,9 @@ pub struct Gauges<'a> {
 }
 
 impl Gauges<'_> {
-    /// Notes what the gauges show of the session before a change. A cart in one currency
-    /// stays in the gauge (`after` writes the difference); one in several is taken out whole.
+    /// Notes what the gauges show of the session's cart before a change. A cart in one
+    /// currency stays in the gauge (`after` writes the difference); one in several is taken
+    /// out whole.
     #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
         let site = &self.journeys.sites[usize::from(s.site)];
@@ -138,34 +140,22 @@ impl Gauges<'_> {
                 None => self.cart_value(s, -1),
             }
         }
-        let mut reached = [0; MAX_SITE_JOURNEYS];
-        for (slot, r) in reached.iter_mut().enumerate().take(site.slots()) {
-            *r = s.progress(slot).reached;
-        }
-        Mirrored {
-            reached,
-            cart_open,
-            kept,
-        }
+        Mirrored { cart_open, kept }
     }
 
-    /// Puts the changed session back into the gauges.
+    /// Puts the session changed by `step` back into the gauges: the stages `step` reached
+    /// move it from the gauge of its old furthest stage to its new one, in each journey.
     // Always inlined, as `rules::advance` is: both sit on every event's path.
     #[inline(always)]
-    pub fn after(&self, s: &Session, was: Mirrored) {
+    pub fn after(&self, s: &Session, was: Mirrored, step: &Step) {
         let m = &self.metrics.funnel;
         let site = usize::from(s.site);
-        let journeys = &self.journeys.sites[site];
-        for (slot, &before) in was.reached[..journeys.slots()].iter().enumerate() {
-            let now = s.progress(slot).reached;
-            if now != before {
-                if before > 0 {
-                    m.active(m.row(site, slot, usize::from(before) - 1)).dec();
-                }
-                m.active(m.row(site, slot, usize::from(now) - 1)).inc();
+        for (slot, reached) in step.reached[..step.slots].iter().enumerate() {
+            if !reached.is_empty() {
+                self.moved(site, slot, reached.start, reached.end);
             }
         }
-        let now_open = s.cart_open(&journeys.cart_stages);
+        let now_open = s.cart_open(&self.journeys.sites[site].cart_stages);
         match (was.kept, now_open, s.single_cart()) {
             // The usual event of a cart: one difference, none when the value is the same.
             (Some((c, old)), true, Some((now_c, now))) if c == now_c => {
@@ -190,14 +180,31 @@ impl Gauges<'_> {
         }
     }
 
+    /// Moves a session whose furthest stage in slot `slot` went from `was` stages reached to
+    /// `now` (`was` 0: it enters the journey).
+    #[inline(always)]
+    fn moved(&self, site: usize, slot: usize, was: u8, now: u8) {
+        let m = &self.metrics.funnel;
+        if was > 0 {
+            m.active(m.row(site, slot, usize::from(was) - 1)).dec();
+        }
+        m.active(m.row(site, slot, usize::from(now) - 1)).inc();
+    }
+
     /// Puts a session that was not in the gauges into them (a restored one).
     pub fn add(&self, s: &Session) {
-        let none = Mirrored {
-            reached: [0; MAX_SITE_JOURNEYS],
-            cart_open: false,
-            kept: None,
-        };
-        self.after(s, none);
+        let site = usize::from(s.site);
+        for slot in 0..self.journeys.sites[site].slots() {
+            let reached = s.reached(slot);
+            if reached > 0 {
+                self.moved(site, slot, 0, reached);
+            }
+        }
+        let m = &self.metrics.funnel;
+        if s.cart_open(&self.journeys.sites[site].cart_stages) {
+            m.carts_open(site).inc();
+            self.cart_value(s, 1);
+        }
     }
 
     /// Takes a leaving session out of every gauge.
@@ -207,7 +214,7 @@ impl Gauges<'_> {
         let site = usize::from(s.site);
         let journeys = &self.journeys.sites[site];
         for slot in 0..journeys.slots() {
-            let reached = s.progress(slot).reached;
+            let reached = s.reached(slot);
             if reached > 0 {
                 m.active(m.row(site, slot, usize::from(reached) - 1)).dec();
             }

@@ -5,7 +5,7 @@
 use super::past::Closed as ClosedSession;
 use super::session::{Progress, Session};
 use crate::event::{Channel, Event};
-use crate::journey::{CartEffect, Journey, Journeys, MAX_SITE_JOURNEYS, Touchpoint};
+use crate::journey::{CartEffect, Journey, Journeys, MAX_SITE_JOURNEYS, SiteJourneys, Touchpoint};
 use crate::metrics::money::to_micros;
 use std::ops::Range;
 
@@ -28,6 +28,8 @@ pub struct Step {
     pub friction: [Option<(u8, u8)>; MAX_SITE_JOURNEYS],
     /// An order counted for the first time in this session.
     pub order: Option<Order>,
+    /// The session reached a cart stage (of any of its journeys) for the first time.
+    pub cart_opened: bool,
 }
 
 /// A counted order.
@@ -51,20 +53,25 @@ pub fn advance(
     order_id: Option<u64>,
 ) -> Step {
     let site = usize::from(s.site);
-    let tp = all.sites[site].classify(&ev.kind);
+    let journeys = &all.sites[site];
+    let tp = journeys.classify(&ev.kind);
     s.first_ms = s.first_ms.min(ev.event_time_ms);
     s.last_ms = s.last_ms.max(ev.event_time_ms);
 
-    let slots = all.sites[site].slots();
+    let slots = journeys.slots();
     let mut reached: [Range<u8>; MAX_SITE_JOURNEYS] = Default::default();
     let mut friction = [None; MAX_SITE_JOURNEYS];
-    for slot in 0..slots {
-        let journey = all.of(site, slot);
-        let was = s.progress(slot);
+    let (mut had_cart, mut has_cart) = (false, false);
+    for (slot, journey) in journeys.slots.iter().enumerate() {
+        let was = s.progress(slot, journey.ordered);
         let mark = tp.marks[slot];
-        let now = reach(journey, was, mark.stage, ev.event_time_ms);
+        let now = reach(journey, was, mark.stage, ev.event_time_ms, s.first_ms);
         if now != was {
             s.set_progress(slot, now, journey.ordered);
+        }
+        if let Some(cart) = journey.cart_stage {
+            had_cart |= usize::from(was.reached) > cart;
+            has_cart |= usize::from(now.reached) > cart;
         }
         reached[slot] = was.reached..now.reached.max(was.reached);
         friction[slot] = mark.friction.map(|kind| (now.reached.max(1) - 1, kind));
@@ -92,34 +99,47 @@ pub fn advance(
         slots,
         reached,
         seconds: (ev.event_time_ms - s.first_ms).max(0) as f64 / 1000.0,
-        phase: phase(all, tp, site, s.furthest()),
+        phase: phase(journeys, tp, s.furthest()),
         touchpoint: tp.label,
         friction,
         order,
+        cart_opened: has_cart && !had_cart,
     }
 }
 
-/// Progress in `journey` after an event at `time_ms` that marks `stage` (CONTRACT.md section
-/// 2, as the README extends it). Every event puts the session at the first stage. `any`: the
-/// furthest stage any event marks, and every stage before it. `ordered`: a stage counts only
-/// as the next one, at or after the time its predecessor was reached and, when the stage has a
-/// window, within it.
+/// Progress in `journey` after an event at `time_ms` that marks `stage`, in a session whose
+/// earliest event is at `first_ms` (CONTRACT.md section 2, as the README extends it).
+/// `any`: every event puts the session at the first stage; then the furthest stage any event
+/// marks, and every stage before it. `ordered`: an event of the first stage enters the journey
+/// (any event, at the session's earliest, when the first stage names no touchpoint); then a
+/// stage counts only as the next one, at or after the latest event of the stage before it and,
+/// when the stage has a window, within it.
 #[inline(always)]
-fn reach(journey: &Journey, was: Progress, stage: Option<u8>, time_ms: i64) -> Progress {
-    let target = stage.unwrap_or(0);
+fn reach(
+    journey: &Journey,
+    was: Progress,
+    stage: Option<u8>,
+    time_ms: i64,
+    first_ms: i64,
+) -> Progress {
     if !journey.ordered {
-        let reached = was.reached.max(target + 1);
+        let reached = was.reached.max(stage.unwrap_or(0) + 1);
         return Progress { reached, ..was };
     }
     let mut now = was;
     if now.reached == 0 {
-        now = Progress {
-            reached: 1,
-            at_ms: time_ms,
+        let at_ms = match stage {
+            Some(0) => time_ms,
+            _ if journey.open_entry => first_ms,
+            _ => return now,
         };
+        now = Progress { reached: 1, at_ms };
+    } else if stage == Some(now.reached - 1) && time_ms > now.at_ms {
+        // The furthest step again, later: the next one's window runs from here.
+        now.at_ms = time_ms;
     }
     if stage == Some(now.reached) {
-        let gap = time_ms - now.at_ms;
+        let gap = time_ms.saturating_sub(now.at_ms);
         let within = journey.stages[usize::from(now.reached)].within_ms;
         if gap >= 0 && within.is_none_or(|w| gap <= w) {
             now = Progress {
@@ -157,19 +177,20 @@ pub fn late(
         slots,
         reached: Default::default(),
         seconds: 0.0,
-        phase: phase(all, tp, site, usize::from(r.reached[0].max(1)) - 1),
+        phase: phase(&all.sites[site], tp, usize::from(r.reached[0].max(1)) - 1),
         touchpoint: tp.label,
         friction,
         order: first_time.then(|| counted(ev, currency)),
+        cart_opened: false,
     }
 }
 
 /// The phase a touchpoint counts under, for a session standing at stage `furthest` of its
 /// site's main journey.
 #[inline(always)]
-fn phase(all: &Journeys, tp: &Touchpoint, site: usize, furthest: usize) -> usize {
+fn phase(journeys: &SiteJourneys, tp: &Touchpoint, furthest: usize) -> usize {
     tp.phase
-        .unwrap_or_else(|| all.of(site, 0).stages[furthest].phase)
+        .unwrap_or_else(|| journeys.slots[0].stages[furthest].phase)
 }
 
 /// An order counted for an event.
@@ -202,7 +223,7 @@ pub fn closing<'a>(all: &Journeys, s: &'a Session) -> Closed<'a> {
     let site = &all.sites[usize::from(s.site)];
     let mut dropped_at = [None; MAX_SITE_JOURNEYS];
     for (slot, &j) in site.journeys.iter().enumerate() {
-        let reached = s.progress(slot).reached;
+        let reached = s.reached(slot);
         let last = all.journeys[j].stages.len();
         dropped_at[slot] = (reached > 0 && usize::from(reached) < last).then(|| reached - 1);
     }

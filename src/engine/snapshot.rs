@@ -104,6 +104,18 @@ pub struct Restored {
     pub label_unknown: usize,
 }
 
+impl Restored {
+    /// How many things the restore had to change to fit the running configuration (worth a
+    /// warning: figures or progress were moved or left out).
+    pub fn changed(&self) -> usize {
+        self.unknown_site
+            + self.stage_moved
+            + self.journey_dropped
+            + self.currency_moved
+            + self.label_unknown
+    }
+}
+
 /// Why a state cannot be restored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -125,7 +137,7 @@ impl Engine {
             let (k, s) = (e.key(), e.value());
             let slots = &journeys.sites[usize::from(s.site)].journeys;
             let progress = (slots.iter().enumerate())
-                .map(|(slot, &j)| (j, s.progress(slot)))
+                .map(|(slot, &j)| (j, s.progress(slot, journeys.journeys[j].ordered)))
                 .filter(|(_, p)| p.reached > 0)
                 .map(|(j, p)| JourneyProgress {
                     journey: j as u16,

@@ -37,6 +37,9 @@ pub struct Journey {
     pub name: String,
     /// Stages count only in order (`mode = "ordered"`).
     pub ordered: bool,
+    /// Ordered journeys: the first stage names no touchpoint, so any event enters the journey
+    /// (else only an event of the first stage does).
+    pub open_entry: bool,
     pub stages: Vec<Stage>,
     pub cart_stage: Option<usize>,
     pub purchase_stage: Option<usize>,
@@ -84,6 +87,7 @@ impl Journeys {
             journeys.push(Journey {
                 name: j.name.clone(),
                 ordered: j.mode == JourneyMode::Ordered,
+                open_entry: j.stages[0].touchpoints.is_empty(),
                 stages,
                 cart_stage: j.cart_stage(),
                 purchase_stage: j.purchase_stage(),
@@ -123,7 +127,7 @@ impl Journeys {
     /// The journey in `site`'s slot `slot`.
     #[inline]
     pub fn of(&self, site: usize, slot: usize) -> &Journey {
-        &self.journeys[self.sites[site].journeys[slot]]
+        &self.sites[site].slots[slot]
     }
 }
 

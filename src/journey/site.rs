@@ -45,6 +45,8 @@ pub struct Touchpoint {
 pub struct SiteJourneys {
     /// Index into [`Journeys::journeys`] of each slot.
     pub journeys: Vec<usize>,
+    /// Each slot's journey (a copy, one lookup nearer the hot path).
+    pub slots: Vec<super::Journey>,
     /// Each slot's journey's cart stage.
     pub cart_stages: Vec<Option<usize>>,
     lookup: HashMap<String, Touchpoint>,
@@ -86,6 +88,10 @@ impl SiteJourneys {
         }
         Self {
             journeys: slots.to_vec(),
+            slots: slots
+                .iter()
+                .map(|&j| compiled.journeys[j].clone())
+                .collect(),
             cart_stages: slots
                 .iter()
                 .map(|&j| compiled.journeys[j].cart_stage)

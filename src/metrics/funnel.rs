@@ -12,7 +12,7 @@ use super::money::{MoneyCounter, MoneyGauge};
 use super::{CounterFamily, Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
 use crate::event::{Channel, Device};
-use crate::journey::Journeys;
+use crate::journey::{Journeys, MAX_SITE_JOURNEYS};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -36,6 +36,10 @@ const ACTIVE: Meta = (
 const STAGE_SECONDS: Meta = (
     "touchstream_stage_reached_seconds",
     "Seconds from session start to reaching a stage.",
+);
+const OPENED: Meta = (
+    "touchstream_carts_opened",
+    "Sessions that reached a cart stage (once per session, whatever its journeys).",
 );
 const ABANDONED: Meta = (
     "touchstream_carts_abandoned",
@@ -77,8 +81,8 @@ const FRICTION: Meta = (
 /// Handles for every funnel metric.
 #[derive(Debug)]
 pub struct FunnelMetrics {
-    /// `[site][slot]`: the row of the journey's first stage.
-    rows: Vec<Vec<usize>>,
+    /// At `site * MAX_SITE_JOURNEYS + slot`: the row of the journey's first stage.
+    rows: Vec<usize>,
     phases: usize,
     touchpoint_labels: usize,
     friction_kinds: usize,
@@ -87,6 +91,7 @@ pub struct FunnelMetrics {
     dropoffs: Vec<Counter>,
     active: Vec<Gauge>,
     stage_seconds: Vec<Histogram>,
+    carts_opened: Vec<Counter>,
     carts_abandoned: Vec<Counter>,
     carts_abandoned_value: Vec<Vec<MoneyCounter>>,
     carts_open: Vec<Gauge>,
@@ -127,11 +132,10 @@ impl FunnelMetrics {
         let sites: Vec<String> = config.sites.iter().map(|s| s.id.clone()).collect();
         let currencies = SiteCurrencies::of(config);
         let mut site_stage: Vec<Labels> = Vec::new();
-        let mut rows = Vec::with_capacity(sites.len());
+        let mut rows = vec![0; sites.len() * MAX_SITE_JOURNEYS];
         for (site, name) in sites.iter().enumerate() {
-            let mut starts = Vec::new();
-            for &j in &journeys.sites[site].journeys {
-                starts.push(site_stage.len());
+            for (slot, &j) in journeys.sites[site].journeys.iter().enumerate() {
+                rows[site * MAX_SITE_JOURNEYS + slot] = site_stage.len();
                 let journey = &journeys.journeys[j];
                 for stage in &journey.stages {
                     let set = [
@@ -142,7 +146,6 @@ impl FunnelMetrics {
                     site_stage.push(labels(set));
                 }
             }
-            rows.push(starts);
         }
         let site_only: Vec<Labels> = sites.iter().map(|s| labels([("site", s)])).collect();
         let (cd_stage, cd_site) = (
@@ -162,6 +165,7 @@ impl FunnelMetrics {
                 stage_seconds,
                 &Space::new(site_stage.clone()),
             ),
+            carts_opened: r.kept_series(OPENED, Family::default(), &cd_site),
             carts_abandoned: r.kept_series(ABANDONED, Family::default(), &cd_site),
             carts_abandoned_value: nested(
                 &r.kept(ABANDONED_VALUE, Family::default(), &money_space),
@@ -212,7 +216,7 @@ impl FunnelMetrics {
     /// are indexed by.
     #[inline]
     pub fn row(&self, site: usize, slot: usize, stage: usize) -> usize {
-        self.rows[site][slot] + stage
+        self.rows[site * MAX_SITE_JOURNEYS + slot] + stage
     }
 
     pub fn reached(&self, row: usize, ch: Channel, dev: Device) -> &Counter {
@@ -226,6 +230,9 @@ impl FunnelMetrics {
     }
     pub fn stage_seconds(&self, row: usize) -> &Histogram {
         &self.stage_seconds[row]
+    }
+    pub fn carts_opened(&self, site: usize, ch: Channel, dev: Device) -> &Counter {
+        &self.carts_opened[self.cd(site, ch, dev)]
     }
     pub fn carts_abandoned(&self, site: usize, ch: Channel, dev: Device) -> &Counter {
         &self.carts_abandoned[self.cd(site, ch, dev)]

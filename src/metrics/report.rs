@@ -12,6 +12,8 @@ use std::fmt::Write;
 /// shape); the funnels of the other journeys it runs are in `journeys`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SiteReport {
+    /// The main journey's name.
+    pub journey: String,
     /// `(stage, sessions that reached it)`, in stage order.
     pub reached: Vec<(String, u64)>,
     /// `(stage, drop-offs)`, in stage order, without the last stage.
@@ -76,6 +78,7 @@ impl Report {
                     })
                     .collect();
                 let report = SiteReport {
+                    journey: all.of(s, 0).name.clone(),
                     reached,
                     dropoffs,
                     journeys,
@@ -92,8 +95,9 @@ impl Report {
         Self { sites }
     }
 
-    /// The contract's JSON form: a site's further journeys, if it runs any, under
-    /// `journeys` (`{"<journey>": {"reached": ..., "dropoffs": ...}}`).
+    /// The contract's JSON form, and `journey` naming the journey of `reached` and `dropoffs`
+    /// (the site's main one); a site's further journeys, if it runs any, under `journeys`
+    /// (`{"<journey>": {"reached": ..., "dropoffs": ...}}`).
     pub fn to_json(&self) -> Value {
         fn obj<T: Into<Value> + Clone>(pairs: &[(String, T)]) -> Value {
             Value::Object(
@@ -108,6 +112,7 @@ impl Report {
             .iter()
             .map(|(id, r)| {
                 let mut v = json!({
+                    "journey": r.journey,
                     "reached": obj(&r.reached),
                     "dropoffs": obj(&r.dropoffs),
                     "carts_abandoned": r.carts_abandoned,
@@ -148,9 +153,12 @@ impl Report {
         };
         for (id, r) in &self.sites {
             let _ = writeln!(out, "site {id}");
-            let main = ("stage".to_string(), &r.reached, &r.dropoffs);
-            let others =
-                (r.journeys.iter()).map(|(name, re, dr)| (format!("{name}: stage"), re, dr));
+            let title = |name: &str| match r.journeys.len() {
+                0 => "stage".to_string(),
+                _ => format!("{name}: stage"),
+            };
+            let main = (title(&r.journey), &r.reached, &r.dropoffs);
+            let others = (r.journeys.iter()).map(|(name, re, dr)| (title(name), re, dr));
             for (title, reached, dropoffs) in std::iter::once(main).chain(others) {
                 funnel_table(&mut out, &title, reached, dropoffs);
             }

@@ -23,15 +23,17 @@ pub fn dashboard(config: &Config) -> String {
     for s in &journeys {
         rows.push((titled("Funnel", s), super::funnel::funnel(s)));
     }
-    let cart = journeys.iter().find(|s| s.cart.is_some());
-    rows.push(("Carts, orders and revenue".into(), panels::carts(cart)));
-    for s in &journeys {
-        rows.push((
-            titled("Channels and devices", s),
-            super::funnel::breakdowns(s),
-        ));
+    rows.push(("Carts, orders and revenue".into(), panels::carts()));
+    for (i, s) in journeys.iter().enumerate() {
+        let breakdowns = super::funnel::breakdowns(s, i == 0 || s.ordered);
+        rows.push((titled("Channels and devices", s), breakdowns));
     }
-    rows.push(("Friction".into(), panels::friction(&journeys[0])));
+    for s in &journeys {
+        rows.push((titled("Friction", s), panels::friction(s)));
+    }
+    if let Some((_, last)) = rows.last_mut() {
+        last.push(panels::touchpoints());
+    }
     rows.push(("Ingest and engine health".into(), super::health::health()));
     let (mut out, mut y, mut next_id) = (Vec::new(), 0, 1);
     for (title, row) in rows {

@@ -138,13 +138,15 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
     ]
 }
 
-pub(super) fn breakdowns(s: &Stages) -> Vec<J> {
+/// The channel and device row of journey `s`; `visits`: with the sessions entering it per
+/// minute (the same in every `any` journey, so shown for the first and the ordered ones).
+pub(super) fn breakdowns(s: &Stages, visits_too: bool) -> Vec<J> {
     let visits = format!(r#"{},stage="{}""#, s.all(), s.names[0]);
     let purchases = format!(r#"{},stage="{}""#, s.all(), s.converted());
     let mut out = Vec::new();
     for label in ["channel", "device"] {
         let legend = format!("{{{{{label}}}}}");
-        out.push(timeseries(
+        let entering = timeseries(
             &format!("Sessions per minute by {label}"),
             &format!("New sessions (visits), by {label}."),
             vec![target(
@@ -161,7 +163,10 @@ pub(super) fn breakdowns(s: &Stages) -> Vec<J> {
                 width: 12,
                 ..STACKED
             },
-        ));
+        );
+        if visits_too {
+            out.push(entering);
+        }
         out.push(timeseries(
             &format!("Conversion by {label}"),
             &format!("Purchases per visit, by {label}, over $window."),

@@ -7,8 +7,8 @@ use super::json::{J, obj};
 /// One journey's stages, as the panels name them.
 pub(super) struct Stages {
     pub journey: String,
+    pub ordered: bool,
     pub names: Vec<String>,
-    pub cart: Option<String>,
     pub purchase: Option<String>,
 }
 
@@ -18,8 +18,8 @@ impl Stages {
         let name = |i: Option<usize>| i.map(|i| j.stages[i].name.clone());
         Self {
             journey: j.name.clone(),
+            ordered: j.mode == crate::config::JourneyMode::Ordered,
             names: j.stages.iter().map(|s| s.name.clone()).collect(),
-            cart: name(j.cart_stage()),
             purchase: name(j.purchase_stage()),
         }
     }
@@ -189,9 +189,8 @@ pub(super) fn bars(title: &str, description: &str, targets: Vec<J>, look: Look) 
     panel("bargauge", title, description, targets, look)
 }
 
-/// The carts and orders row; the abandonment rate's carts are those of `cart`, the first
-/// journey with a cart stage (none: no rate panel).
-pub(super) fn carts(cart: Option<&Stages>) -> Vec<J> {
+/// The carts and orders row (carts and orders are the session's, whatever its journeys).
+pub(super) fn carts() -> Vec<J> {
     let small = Look { width: 4, ..LOOK };
     let hourly = |metric: &str, labels: &str, by: &str| rate(metric, labels, by, RATE, " * 3600");
     vec![
@@ -233,15 +232,15 @@ pub(super) fn carts(cart: Option<&Stages>) -> Vec<J> {
         ),
         timeseries(
             "Cart abandonment rate",
-            "Abandoned carts per session reaching the cart, over $window.",
-            (cart.iter())
-                .map(|s| {
-                    let stage = s.cart.as_deref().expect("a journey with a cart stage");
-                    let abandoned =
-                        rate("touchstream_carts_abandoned_total", ALL, "", "$window", "");
-                    target(format!("{abandoned} / {}", reached(s, stage)), "abandoned")
-                })
-                .collect(),
+            "Abandoned carts per cart opened (a session reaching a cart stage), over $window.",
+            vec![target(
+                format!(
+                    "{} / {}",
+                    rate("touchstream_carts_abandoned_total", ALL, "", "$window", ""),
+                    rate("touchstream_carts_opened_total", ALL, "", "$window", "")
+                ),
+                "abandoned",
+            )],
             RATIO,
         ),
         timeseries(
@@ -290,42 +289,40 @@ pub(super) fn carts(cart: Option<&Stages>) -> Vec<J> {
     ]
 }
 
-/// The friction row; `main`: the journey whose stages friction is shown at.
-pub(super) fn friction(main: &Stages) -> Vec<J> {
-    let per_minute = |metric: &str, by: &str| rate(metric, SITE, by, RATE, " * 60");
+/// The friction panels of journey `s` (a friction kind counts in each journey naming it).
+pub(super) fn friction(s: &Stages) -> Vec<J> {
+    let per_minute = |by: &str| rate("touchstream_friction_total", &s.site(), by, RATE, " * 60");
     vec![
         timeseries(
             "Friction per minute by stage",
             "Errors, failed payments, form errors, rage clicks and out-of-stock hits, by the stage the session stood at.",
-            vec![target(
-                rate(
-                    "touchstream_friction_total",
-                    &main.site(),
-                    "stage",
-                    RATE,
-                    " * 60",
-                ),
-                "{{stage}}",
-            )],
+            vec![target(per_minute("stage"), "{{stage}}")],
             STACKED,
         ),
         timeseries(
             "Friction per minute by kind",
             "The same touchpoints by kind.",
-            vec![target(
-                per_minute("touchstream_friction_total", "kind"),
-                "{{kind}}",
-            )],
-            STACKED,
-        ),
-        timeseries(
-            "Touchpoints per minute by phase",
-            "Every counted touchpoint, by journey phase.",
-            vec![target(
-                per_minute("touchstream_touchpoints_total", "phase"),
-                "{{phase}}",
-            )],
+            vec![target(per_minute("kind"), "{{kind}}")],
             STACKED,
         ),
     ]
+}
+
+/// Every touchpoint by phase (once per event, whatever the journeys).
+pub(super) fn touchpoints() -> J {
+    timeseries(
+        "Touchpoints per minute by phase",
+        "Every counted touchpoint, by journey phase.",
+        vec![target(
+            rate(
+                "touchstream_touchpoints_total",
+                SITE,
+                "phase",
+                RATE,
+                " * 60",
+            ),
+            "{{phase}}",
+        )],
+        STACKED,
+    )
 }

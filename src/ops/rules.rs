@@ -1,7 +1,7 @@
 //! `touchstream rules`: `rules.yml` (a template kept beside this file) with the journeys put
 //! in: a step-conversion rule for each pair of consecutive stages of each journey, the checkout
-//! rules of each journey whose purchase stage has a stage before it, and the cart rules on the
-//! journeys' cart stages.
+//! rules of each journey whose purchase stage has a stage before it, and the cart rules when a
+//! journey has a cart stage.
 
 use crate::config::{Config, JourneyConfig};
 use std::fmt::Write as _;
@@ -77,18 +77,6 @@ pub fn rules(config: &Config) -> String {
             );
         }
     }
-    let carts = |window: &str, indent: &str| {
-        let each: Vec<String> = (journeys.iter())
-            .filter_map(|j| Some((&j.name, &j.stages[j.cart_stage()?].name)))
-            .map(|(journey, stage)| {
-                format!(
-                    "increase(touchstream_funnel_sessions_total{{journey=\"{journey}\", \
-                     stage=\"{stage}\"}}[{window}])"
-                )
-            })
-            .collect();
-        each.join(&format!("\n{indent}or "))
-    };
     let has_cart = journeys.iter().any(|j| j.cart_stage().is_some());
     let checkouts: Vec<_> = journeys
         .iter()
@@ -122,13 +110,7 @@ pub fn rules(config: &Config) -> String {
             Part::Block(b) if b.name == "cart" && !has_cart => {
                 put("      # No cart rules: no journey has a cart stage.");
             }
-            Part::Block(b) => {
-                for line in &b.lines {
-                    put(&line
-                        .replace("${CARTS_1H}", &carts("1h", "            "))
-                        .replace("${CARTS_1D}", &carts("1d", "              ")));
-                }
-            }
+            Part::Block(b) => b.lines.iter().for_each(|line| put(line)),
         }
     }
     out

@@ -2,7 +2,7 @@
 //! runs. Each error names the key, as `journey.…` or `journeys[i].…`.
 
 use super::{check_touchpoint_name, claim, is_label_name};
-use crate::config::journey::{MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES};
+use crate::config::journey::{MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES};
 use crate::config::{Config, ConfigError, JourneyConfig, JourneyMode};
 use std::collections::{HashMap, HashSet};
 
@@ -17,6 +17,8 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut cart: HashMap<&str, (bool, String)> = HashMap::new();
+        let mut aliases: HashMap<&str, (&str, String)> = HashMap::new();
+        let mut friction = HashSet::new();
         for (i, j) in all.iter().enumerate() {
             let prefix = if self.journeys.is_empty() {
                 "journey".to_string()
@@ -29,6 +31,32 @@ impl Config {
                     format!("{prefix}.name"),
                     format!("duplicate journey `{}`", j.name),
                 ));
+            }
+            friction.extend(j.friction.iter().map(String::as_str));
+            // One lookup serves a site's journeys: an alias means one touchpoint in all, and
+            // never shadows a touchpoint another journey names.
+            for (alias, target) in &j.aliases {
+                let key = format!("{prefix}.aliases.\"{alias}\"");
+                if let Some((other, first)) = aliases.get(alias.as_str())
+                    && other != target
+                {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!(
+                            "{first} already makes it `{other}`: an alias names the same touchpoint in every journey"
+                        ),
+                    ));
+                }
+                if let Some(other) = all.iter().find(|o| o.touchpoints().any(|t| t == alias)) {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!(
+                            "`{alias}` is a touchpoint of journey `{}`: an alias cannot be one",
+                            other.name
+                        ),
+                    ));
+                }
+                aliases.insert(alias, (target, key));
             }
             // Carts are the session's, whatever its journeys: a touchpoint adds to it or takes
             // from it in every journey alike.
@@ -53,6 +81,12 @@ impl Config {
                     }
                 }
             }
+        }
+        if friction.len() > MAX_FRICTION_KINDS {
+            return Err(ConfigError::invalid(
+                "journeys",
+                format!("at most {MAX_FRICTION_KINDS} friction kinds over all journeys"),
+            ));
         }
         for (i, site) in self.sites.iter().enumerate() {
             let key = format!("sites[{i}].journeys");
@@ -170,8 +204,9 @@ fn validate_map(j: &JourneyConfig, prefix: &str) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(
                 key(k),
                 format!(
-                    "`{stage}` is not one of {prefix}.stages: name the stage that {what}, or set \
-                     {k} = \"\" for a journey without one"
+                    "`{stage}` is not one of {prefix}.stages (a key not set takes the default \
+                     map's value): name the stage that {what}, or set {k} = \"\" for a \
+                     journey without one"
                 ),
             ));
         }

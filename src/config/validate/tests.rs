@@ -234,6 +234,27 @@ fn journeys_are_loaded_and_checked() {
         .map(|i| format!("[[journeys]]\nname = \"j{i}\"\n"))
         .collect();
     refused(&many, "sites[0].journeys", "at most 8");
+    // What check-config prints loads again, to the same journeys.
+    let c = load_str(two, "t.toml", none()).unwrap();
+    let printed = c.printable().unwrap();
+    let again = load_str(&printed, "printed.toml", none()).unwrap();
+    assert_eq!(again.journeys(), c.journeys(), "{printed}");
+    refused(
+        "[[journeys]]\nname = \"a\"\n[[journeys]]\nmode = \"ordered\"\n",
+        "journeys[1].name",
+        "give each journey a name",
+    );
+    refused(
+        "[[journeys]]\nname = \"a\"\n[[journeys]]\nname = \"b\"\n\
+         aliases = { \"Product Added\" = \"view_item\" }\n",
+        "journeys[1].aliases.\"Product Added\"",
+        "already makes it `add_to_cart`",
+    );
+    refused(
+        "[journey]\naliases = { \"purchase\" = \"view_item\" }\n",
+        "journey.aliases.\"purchase\"",
+        "is a touchpoint of journey `default`",
+    );
     // `[journey]` alone keeps working, named `default`, its variables too.
     let c = load_str(
         "",

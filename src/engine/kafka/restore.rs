@@ -224,7 +224,15 @@ fn load(shared: &Shared, partition: i32) -> anyhow::Result<Part> {
         &data.engine,
     )
     .with_context(|| format!("the checkpoint of partition {partition}"))?;
-    tracing::debug!(partition, manifest.next, ?restored, "checkpoint loaded");
+    if restored.changed() > 0 {
+        tracing::warn!(
+            partition,
+            ?restored,
+            "checkpoint mapped onto a changed configuration"
+        );
+    } else {
+        tracing::debug!(partition, manifest.next, ?restored, "checkpoint loaded");
+    }
     Ok(Part {
         engine,
         metrics,

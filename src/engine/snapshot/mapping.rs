@@ -163,7 +163,10 @@ impl Mapping {
             session.ids.insert(*id);
         }
         for (slot, p, ordered) in self.slots(engine, site, &s.progress, r) {
-            session.set_progress(slot, p, ordered);
+            // A step time outside the session's events is not one its events gave (the file
+            // is not trusted): held to them, no window reaches past them.
+            let at_ms = p.at_ms.clamp(s.first_ms, s.last_ms.max(s.first_ms));
+            session.set_progress(slot, Progress { at_ms, ..p }, ordered);
         }
         Session {
             last_ms: s.last_ms,

@@ -58,8 +58,8 @@ fn each_journey_counts_its_own_funnel_and_money_counts_once() {
     f.apply("a", "1", "view_item", 0);
     f.apply("a", "2", "add_to_cart", MIN);
     f.apply("a", "3", "purchase", 2 * MIN);
-    // Cart first: every event enters a journey at its first stage, so the cart is the next
-    // step, at once; the view after it changes nothing.
+    // Cart first: `express` is entered by its view, after the cart, so the cart does not
+    // count there.
     f.apply("b", "1", "add_to_cart", 0);
     f.apply("b", "2", "view_item", MIN);
     // A purchase 20 minutes after the cart: past `express`'s window, an order all the same.
@@ -70,7 +70,7 @@ fn each_journey_counts_its_own_funnel_and_money_counts_once() {
     f.engine.close_all();
     assert_eq!(f.reached(), [3, 3, 3, 2, 2]);
     assert_eq!(f.dropoffs(), [0, 0, 1, 0]);
-    assert_eq!(f.second(), (vec![3, 3, 1], vec![0, 2]));
+    assert_eq!(f.second(), (vec![3, 2, 1], vec![1, 1]));
     let r = f.report();
     assert_eq!((r.orders, r.carts_abandoned), (2, 1), "once per session");
     // Friction counts in each journey that names it, at the stage the session stood at.
@@ -93,6 +93,20 @@ fn each_journey_counts_its_own_funnel_and_money_counts_once() {
             assert_eq!(m.active(m.row(0, slot, stage)).get(), 0);
         }
     }
+    // `replay --json`: the main journey in the contract's shape, the other under `journeys`.
+    let json = Report::new(&f.config, &f.metrics).to_json();
+    let site = &json["sites"]["demo"];
+    assert_eq!(
+        (site["journey"].as_str(), &site["reached"]["purchase"]),
+        (Some("shop"), &2.into())
+    );
+    assert_eq!(site["journeys"]["express"]["reached"]["bought"], 1);
+    assert_eq!(site["journeys"]["express"]["dropoffs"]["view"], 1);
+    let table = Report::new(&f.config, &f.metrics).to_table();
+    assert!(
+        table.contains("express: stage") && table.contains("shop: stage"),
+        "{table}"
+    );
     let text = f.metrics.encode();
     let line = r#"touchstream_funnel_sessions_total{site="demo",journey="express",stage="bought",channel="email",device="mobile"} 1"#;
     assert!(text.contains(line), "{text}");
@@ -107,16 +121,47 @@ fn an_ordered_journey_counts_a_step_only_after_the_one_before_and_within_its_win
     // A skipped step: a purchase straight after the view is not `bought`.
     f.apply("skip", "1", "view_item", 0);
     f.apply("skip", "2", "purchase", MIN);
-    // Exactly at the window's end counts; a repeated step changes nothing.
-    f.apply("edge", "1", "page_view", 0);
+    // Exactly at the window's end counts; the cart again moves the next window's start, so
+    // a purchase 6 minutes after the first cart but 5 after the second is `bought`.
+    f.apply("edge", "1", "view_item", 0);
     f.apply("edge", "2", "add_to_cart", 10 * MIN);
     f.apply("edge", "3", "add_to_cart", 11 * MIN);
-    f.apply("edge", "4", "purchase", 15 * MIN);
-    assert_eq!(f.second().0, [3, 1, 1]);
-    // Open sessions stand where they got to.
+    f.apply("edge", "4", "purchase", 16 * MIN);
+    // A minute past the cart's window.
+    f.apply("slow", "1", "view_item", 0);
+    f.apply("slow", "2", "add_to_cart", 11 * MIN);
+    // Never entered: `express` starts with a product view.
+    f.apply("none", "1", "page_view", 0);
+    f.apply("none", "2", "add_to_cart", MIN);
+    assert_eq!(f.second().0, [4, 1, 1]);
+    // Open sessions stand where they got to; one never entered stands nowhere.
     let m = &f.metrics.funnel;
     let active: Vec<i64> = (0..3).map(|s| m.active(m.row(0, 1, s)).get()).collect();
-    assert_eq!(active, [2, 0, 1]);
+    assert_eq!(active, [3, 0, 1]);
+    f.engine.close_all();
+    assert_eq!(
+        f.second().1,
+        [3, 0],
+        "a session never entered drops off nowhere"
+    );
+}
+
+/// An ordered journey whose first stage names no touchpoint is entered by any event, at the
+/// session's earliest.
+#[test]
+fn an_ordered_journey_with_an_open_first_stage_is_entered_by_any_event() {
+    let mut c = Config::default();
+    c.journey.mode = JourneyMode::Ordered;
+    c.journey.stages[0].touchpoints.clear();
+    c.journey.stages[1].within = Some(std::time::Duration::from_secs(60));
+    c.validate().unwrap();
+    let f = Fixture::of(c);
+    f.apply("s", "1", "add_to_cart", 2 * MIN);
+    f.apply("s", "2", "view_item", 2 * MIN + 30_000);
+    // A step exactly its window after the entry counts.
+    f.apply("t", "1", "page_view", 5 * MIN);
+    f.apply("t", "2", "view_item", 6 * MIN);
+    assert_eq!(f.reached(), [2, 2, 0, 0, 0]);
 }
 
 #[test]
