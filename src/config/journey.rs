@@ -80,6 +80,9 @@ pub struct StageConfig {
 pub const MAX_STAGES: usize = 32;
 /// Journeys configured in all.
 pub const MAX_JOURNEYS: usize = 16;
+/// Touchpoint names over all journeys (the `touchpoint` label, `other` besides; a session keeps
+/// its last one in a byte).
+pub const MAX_TOUCHPOINTS: usize = 254;
 /// Friction kinds over all journeys (the `kind` label; the engine stores one in a byte).
 pub const MAX_FRICTION_KINDS: usize = 64;
 /// Journeys one site runs: each adds its series (README, "Series budget") and its progress to

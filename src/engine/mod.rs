@@ -201,7 +201,7 @@ impl Engine {
             match self.sessions.entry(key) {
                 Entry::Occupied(mut o) => {
                     let s = o.get();
-                    if s.past && self.past().holds(key, id) {
+                    if s.remembered() && self.past().holds(key, id) {
                         return dup();
                     }
                     // Within the session's window the common case: `update` finds a duplicate
@@ -234,10 +234,9 @@ impl Engine {
                         return late;
                     }
                     self.opened();
-                    let fresh = Session {
-                        past: had,
-                        ..Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin)
-                    };
+                    let fresh =
+                        Session::new(site, ev.event_time_ms, ev.channel, ev.device, ev.origin)
+                            .remembering(had);
                     return self.update(key, v.insert(fresh).value_mut(), ev, id, rec);
                 }
             }
@@ -338,7 +337,9 @@ impl Engine {
         let currency = self.metrics.funnel.currencies[site].index(ev.currency.as_deref());
         let order_id = ev.order_id.as_deref().map(|o| self.id_hash(1, o));
         let is_order = || self.is_order(site, ev);
-        if let Some(o) = order_id.filter(|&o| s.past && is_order() && self.past().holds(key, o)) {
+        if let Some(o) =
+            order_id.filter(|&o| s.remembered() && is_order() && self.past().holds(key, o))
+        {
             // Counted by a closed session of the same key within the horizon: counted already.
             s.insert_order(o);
         }

@@ -85,6 +85,10 @@ impl Recorder for Counting<'_> {
             if let Some(stage) = dropped {
                 let row = m.row(site, slot, usize::from(*stage));
                 m.dropoffs(row, s.channel, s.device).inc();
+                m.dropoffs_last_touchpoint(row, usize::from(s.last_touchpoint))
+                    .inc();
+                m.dropoffs_last_friction(row, usize::from(s.last_friction))
+                    .inc();
             }
         }
         if c.abandoned {

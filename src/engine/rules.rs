@@ -77,6 +77,12 @@ pub fn advance(
         friction[slot] = mark.friction.map(|kind| (now.reached.max(1) - 1, kind));
     }
 
+    // What a drop-off is diagnosed by: the last touchpoint and friction received.
+    s.last_touchpoint = tp.label as u8;
+    if let Some(kind) = tp.friction {
+        s.last_friction = kind + 1;
+    }
+
     let micros = ev.value.map(to_micros).unwrap_or(0);
     match tp.cart {
         CartEffect::Add => s.add_to_cart(currency as u16, micros),
@@ -89,7 +95,7 @@ pub fn advance(
         // those its closed sessions counted); an order without one always counts. Either way
         // the session bought.
         let first_time = order_id.is_none_or(|id| s.insert_order(id));
-        s.ordered = true;
+        s.set_ordered();
         order = first_time.then(|| counted(ev, currency));
     }
     Step {

@@ -154,12 +154,19 @@ pub struct Session {
     /// Channel and device of the session's first event received.
     pub channel: Channel,
     pub device: Device,
-    /// Whether an order was counted.
-    pub ordered: bool,
-    /// Whether a closed session of the same key was remembered when it opened: only then are
-    /// its events' ids looked up among the closed sessions' too.
-    pub past: bool,
+    /// [`ORDERED`] and [`REMEMBERED`], one bit each (two bools would not fit 56 bytes).
+    flags: u8,
+    /// The touchpoint label of the last event received (what a drop-off is diagnosed by).
+    pub last_touchpoint: u8,
+    /// The friction kind of the last friction event received, plus one; 0: none.
+    pub last_friction: u8,
 }
+
+/// An order was counted.
+const ORDERED: u8 = 1;
+/// A closed session of the same key was remembered when it opened: only then are its events'
+/// ids looked up among the closed sessions' too.
+const REMEMBERED: u8 = 2;
 
 impl Session {
     pub fn new(site: u16, time_ms: i64, channel: Channel, device: Device, origin: u64) -> Self {
@@ -179,9 +186,36 @@ impl Session {
             reached: 0,
             channel,
             device,
-            ordered: false,
-            past: false,
+            flags: 0,
+            last_touchpoint: 0,
+            last_friction: 0,
         }
+    }
+
+    /// This session, noting whether a closed session of its key was remembered as it opened.
+    pub fn remembering(mut self, remembered: bool) -> Self {
+        if remembered {
+            self.flags |= REMEMBERED;
+        }
+        self
+    }
+
+    /// Whether a closed session of its key was remembered when it opened.
+    #[inline]
+    pub fn remembered(&self) -> bool {
+        self.flags & REMEMBERED != 0
+    }
+
+    /// Whether an order was counted.
+    #[inline]
+    pub fn ordered(&self) -> bool {
+        self.flags & ORDERED != 0
+    }
+
+    /// Notes that the session bought.
+    #[inline]
+    pub fn set_ordered(&mut self) {
+        self.flags |= ORDERED;
     }
 
     /// Index of the furthest stage reached in the main journey.
@@ -264,7 +298,7 @@ impl Session {
     /// the cart stage of one of its site's journeys (`cart_stages`, by slot) and has no order.
     #[inline]
     pub fn cart_open(&self, cart_stages: &[Option<usize>]) -> bool {
-        !self.ordered
+        !self.ordered()
             && (cart_stages.iter().enumerate())
                 .any(|(slot, cart)| cart.is_some_and(|c| usize::from(self.reached(slot)) > c))
     }

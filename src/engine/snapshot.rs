@@ -37,6 +37,9 @@ pub struct EngineState {
     pub sites: Vec<String>,
     /// Every configured journey, with its stages.
     pub journeys: Vec<JourneyNames>,
+    /// Touchpoint label values and friction kinds, what sessions' last ones index.
+    pub touchpoints: Vec<String>,
+    pub friction: Vec<String>,
     /// Each site's currency codes, `other` last: a cart's currency index is into its site's.
     pub currencies: Vec<Vec<String>>,
     pub channels: Vec<String>,
@@ -83,6 +86,10 @@ pub struct SessionState {
     pub channel: u8,
     pub device: u8,
     pub ordered: bool,
+    /// The last touchpoint and friction kind received, as indices into
+    /// [`EngineState::touchpoints`] and [`EngineState::friction`].
+    pub last_touchpoint: Option<u16>,
+    pub last_friction: Option<u16>,
 }
 
 /// What a restore had to change to fit the running configuration.
@@ -157,7 +164,9 @@ impl Engine {
                 progress,
                 channel: s.channel as u8,
                 device: s.device as u8,
-                ordered: s.ordered,
+                ordered: s.ordered(),
+                last_touchpoint: Some(u16::from(s.last_touchpoint)),
+                last_friction: s.last_friction.checked_sub(1).map(u16::from),
             }
         }));
         let mut sites: Vec<(&String, &u16)> = self.sites.iter().collect();
@@ -171,6 +180,8 @@ impl Engine {
                     stages: j.stages.iter().map(|s| s.name.clone()).collect(),
                 })
                 .collect(),
+            touchpoints: journeys.touchpoints.clone(),
+            friction: journeys.friction.clone(),
             currencies: (self.metrics.funnel.currencies.iter())
                 .map(|c| c.codes.clone())
                 .collect(),
@@ -246,10 +257,10 @@ impl Engine {
                 continue;
             };
             let key = SessionKey(s.key.0, s.key.1);
-            let session = Session {
-                past: engine.past().has(key),
-                ..map.session(&engine, s, site, &mut report)
-            };
+            let remembered = engine.past().has(key);
+            let session = map
+                .session(&engine, s, site, &mut report)
+                .remembering(remembered);
             engine.put_back(key, session);
             report.sessions += 1;
         }

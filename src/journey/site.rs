@@ -36,6 +36,8 @@ pub struct Touchpoint {
     pub cart: CartEffect,
     /// Whether it is an order: a touchpoint of a purchase stage of one of the site's journeys.
     pub order: bool,
+    /// Its friction kind, if one of the site's journeys counts it as friction.
+    pub friction: Option<u8>,
     /// What it is in each of the site's journeys, by slot.
     pub marks: [Mark; MAX_SITE_JOURNEYS],
 }
@@ -63,6 +65,7 @@ impl SiteJourneys {
             phase: None,
             cart: CartEffect::None,
             order: false,
+            friction: None,
             marks: [Mark::default(); MAX_SITE_JOURNEYS],
         };
         // Every name a journey of the site gives, and the touchpoint each alias stands for (the
@@ -114,6 +117,7 @@ impl SiteJourneys {
             phase: None,
             cart: CartEffect::None,
             order: false,
+            friction: None,
             marks: [Mark::default(); MAX_SITE_JOURNEYS],
         };
         let mut post_purchase = false;
@@ -134,6 +138,7 @@ impl SiteJourneys {
                 stage: stage.map(|s| s as u8),
                 friction: friction.map(|f| f as u8),
             };
+            tp.friction = tp.friction.or(tp.marks[slot].friction);
             post_purchase |= m.post_purchase.iter().any(|t| t == name);
             if m.cart_add.iter().any(|t| t == name) {
                 tp.cart = CartEffect::Add;

@@ -29,6 +29,14 @@ const DROPOFFS: Meta = (
     "touchstream_funnel_dropoffs",
     "Sessions that closed with this stage as their furthest.",
 );
+const LAST_TOUCHPOINT: Meta = (
+    "touchstream_funnel_dropoffs_last_touchpoint",
+    "Drop-offs by the last touchpoint the session sent.",
+);
+const LAST_FRICTION: Meta = (
+    "touchstream_funnel_dropoffs_last_friction",
+    "Drop-offs by the last friction kind the session met (none: no friction).",
+);
 const ACTIVE: Meta = (
     "touchstream_funnel_active_sessions",
     "Open sessions by their furthest stage.",
@@ -101,6 +109,8 @@ pub struct FunnelMetrics {
     order_value: Vec<Vec<Histogram>>,
     touchpoints: LazyCells<Counter>,
     friction: LazyCells<Counter>,
+    last_touchpoint: LazyCells<Counter>,
+    last_friction: LazyCells<Counter>,
 }
 
 /// Every label set of `rows` x channel x device, in row-major order with channel and device last.
@@ -159,6 +169,16 @@ impl FunnelMetrics {
         Self {
             reached: r.kept_series(REACHED, Family::default(), &cd_stage),
             dropoffs: r.kept_series(DROPOFFS, Family::default(), &cd_stage),
+            last_touchpoint: lazy_grid(
+                r,
+                LAST_TOUCHPOINT,
+                Space::new(site_stage.clone()).by("touchpoint", journeys.touchpoints.clone()),
+            ),
+            last_friction: lazy_grid(
+                r,
+                LAST_FRICTION,
+                Space::new(site_stage.clone()).by("kind", none_then(&journeys.friction)),
+            ),
             active: series(&r.gauges(ACTIVE), &site_stage),
             stage_seconds: r.kept_series(
                 STAGE_SECONDS,
@@ -189,6 +209,13 @@ impl FunnelMetrics {
             currencies,
         }
     }
+}
+
+/// `none`, then the friction kinds: the `kind` values of a drop-off's last friction.
+fn none_then(kinds: &[String]) -> Vec<String> {
+    std::iter::once("none".to_string())
+        .chain(kinds.iter().cloned())
+        .collect()
 }
 
 /// The series of `family` for every label set of `space`, each created on first use (and
@@ -258,6 +285,15 @@ impl FunnelMetrics {
     pub fn touchpoint(&self, site: usize, phase: usize, label: usize) -> &Counter {
         self.touchpoints
             .get((site * self.phases + phase) * self.touchpoint_labels + label)
+    }
+    pub fn dropoffs_last_touchpoint(&self, row: usize, label: usize) -> &Counter {
+        self.last_touchpoint
+            .get(row * self.touchpoint_labels + label)
+    }
+    /// `kind`: a friction kind plus one, 0 for none.
+    pub fn dropoffs_last_friction(&self, row: usize, kind: usize) -> &Counter {
+        self.last_friction
+            .get(row * (self.friction_kinds + 1) + kind)
     }
     pub fn friction(&self, row: usize, kind: usize) -> &Counter {
         self.friction.get(row * self.friction_kinds + kind)

@@ -289,10 +289,31 @@ pub(super) fn carts() -> Vec<J> {
     ]
 }
 
-/// The friction panels of journey `s` (a friction kind counts in each journey naming it).
+/// The friction panels of journey `s` (a friction kind counts in each journey naming it), and
+/// where its sessions left: their last friction and last touchpoint at the drop-off.
 pub(super) fn friction(s: &Stages) -> Vec<J> {
     let per_minute = |by: &str| rate("touchstream_friction_total", &s.site(), by, RATE, " * 60");
+    let site = s.site();
+    let after_friction = format!(
+        "sum by (stage, kind) (rate(touchstream_funnel_dropoffs_last_friction_total{{{site},kind!=\"none\"}}[$window])) \
+         / on (stage) group_left sum by (stage) (rate(touchstream_funnel_dropoffs_total{{{site}}}[$window]))"
+    );
+    let last_touchpoint = format!(
+        "topk(10, sum by (stage, touchpoint) (rate(touchstream_funnel_dropoffs_last_touchpoint_total{{{site}}}[$window])) * 3600)"
+    );
     vec![
+        timeseries(
+            "Drop-offs after friction",
+            "Share of a stage's drop-offs whose last friction was each kind, over $window: the pain that made them leave.",
+            vec![target(after_friction, "{{stage}}: {{kind}}")],
+            RATIO,
+        ),
+        timeseries(
+            "Last touchpoint before a drop-off",
+            "Drop-offs per hour by stage and the last touchpoint the session sent, the ten largest, over $window.",
+            vec![target(last_touchpoint, "{{stage}}: {{touchpoint}}")],
+            LOOK,
+        ),
         timeseries(
             "Friction per minute by stage",
             "Errors, failed payments, form errors, rage clicks and out-of-stock hits, by the stage the session stood at.",

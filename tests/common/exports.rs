@@ -16,10 +16,10 @@ pub fn exported() -> BTreeSet<String> {
     metrics.kafka.delivery_error("timed_out");
     metrics.kafka.commit(true);
     metrics.funnel.touchpoint(0, 0, 0).inc();
-    metrics
-        .funnel
-        .friction(metrics.funnel.row(0, 0, 0), 0)
-        .inc();
+    let row = metrics.funnel.row(0, 0, 0);
+    metrics.funnel.friction(row, 0).inc();
+    metrics.funnel.dropoffs_last_touchpoint(row, 0).inc();
+    metrics.funnel.dropoffs_last_friction(row, 0).inc();
     metrics
         .kafka
         .consumer_lag

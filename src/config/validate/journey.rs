@@ -2,7 +2,9 @@
 //! runs. Each error names the key, as `journey.…` or `journeys[i].…`.
 
 use super::{check_touchpoint_name, claim, is_label_name};
-use crate::config::journey::{MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES};
+use crate::config::journey::{
+    MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES, MAX_TOUCHPOINTS,
+};
 use crate::config::{Config, ConfigError, JourneyConfig, JourneyMode};
 use std::collections::{HashMap, HashSet};
 
@@ -81,6 +83,13 @@ impl Config {
                     }
                 }
             }
+        }
+        let touchpoints: HashSet<&String> = all.iter().flat_map(|j| j.touchpoints()).collect();
+        if touchpoints.len() > MAX_TOUCHPOINTS {
+            return Err(ConfigError::invalid(
+                "journeys",
+                format!("at most {MAX_TOUCHPOINTS} touchpoint names over all journeys"),
+            ));
         }
         if friction.len() > MAX_FRICTION_KINDS {
             return Err(ConfigError::invalid(

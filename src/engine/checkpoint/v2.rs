@@ -107,6 +107,8 @@ impl From<FormatTwo> for CheckpointData {
                 channel: s.channel,
                 device: s.device,
                 ordered: s.ordered,
+                last_touchpoint: None,
+                last_friction: None,
             })
             .collect();
         let past = (e.past.sessions.into_iter())
@@ -149,6 +151,8 @@ impl From<FormatTwo> for CheckpointData {
                     name: DEFAULT_JOURNEY.into(),
                     stages: e.stages,
                 }],
+                touchpoints: Vec::new(),
+                friction: Vec::new(),
                 currencies: e.currencies,
                 channels: e.channels,
                 devices: e.devices,

@@ -20,6 +20,9 @@ pub(super) struct Mapping {
     currencies: Vec<Vec<Option<u16>>>,
     /// Stages of each journey of the state.
     lengths: Vec<usize>,
+    /// Per touchpoint label and friction kind of the state: the running one's index.
+    touchpoints: Vec<Option<u8>>,
+    friction: Vec<Option<u8>>,
 }
 
 impl Mapping {
@@ -67,6 +70,8 @@ impl Mapping {
                 .collect(),
             currencies,
             lengths: state.journeys.iter().map(|j| j.stages.len()).collect(),
+            touchpoints: names_onto(&state.touchpoints, &engine.journeys.touchpoints),
+            friction: names_onto(&state.friction, &engine.journeys.friction),
         }
     }
 
@@ -168,14 +173,26 @@ impl Mapping {
             let at_ms = p.at_ms.clamp(s.first_ms, s.last_ms.max(s.first_ms));
             session.set_progress(slot, Progress { at_ms, ..p }, ordered);
         }
-        Session {
-            last_ms: s.last_ms,
-            events: s.events,
-            origin: s.origin,
-            channel,
-            device,
-            ordered: s.ordered,
-            ..session
+        if s.ordered {
+            session.set_ordered();
         }
+        let index =
+            |names: &[Option<u8>], i: Option<u16>| i.and_then(|i| *names.get(usize::from(i))?);
+        // A touchpoint no longer named is `other`, the last label.
+        let other = (engine.journeys.touchpoints.len() - 1) as u8;
+        session.last_ms = s.last_ms;
+        session.events = s.events;
+        session.origin = s.origin;
+        (session.channel, session.device) = (channel, device);
+        session.last_touchpoint = index(&self.touchpoints, s.last_touchpoint).unwrap_or(other);
+        session.last_friction = index(&self.friction, s.last_friction).map_or(0, |k| k + 1);
+        session
     }
+}
+
+/// Each of `state`'s names' index among `running`'s, if it is there.
+fn names_onto(state: &[String], running: &[String]) -> Vec<Option<u8>> {
+    (state.iter())
+        .map(|n| running.iter().position(|r| r == n).map(|i| i as u8))
+        .collect()
 }

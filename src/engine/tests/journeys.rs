@@ -210,3 +210,43 @@ fn orders_and_carts_of_any_journey_count_once() {
     let r = f.report();
     assert_eq!((r.orders, r.carts_abandoned), (1, 0));
 }
+
+/// A drop-off is diagnosed by the last touchpoint and the last friction received, in each
+/// journey it drops off in; a restore keeps them.
+#[test]
+fn drop_offs_say_where_the_session_was_and_what_hurt_last() {
+    let f = Fixture::new();
+    for (session, kinds) in [
+        ("paid", &["begin_checkout", "payment_failed"][..]),
+        (
+            "back",
+            &["begin_checkout", "payment_failed", "view_item"][..],
+        ),
+        ("calm", &["begin_checkout", "add_payment_info"][..]),
+    ] {
+        for (i, kind) in kinds.iter().enumerate() {
+            f.apply(session, &i.to_string(), kind, i as i64 * MIN);
+        }
+    }
+    // Through a checkpoint: the last touchpoint and friction travel with the session.
+    let state = f.engine.snapshot();
+    let metrics = Arc::new(Metrics::new(&f.config));
+    let bounds = Arc::new(Bounds::new(&f.config.engine));
+    let (engine, _) = Engine::restore(&f.config, metrics.clone(), bounds, &state).unwrap();
+    engine.close_all();
+    let text = metrics.encode();
+    let line = |family: &str, label: &str, value: &str, n: u32| {
+        format!(
+            r#"touchstream_funnel_dropoffs_last_{family}_total{{site="demo",journey="default",stage="checkout",{label}="{value}"}} {n}"#
+        )
+    };
+    for want in [
+        line("touchpoint", "touchpoint", "payment_failed", 1),
+        line("touchpoint", "touchpoint", "view_item", 1),
+        line("touchpoint", "touchpoint", "add_payment_info", 1),
+        line("friction", "kind", "payment_failed", 2),
+        line("friction", "kind", "none", 1),
+    ] {
+        assert!(text.contains(&want), "{want} missing from\n{text}");
+    }
+}

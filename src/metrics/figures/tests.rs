@@ -9,9 +9,11 @@ use crate::metrics::{IngestMetrics, Route};
 
 /// The counter families a restore brings back (the brief's list, written out here rather than
 /// read from the ledger, so a family dropped from it fails the tests).
-const COUNTERS: [&str; 14] = [
+const COUNTERS: [&str; 16] = [
     "touchstream_funnel_sessions",
     "touchstream_funnel_dropoffs",
+    "touchstream_funnel_dropoffs_last_touchpoint",
+    "touchstream_funnel_dropoffs_last_friction",
     "touchstream_carts_opened",
     "touchstream_carts_abandoned",
     "touchstream_orders",
