@@ -89,6 +89,11 @@ pub const MAX_FRICTION_KINDS: usize = 64;
 /// every session of the site.
 pub const MAX_SITE_JOURNEYS: usize = 8;
 
+/// Touchpoint label of every type the journey maps do not name (no touchpoint may be named so).
+pub const OTHER: &str = "other";
+/// Friction kind label of a drop-off that met no friction (no friction kind may be named so).
+pub const NO_FRICTION: &str = "none";
+
 /// The name of `[journey]`'s map, and of the journey a checkpoint written before journeys had
 /// names carries its figures into.
 pub const DEFAULT_NAME: &str = "default";

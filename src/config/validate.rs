@@ -290,14 +290,19 @@ pub(super) fn check_touchpoint_name(t: &str, key: &str) -> Result<(), ConfigErro
         && t.len() <= 64
         && t.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
+    if !ok {
+        return Err(ConfigError::invalid(
             key,
             format!("`{t}` must match [a-z0-9_]{{1,64}}"),
-        ))
+        ));
     }
+    if t == crate::config::OTHER {
+        return Err(ConfigError::invalid(
+            key,
+            "`other` is the label of every type the journeys do not name: pick another name",
+        ));
+    }
+    Ok(())
 }
 
 /// Records that `key` defines touchpoint `t`; a touchpoint may belong to one place only.

@@ -87,7 +87,7 @@ impl Recorder for Counting<'_> {
                 m.dropoffs(row, s.channel, s.device).inc();
                 m.dropoffs_last_touchpoint(row, usize::from(s.last_touchpoint))
                     .inc();
-                m.dropoffs_last_friction(row, usize::from(s.last_friction))
+                m.dropoffs_last_friction(row, usize::from(c.last_friction[slot]))
                     .inc();
             }
         }

@@ -74,7 +74,11 @@ pub fn advance(
             has_cart |= usize::from(now.reached) > cart;
         }
         reached[slot] = was.reached..now.reached.max(was.reached);
-        friction[slot] = mark.friction.map(|kind| (now.reached.max(1) - 1, kind));
+        // In a journey the session has entered (an ordered one it has not counts nothing).
+        friction[slot] = mark
+            .friction
+            .filter(|_| now.reached > 0)
+            .map(|kind| (now.reached - 1, kind));
     }
 
     // What a drop-off is diagnosed by: the last touchpoint and friction received.
@@ -173,7 +177,10 @@ pub fn late(
     let slots = all.sites[site].slots();
     let mut friction = [None; MAX_SITE_JOURNEYS];
     for (slot, f) in friction.iter_mut().enumerate().take(slots) {
-        *f = (tp.marks[slot].friction).map(|kind| (r.reached[slot].max(1) - 1, kind));
+        let reached = r.reached[slot];
+        *f = (tp.marks[slot].friction)
+            .filter(|_| reached > 0)
+            .map(|kind| (reached - 1, kind));
     }
     let first_time = tp.order && order_id.is_none_or(|id| r.ids.insert(id));
     Step {
@@ -219,6 +226,9 @@ pub struct Closed<'a> {
     /// Per slot: its furthest stage, unless that is the journey's last one (never a drop-off)
     /// or it never entered the journey (a session restored into a journey added since).
     pub dropped_at: [Option<u8>; MAX_SITE_JOURNEYS],
+    /// Per slot: the last friction kind the session met, plus one, if the journey counts that
+    /// kind (else 0, as when it met none): what its drop-off there is diagnosed by.
+    pub last_friction: [u8; MAX_SITE_JOURNEYS],
     /// Whether it leaves an abandoned cart (of value `session.cart_value()`).
     pub abandoned: bool,
 }
@@ -228,15 +238,21 @@ pub struct Closed<'a> {
 pub fn closing<'a>(all: &Journeys, s: &'a Session) -> Closed<'a> {
     let site = &all.sites[usize::from(s.site)];
     let mut dropped_at = [None; MAX_SITE_JOURNEYS];
+    let mut last_friction = [0; MAX_SITE_JOURNEYS];
     for (slot, &j) in site.journeys.iter().enumerate() {
         let reached = s.reached(slot);
         let last = all.journeys[j].stages.len();
         dropped_at[slot] = (reached > 0 && usize::from(reached) < last).then(|| reached - 1);
+        let counted = |k: u8| site.friction_kinds[slot] & (1 << (k - 1)) != 0;
+        last_friction[slot] = Some(s.last_friction)
+            .filter(|&k| k > 0 && counted(k))
+            .unwrap_or(0);
     }
     Closed {
         session: s,
         slots: site.slots(),
         dropped_at,
+        last_friction,
         abandoned: s.cart_open(&site.cart_stages),
     }
 }

@@ -106,6 +106,8 @@ pub struct Restored {
     pub journey_dropped: usize,
     /// Cart values in a currency no longer listed, moved to `other`.
     pub currency_moved: usize,
+    /// Last touchpoints and friction kinds no longer configured (counted as `other` and `none`).
+    pub last_moved: usize,
     /// Sessions whose channel or device the running code does not know (a newer writer's),
     /// kept as `other` / `desktop` (each label counted).
     pub label_unknown: usize,
@@ -119,6 +121,7 @@ impl Restored {
             + self.stage_moved
             + self.journey_dropped
             + self.currency_moved
+            + self.last_moved
             + self.label_unknown
     }
 }

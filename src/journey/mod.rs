@@ -16,8 +16,7 @@ use crate::config::{Config, JourneyMode};
 
 /// Phase label of post-purchase touchpoints.
 pub const POST_PURCHASE: &str = "post_purchase";
-/// Touchpoint label of every type the journey maps do not name.
-pub const OTHER: &str = "other";
+pub use crate::config::{NO_FRICTION, OTHER};
 /// Journeys one site runs at most (validated).
 pub const MAX_SITE_JOURNEYS: usize = crate::config::MAX_SITE_JOURNEYS;
 

@@ -12,7 +12,7 @@ use super::money::{MoneyCounter, MoneyGauge};
 use super::{CounterFamily, Labels, labels, order_value_buckets, stage_seconds_buckets};
 use crate::config::Config;
 use crate::event::{Channel, Device};
-use crate::journey::{Journeys, MAX_SITE_JOURNEYS};
+use crate::journey::{Journeys, MAX_SITE_JOURNEYS, NO_FRICTION};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -110,7 +110,7 @@ pub struct FunnelMetrics {
     touchpoints: LazyCells<Counter>,
     friction: LazyCells<Counter>,
     last_touchpoint: LazyCells<Counter>,
-    last_friction: LazyCells<Counter>,
+    last_friction: Vec<Counter>,
 }
 
 /// Every label set of `rows` x channel x device, in row-major order with channel and device last.
@@ -174,10 +174,11 @@ impl FunnelMetrics {
                 LAST_TOUCHPOINT,
                 Space::new(site_stage.clone()).by("touchpoint", journeys.touchpoints.clone()),
             ),
-            last_friction: lazy_grid(
-                r,
+            // From start-up, so a kind's first drop-off shows in a rate.
+            last_friction: r.kept_series(
                 LAST_FRICTION,
-                Space::new(site_stage.clone()).by("kind", none_then(&journeys.friction)),
+                Family::default(),
+                &Space::new(site_stage.clone()).by("kind", none_then(&journeys.friction)),
             ),
             active: series(&r.gauges(ACTIVE), &site_stage),
             stage_seconds: r.kept_series(
@@ -213,7 +214,7 @@ impl FunnelMetrics {
 
 /// `none`, then the friction kinds: the `kind` values of a drop-off's last friction.
 fn none_then(kinds: &[String]) -> Vec<String> {
-    std::iter::once("none".to_string())
+    std::iter::once(NO_FRICTION.to_string())
         .chain(kinds.iter().cloned())
         .collect()
 }
@@ -292,8 +293,7 @@ impl FunnelMetrics {
     }
     /// `kind`: a friction kind plus one, 0 for none.
     pub fn dropoffs_last_friction(&self, row: usize, kind: usize) -> &Counter {
-        self.last_friction
-            .get(row * (self.friction_kinds + 1) + kind)
+        &self.last_friction[row * (self.friction_kinds + 1) + kind]
     }
     pub fn friction(&self, row: usize, kind: usize) -> &Counter {
         self.friction.get(row * self.friction_kinds + kind)

@@ -304,7 +304,7 @@ pub(super) fn friction(s: &Stages) -> Vec<J> {
     vec![
         timeseries(
             "Drop-offs after friction",
-            "Share of a stage's drop-offs whose last friction was each kind, over $window: the pain that made them leave.",
+            "Share of a stage's drop-offs whose last friction was each kind, over $window: the last pain they met before leaving.",
             vec![target(after_friction, "{{stage}}: {{kind}}")],
             RATIO,
         ),

@@ -5,7 +5,7 @@ use super::{check_touchpoint_name, claim, is_label_name};
 use crate::config::journey::{
     MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES, MAX_TOUCHPOINTS,
 };
-use crate::config::{Config, ConfigError, JourneyConfig, JourneyMode};
+use crate::config::{Config, ConfigError, JourneyConfig, JourneyMode, NO_FRICTION};
 use std::collections::{HashMap, HashSet};
 
 impl Config {
@@ -190,6 +190,12 @@ fn validate_map(j: &JourneyConfig, prefix: &str) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(key("within"), reason));
             }
         }
+    }
+    if j.friction.iter().any(|f| f == NO_FRICTION) {
+        return Err(ConfigError::invalid(
+            key("friction"),
+            "`none` is the kind of a drop-off that met no friction: pick another name",
+        ));
     }
     for (list, k) in [
         (&j.post_purchase, "post_purchase"),

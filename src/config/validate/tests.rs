@@ -234,6 +234,17 @@ fn journeys_are_loaded_and_checked() {
         .map(|i| format!("[[journeys]]\nname = \"j{i}\"\n"))
         .collect();
     refused(&many, "sites[0].journeys", "at most 8");
+    // The labels of what no journey names, and of no friction, are reserved.
+    refused(
+        "[journey]\nother_touchpoints = [\"other\"]\n",
+        "journey.other_touchpoints",
+        "`other` is the label",
+    );
+    refused(
+        "[journey]\nfriction = [\"none\"]\n",
+        "journey.friction",
+        "`none` is the kind",
+    );
     // What check-config prints loads again, to the same journeys.
     let c = load_str(two, "t.toml", none()).unwrap();
     let printed = c.printable().unwrap();

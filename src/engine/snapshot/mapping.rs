@@ -184,8 +184,14 @@ impl Mapping {
         session.events = s.events;
         session.origin = s.origin;
         (session.channel, session.device) = (channel, device);
-        session.last_touchpoint = index(&self.touchpoints, s.last_touchpoint).unwrap_or(other);
-        session.last_friction = index(&self.friction, s.last_friction).map_or(0, |k| k + 1);
+        let (touchpoint, friction) = (
+            index(&self.touchpoints, s.last_touchpoint),
+            index(&self.friction, s.last_friction),
+        );
+        r.last_moved += usize::from(s.last_touchpoint.is_some() && touchpoint.is_none())
+            + usize::from(s.last_friction.is_some() && friction.is_none());
+        session.last_touchpoint = touchpoint.unwrap_or(other);
+        session.last_friction = friction.map_or(0, |k| k + 1);
         session
     }
 }

@@ -250,3 +250,76 @@ fn drop_offs_say_where_the_session_was_and_what_hurt_last() {
         assert!(text.contains(&want), "{want} missing from\n{text}");
     }
 }
+
+/// A journey's drop-off is diagnosed only by a friction kind that journey counts, and an
+/// ordered journey the session never entered counts none of its friction; a restore onto a
+/// configuration without the last friction kind counts it as none, and says so.
+#[test]
+fn each_journey_diagnoses_with_its_own_friction() {
+    let f = two_journeys();
+    // `express` counts payment_failed only: its drop-off at `view` after a rage click met none.
+    f.apply("s", "1", "view_item", 0);
+    f.apply("s", "2", "rage_click", MIN);
+    // Never entered `express` (no view): its friction counts in `shop` only.
+    f.apply("t", "1", "page_view", 0);
+    f.apply("t", "2", "payment_failed", MIN);
+    let state = f.engine.snapshot();
+    let mut changed = f.config.clone();
+    changed.journeys[0].friction.retain(|k| k != "rage_click");
+    let metrics = Arc::new(Metrics::new(&changed));
+    let bounds = Arc::new(Bounds::new(&changed.engine));
+    let (engine, report) = Engine::restore(&changed, metrics.clone(), bounds, &state).unwrap();
+    // Its last touchpoint and its last friction kind: `rage_click` is no longer named at all.
+    assert_eq!(report.last_moved, 2, "{report:?}");
+    engine.close_all();
+    f.engine.close_all();
+    let count = |m: &Metrics, family: &str, labels: &str| {
+        let text = m.encode();
+        let prefix = format!("{family}{{site=\"demo\",{labels}}} ");
+        (text.lines())
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let last = "touchstream_funnel_dropoffs_last_friction_total";
+    let m = &f.metrics;
+    assert_eq!(
+        count(m, last, r#"journey="express",stage="view",kind="none""#),
+        1
+    );
+    assert_eq!(
+        count(
+            m,
+            last,
+            r#"journey="express",stage="view",kind="rage_click""#
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            m,
+            last,
+            r#"journey="shop",stage="product_view",kind="rage_click""#
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            m,
+            last,
+            r#"journey="shop",stage="visit",kind="payment_failed""#
+        ),
+        1
+    );
+    let friction = "touchstream_friction_total";
+    assert_eq!(
+        count(
+            m,
+            friction,
+            r#"journey="express",stage="view",kind="payment_failed""#
+        ),
+        0
+    );
+    // Restored where `shop` no longer counts rage clicks: that drop-off met none.
+    let shop = r#"journey="shop",stage="product_view",kind="none""#;
+    assert_eq!(count(&metrics, last, shop), 1);
+}

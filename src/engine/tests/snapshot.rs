@@ -162,6 +162,8 @@ fn a_restore_maps_names_onto_a_changed_configuration() {
             unknown_site: 1,
             stage_moved: 1,
             journey_dropped: 0,
+            // Its last touchpoint was of the stage that is gone.
+            last_moved: 1,
             currency_moved: 1,
             label_unknown: 0,
         }
