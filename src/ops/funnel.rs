@@ -230,4 +230,12 @@ mod tests {
         let rules = crate::ops::rules(&c);
         assert!(rules.contains("No checkout rules") && !rules.contains("step:"));
     }
+
+    #[test]
+    fn ref_ids_go_on_past_z() {
+        let ids: Vec<String> = [0, 25, 26, 27, 51, 52, 701, 702]
+            .map(crate::ops::panels::ref_id)
+            .into();
+        assert_eq!(ids, ["A", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA"]);
+    }
 }

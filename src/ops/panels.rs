@@ -42,6 +42,16 @@ impl Stages {
     }
 }
 
+/// A query's `refId` as Grafana names them: `A` to `Z`, then `AA`, `AB`, ... (a journey of 32
+/// stages has 31 step queries in one panel).
+pub(super) fn ref_id(i: usize) -> String {
+    let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
+    match i / 26 {
+        0 => letter(i).to_string(),
+        n => format!("{}{}", ref_id(n - 1), letter(i)),
+    }
+}
+
 /// The data source every panel and query uses: the dashboard's variable.
 pub(super) fn datasource() -> J {
     obj! { "type" => "prometheus", "uid" => "${datasource}" }
@@ -167,7 +177,7 @@ fn panel(kind: &str, title: &str, description: &str, targets: Vec<J>, look: Look
         },
     };
     let targets: Vec<J> = (targets.into_iter().enumerate())
-        .map(|(i, t)| t.with("refId", char::from(b'A' + i as u8).to_string().into()))
+        .map(|(i, t)| t.with("refId", ref_id(i).into()))
         .collect();
     obj! {
         "type" => kind, "title" => title, "description" => description,

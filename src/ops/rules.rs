@@ -71,7 +71,7 @@ pub fn rules(config: &Config) -> String {
                 steps,
                 "      - record: site_journey_step:touchstream_step_conversion:ratio_rate1h\n        \
                  expr: |\n          {}\n            / {}\n        labels:\n          \
-                 step: {from}_to_{to}\n",
+                 step: {from}_to_{to}\n          from: \"{from}\"\n          to: \"{to}\"\n",
                 reached(to),
                 reached(from),
             );
