@@ -113,9 +113,7 @@ impl Engine {
     /// flood must not fire the funnel alerts): they count in the eviction counters only.
     #[cold]
     pub(super) fn evict(&self) {
-        let journeys = &self.journeys;
-        let cart_open = |s: &Session| s.cart_open(&journeys.sites[usize::from(s.site)].cart_stages);
-        let rank = |s: &Session| (s.events > 1, cart_open(s), s.last_ms);
+        let rank = |s: &Session| (s.events > 1, s.cart_open(), s.last_ms);
         let mut ranks: Vec<_> = self.sessions.iter().map(|e| rank(&e)).collect();
         if ranks.is_empty() {
             return;
@@ -129,7 +127,7 @@ impl Engine {
                 return true;
             }
             evicted += 1;
-            carts += u64::from(cart_open(s));
+            carts += u64::from(s.cart_open());
             self.forget(s);
             false
         });

@@ -135,8 +135,7 @@ impl Gauges<'_> {
     /// out whole.
     #[inline]
     pub fn before(&self, s: &Session) -> Mirrored {
-        let site = &self.journeys.sites[usize::from(s.site)];
-        let cart_open = s.cart_open(&site.cart_stages);
+        let cart_open = s.cart_open();
         let mut kept = None;
         if cart_open {
             match s.single_cart() {
@@ -159,7 +158,7 @@ impl Gauges<'_> {
                 self.moved(site, slot, reached.start, reached.end);
             }
         }
-        let now_open = s.cart_open(&self.journeys.sites[site].cart_stages);
+        let now_open = s.cart_open();
         match (was.kept, now_open, s.single_cart()) {
             // The usual event of a cart: one difference, none when the value is the same.
             (Some((c, old)), true, Some((now_c, now))) if c == now_c => {
@@ -205,7 +204,7 @@ impl Gauges<'_> {
             }
         }
         let m = &self.metrics.funnel;
-        if s.cart_open(&self.journeys.sites[site].cart_stages) {
+        if s.cart_open() {
             m.carts_open(site).inc();
             self.cart_value(s, 1);
         }
@@ -223,7 +222,7 @@ impl Gauges<'_> {
                 m.active(m.row(site, slot, usize::from(reached) - 1)).dec();
             }
         }
-        if s.cart_open(&journeys.cart_stages) {
+        if s.cart_open() {
             m.carts_open(site).dec();
             self.cart_value(s, -1);
         }

@@ -61,7 +61,8 @@ pub fn advance(
     let slots = journeys.slots();
     let mut reached: [Range<u8>; MAX_SITE_JOURNEYS] = Default::default();
     let mut friction = [None; MAX_SITE_JOURNEYS];
-    let (mut had_cart, mut has_cart) = (false, false);
+    let had_cart = s.has_cart();
+    let mut has_cart = had_cart;
     for (slot, journey) in journeys.slots.iter().enumerate() {
         let was = s.progress(slot, journey.ordered);
         let mark = tp.marks[slot];
@@ -69,16 +70,19 @@ pub fn advance(
         if now != was {
             s.set_progress(slot, now, journey.ordered);
         }
-        if let Some(cart) = journey.cart_stage {
-            had_cart |= usize::from(was.reached) > cart;
-            has_cart |= usize::from(now.reached) > cart;
-        }
+        has_cart |= journey
+            .cart_stage
+            .is_some_and(|c| usize::from(now.reached) > c);
         reached[slot] = was.reached..now.reached.max(was.reached);
         // In a journey the session has entered (an ordered one it has not counts nothing).
         friction[slot] = mark
             .friction
             .filter(|_| now.reached > 0)
             .map(|kind| (now.reached - 1, kind));
+    }
+
+    if has_cart && !had_cart {
+        s.set_cart();
     }
 
     // What a drop-off is diagnosed by: the last touchpoint and friction received.
@@ -253,6 +257,6 @@ pub fn closing<'a>(all: &Journeys, s: &'a Session) -> Closed<'a> {
         slots: site.slots(),
         dropped_at,
         last_friction,
-        abandoned: s.cart_open(&site.cart_stages),
+        abandoned: s.cart_open(),
     }
 }

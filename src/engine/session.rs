@@ -154,7 +154,7 @@ pub struct Session {
     /// Channel and device of the session's first event received.
     pub channel: Channel,
     pub device: Device,
-    /// [`ORDERED`] and [`REMEMBERED`], one bit each (two bools would not fit 56 bytes).
+    /// [`ORDERED`], [`REMEMBERED`] and [`CART`], one bit each (two bools would not fit 56 bytes).
     flags: u8,
     /// The touchpoint label of the last event received (what a drop-off is diagnosed by).
     pub last_touchpoint: u8,
@@ -164,6 +164,8 @@ pub struct Session {
 
 /// An order was counted.
 const ORDERED: u8 = 1;
+/// A cart stage of one of the site's journeys was reached.
+const CART: u8 = 4;
 /// A closed session of the same key was remembered when it opened: only then are its events'
 /// ids looked up among the closed sessions' too.
 const REMEMBERED: u8 = 2;
@@ -295,12 +297,32 @@ impl Session {
     }
 
     /// Whether the session holds a cart that would be abandoned if it closed now: it reached
-    /// the cart stage of one of its site's journeys (`cart_stages`, by slot) and has no order.
+    /// the cart stage of one of its site's journeys and has no order.
     #[inline]
-    pub fn cart_open(&self, cart_stages: &[Option<usize>]) -> bool {
-        !self.ordered()
-            && (cart_stages.iter().enumerate())
-                .any(|(slot, cart)| cart.is_some_and(|c| usize::from(self.reached(slot)) > c))
+    pub fn cart_open(&self) -> bool {
+        self.flags & (CART | ORDERED) == CART
+    }
+
+    /// Whether it has reached a cart stage of one of its site's journeys.
+    #[inline]
+    pub fn has_cart(&self) -> bool {
+        self.flags & CART != 0
+    }
+
+    /// Notes that it reached a cart stage (progress never goes back, so neither does this).
+    #[inline]
+    pub fn set_cart(&mut self) {
+        self.flags |= CART;
+    }
+
+    /// Notes a cart if its progress (restored) passed a cart stage, `cart_stages` by slot.
+    pub fn note_cart(&mut self, cart_stages: &[Option<usize>]) {
+        let reached = |slot| usize::from(self.reached(slot));
+        let passed =
+            |(slot, cart): (usize, &Option<usize>)| cart.is_some_and(|c| reached(slot) > c);
+        if cart_stages.iter().enumerate().any(passed) {
+            self.set_cart();
+        }
     }
 
     /// Adds `micros` (negative to remove) to the cart's value in `currency`, saturating at the

@@ -79,8 +79,13 @@ fn progress_of_further_journeys_and_the_cart_share_the_lines() {
             at_ms: 5
         }
     );
-    assert!(s.cart_open(&[None, None, Some(3)]));
-    assert!(!s.cart_open(&[Some(3), None, None]));
+    // A restored session notes its cart from its progress: slot 2 passed its cart stage 3.
+    s.note_cart(&[Some(3), None, None]);
+    assert!(!s.cart_open());
+    s.note_cart(&[None, None, Some(3)]);
+    assert!(s.cart_open());
+    s.set_ordered();
+    assert!(!s.cart_open() && s.has_cart());
 }
 
 #[test]
