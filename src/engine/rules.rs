@@ -70,9 +70,7 @@ pub fn advance(
         if now != was {
             s.set_progress(slot, now, journey.ordered);
         }
-        has_cart |= journey
-            .cart_stage
-            .is_some_and(|c| usize::from(now.reached) > c);
+        has_cart |= journey.opens_cart(now.reached);
         reached[slot] = was.reached..now.reached.max(was.reached);
         // In a journey the session has entered (an ordered one it has not counts nothing).
         friction[slot] = mark
@@ -243,13 +241,12 @@ pub fn closing<'a>(all: &Journeys, s: &'a Session) -> Closed<'a> {
     let site = &all.sites[usize::from(s.site)];
     let mut dropped_at = [None; MAX_SITE_JOURNEYS];
     let mut last_friction = [0; MAX_SITE_JOURNEYS];
-    for (slot, &j) in site.journeys.iter().enumerate() {
+    for (slot, journey) in site.slots.iter().enumerate() {
         let reached = s.reached(slot);
-        let last = all.journeys[j].stages.len();
+        let last = journey.stages.len();
         dropped_at[slot] = (reached > 0 && usize::from(reached) < last).then(|| reached - 1);
-        let counted = |k: u8| site.friction_kinds[slot] & (1 << (k - 1)) != 0;
         last_friction[slot] = Some(s.last_friction)
-            .filter(|&k| k > 0 && counted(k))
+            .filter(|&k| k > 0 && journey.counts_friction(k - 1))
             .unwrap_or(0);
     }
     Closed {

@@ -2,6 +2,7 @@
 //! megabyte. Strings are never stored; ids are keyed 64-bit hashes (see `Engine`).
 
 use crate::event::{Channel, Device};
+use crate::journey::Journey;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use thin_vec::ThinVec;
@@ -315,12 +316,11 @@ impl Session {
         self.flags |= CART;
     }
 
-    /// Notes a cart if its progress (restored) passed a cart stage, `cart_stages` by slot.
-    pub fn note_cart(&mut self, cart_stages: &[Option<usize>]) {
-        let reached = |slot| usize::from(self.reached(slot));
-        let passed =
-            |(slot, cart): (usize, &Option<usize>)| cart.is_some_and(|c| reached(slot) > c);
-        if cart_stages.iter().enumerate().any(passed) {
+    /// Notes a cart if its progress (restored) passed the cart stage of one of `slots`, its
+    /// site's journeys.
+    pub fn note_cart(&mut self, slots: &[Journey]) {
+        let passed = |(slot, j): (usize, &Journey)| j.opens_cart(self.reached(slot));
+        if slots.iter().enumerate().any(passed) {
             self.set_cart();
         }
     }

@@ -42,6 +42,22 @@ pub struct Journey {
     pub stages: Vec<Stage>,
     pub cart_stage: Option<usize>,
     pub purchase_stage: Option<usize>,
+    /// The friction kinds it counts, one bit per kind of [`Journeys::friction`].
+    pub friction_kinds: u64,
+}
+
+impl Journey {
+    /// Whether `reached` stages pass its cart stage (it opens the session's cart).
+    #[inline]
+    pub fn opens_cart(&self, reached: u8) -> bool {
+        self.cart_stage.is_some_and(|c| usize::from(reached) > c)
+    }
+
+    /// Whether it counts friction kind `kind` (an index into [`Journeys::friction`]).
+    #[inline]
+    pub fn counts_friction(&self, kind: u8) -> bool {
+        self.friction_kinds & (1 << kind) != 0
+    }
 }
 
 /// Every configured journey, and each site's lookup.
@@ -83,6 +99,9 @@ impl Journeys {
                     within_ms: s.within.map(|w| w.as_millis().min(i64::MAX as u128) as i64),
                 })
                 .collect();
+            let friction_kinds = (j.friction.iter())
+                .map(|f| intern(&mut friction, f))
+                .fold(0, |mask, k| mask | 1 << k);
             journeys.push(Journey {
                 name: j.name.clone(),
                 ordered: j.mode == JourneyMode::Ordered,
@@ -90,12 +109,10 @@ impl Journeys {
                 stages,
                 cart_stage: j.cart_stage(),
                 purchase_stage: j.purchase_stage(),
+                friction_kinds,
             });
             for t in j.touchpoints() {
                 intern(&mut touchpoints, t);
-            }
-            for f in &j.friction {
-                intern(&mut friction, f);
             }
         }
         phases.push(POST_PURCHASE.to_string());

@@ -49,10 +49,6 @@ pub struct SiteJourneys {
     pub journeys: Vec<usize>,
     /// Each slot's journey (a copy, one lookup nearer the hot path).
     pub slots: Vec<super::Journey>,
-    /// Each slot's journey's cart stage.
-    pub cart_stages: Vec<Option<usize>>,
-    /// Each slot's journey's friction kinds, one bit per kind of [`Journeys::friction`].
-    pub friction_kinds: Vec<u64>,
     lookup: HashMap<String, Touchpoint>,
     other: Touchpoint,
 }
@@ -96,17 +92,6 @@ impl SiteJourneys {
             slots: slots
                 .iter()
                 .map(|&j| compiled.journeys[j].clone())
-                .collect(),
-            friction_kinds: (maps.iter())
-                .map(|m| {
-                    (m.friction.iter())
-                        .filter_map(|f| compiled.friction.iter().position(|k| k == f))
-                        .fold(0, |mask, k| mask | 1 << k)
-                })
-                .collect(),
-            cart_stages: slots
-                .iter()
-                .map(|&j| compiled.journeys[j].cart_stage)
                 .collect(),
             lookup,
             other,

@@ -80,9 +80,18 @@ fn progress_of_further_journeys_and_the_cart_share_the_lines() {
         }
     );
     // A restored session notes its cart from its progress: slot 2 passed its cart stage 3.
-    s.note_cart(&[Some(3), None, None]);
+    let j = |cart_stage| crate::journey::Journey {
+        name: String::new(),
+        ordered: false,
+        open_entry: false,
+        stages: Vec::new(),
+        cart_stage,
+        purchase_stage: None,
+        friction_kinds: 0,
+    };
+    s.note_cart(&[j(Some(3)), j(None), j(None)]);
     assert!(!s.cart_open());
-    s.note_cart(&[None, None, Some(3)]);
+    s.note_cart(&[j(None), j(None), j(Some(3))]);
     assert!(s.cart_open());
     s.set_ordered();
     assert!(!s.cart_open() && s.has_cart());

@@ -176,7 +176,7 @@ impl Mapping {
         if s.ordered {
             session.set_ordered();
         }
-        session.note_cart(&engine.journeys.sites[usize::from(site)].cart_stages);
+        session.note_cart(&engine.journeys.sites[usize::from(site)].slots);
         let index =
             |names: &[Option<u8>], i: Option<u16>| i.and_then(|i| *names.get(usize::from(i))?);
         // A touchpoint no longer named is `other`, the last label.
