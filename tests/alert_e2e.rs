@@ -1,9 +1,10 @@
-//! CheckoutDropoffSpike end to end: a real Prometheus (Debian's, installed by ./tests/run.sh)
-//! with the production rules, scraping a live touchstream fed normal checkout traffic and then a
-//! breakage (checkouts stop converting), must report the alert firing through its API.
+//! The step alerts end to end: a real Prometheus (Debian's, installed by ./tests/run.sh) with
+//! the production rules, scraping a live touchstream fed normal checkout traffic and then a
+//! breakage (checkouts stop converting, for everyone on one shop and on phones only on another),
+//! must report the pages through its API.
 //!
-//! The rule expressions are production's; only their time windows are divided by `TIME_SCALE`
-//! (15m -> 15s, 1d -> 24m, for: 10m -> 10s), so the test takes a minute or two, not hours.
+//! The rule expressions are production's; only their durations are divided by `TIME_SCALE`
+//! (10m -> 10s, 2h -> 2min, keep_firing_for: 10m -> 10s), so the test takes minutes, not hours.
 
 mod common;
 
@@ -63,90 +64,168 @@ fn scaling_keeps_expressions_and_divides_durations() {
     );
 }
 
-/// The alert's state in Prometheus: "", "pending" or "firing".
-async fn alert_state(prometheus: &Prometheus) -> String {
-    prometheus
-        .alerts()
-        .await
-        .into_iter()
-        .find(|a| {
-            a["labels"]["alertname"] == "CheckoutDropoffSpike" && a["labels"]["site"] == "demo"
+const MOBILE: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148";
+const DESKTOP: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
+
+/// The firing page alerts of `site` as (alertname, scope, segment value, step).
+async fn pages(prometheus: &Prometheus, site: &str) -> Vec<(String, String, String, String)> {
+    let label = |a: &serde_json::Value, name: &str| {
+        a["labels"][name].as_str().unwrap_or_default().to_string()
+    };
+    (prometheus.alerts().await.iter())
+        .filter(|a| a["state"] == "firing" && a["labels"]["site"] == site)
+        .filter(|a| a["labels"]["severity"] == "page")
+        .map(|a| {
+            let segment = label(a, "channel") + &label(a, "device");
+            (
+                label(a, "alertname"),
+                label(a, "scope"),
+                segment,
+                label(a, "step"),
+            )
         })
-        .map(|a| a["state"].as_str().unwrap_or_default().to_string())
-        .unwrap_or_default()
+        .collect()
 }
 
-/// One second of shop traffic: `checkouts` sessions begin checkout, `purchases` of them buy.
-async fn second_of_traffic(server: &TestServer, tick: usize, checkouts: usize, purchases: usize) {
+/// `checkouts` sessions of `site` on a device (`user_agent`) begin checkout, `purchases` of
+/// them buy.
+async fn shoppers(
+    server: &TestServer,
+    site: &str,
+    user_agent: &str,
+    name: &str,
+    checkouts: usize,
+    purchases: usize,
+) {
     let now = touchstream::now_ms();
     let mut events = Vec::new();
     for i in 0..checkouts {
-        let session = format!("s{tick}-{i}");
+        let session = format!("{site}-{name}-{i}");
         events.push(json!({"id": format!("{session}-c"), "type": "begin_checkout", "ts": now, "session": session}));
         if i < purchases {
             events.push(json!({"id": format!("{session}-p"), "type": "purchase", "ts": now, "session": session,
                                "props": {"value": 50, "currency": "USD"}}));
         }
     }
-    assert_eq!(
-        server
-            .post(&json!({"site": "demo", "events": events}))
-            .await
-            .status(),
-        200
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = (server.client.post(server.events_url()))
+        .header("content-type", "application/json")
+        .header("origin", common::server::ORIGIN)
+        .header("user-agent", user_agent)
+        .body(json!({"site": site, "events": events}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
 }
 
+/// One second of traffic on both shops: 6 desktop and 4 mobile checkouts each, half of them
+/// buying, but none on `demo` once `broken`, and none on `shop2`'s phones.
+async fn second_of_traffic(server: &TestServer, tick: usize, broken: bool) {
+    let (desktop, mobile) = (format!("{tick}-d"), format!("{tick}-m"));
+    tokio::join!(
+        shoppers(
+            server,
+            "demo",
+            DESKTOP,
+            &desktop,
+            6,
+            if broken { 0 } else { 3 }
+        ),
+        shoppers(
+            server,
+            "demo",
+            MOBILE,
+            &mobile,
+            4,
+            if broken { 0 } else { 2 }
+        ),
+        shoppers(server, "shop2", DESKTOP, &desktop, 6, 3),
+        shoppers(
+            server,
+            "shop2",
+            MOBILE,
+            &mobile,
+            4,
+            if broken { 0 } else { 2 }
+        ),
+        tokio::time::sleep(Duration::from_secs(1)),
+    );
+}
+
+/// Two shops at 10 checkouts a second (600 a scaled minute), half converting. After two scaled
+/// hours (the baseline's shortest tier: the hour before the last) checkout breaks on `demo` for
+/// everyone and on `shop2` for phones only. Both page on the checkout step: `demo` site-wide,
+/// `shop2` for mobile and never for desktop, which still converts; nothing pages before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkout_breakage_fires_checkout_dropoff_spike_in_a_real_prometheus() {
-    let server = TestServer::start(config(Duration::from_secs(3600))).await;
+async fn a_broken_step_pages_site_wide_and_in_one_segment_in_a_real_prometheus() {
+    let mut config = config(Duration::from_secs(3600));
+    let mut second = config.sites[0].clone();
+    second.id = "shop2".into();
+    config.sites.push(second);
+    let server = TestServer::start(config).await;
     let prometheus = Prometheus::start(
         &scale_durations(&production_rules(), TIME_SCALE),
         &[("touchstream", &[server.admin])],
     )
     .await;
 
-    // A normal shop: 4 checkouts a second (60 in the scaled 15-minute window), half convert.
-    for tick in 0..75 {
-        second_of_traffic(&server, tick, 4, 2).await;
-        if tick > 45 {
-            assert_eq!(
-                alert_state(&prometheus).await,
-                "",
-                "quiet while checkout converts"
+    let normal = Instant::now();
+    let mut tick = 0;
+    while normal.elapsed() < Duration::from_secs(135) {
+        second_of_traffic(&server, tick, false).await;
+        tick += 1;
+        for site in ["demo", "shop2"] {
+            let pages = pages(&prometheus, site).await;
+            assert!(
+                pages.is_empty(),
+                "{site} pages in normal traffic: {pages:?}"
             );
         }
     }
-    // Payment breaks: checkouts go on, nobody buys.
+    let baseline = prometheus
+        .api(
+            "/api/v1/query",
+            &[(
+                "query",
+                r#"site_journey_step_segment:touchstream_step_conversion:baseline{step="checkout_to_purchase",device="mobile"}"#
+                    .to_string(),
+            )],
+        )
+        .await;
+    assert_eq!(
+        baseline["data"]["result"].as_array().map(Vec::len),
+        Some(2),
+        "both shops have a baseline for phones by now: {baseline}"
+    );
+
     let broke = Instant::now();
-    let mut seen_pending = false;
-    let mut tick = 75;
-    loop {
-        second_of_traffic(&server, tick, 4, 0).await;
+    let (mut demo, mut phones) = (None, None);
+    while demo.is_none() || phones.is_none() {
+        second_of_traffic(&server, tick, true).await;
         tick += 1;
-        match alert_state(&prometheus).await.as_str() {
-            "pending" => seen_pending = true,
-            "firing" => break,
-            _ => {}
+        let checkout = |p: &(String, String, String, String)| p.3 == "checkout_to_purchase";
+        let found = pages(&prometheus, "demo").await;
+        if demo.is_none() && found.iter().any(|p| checkout(p) && p.1 == "site") {
+            demo = Some((broke.elapsed(), found));
+        }
+        let found = pages(&prometheus, "shop2").await;
+        assert!(
+            !found.iter().any(|p| p.2 == "desktop"),
+            "desktop still converts on shop2: {found:?}"
+        );
+        if phones.is_none() && found.iter().any(|p| checkout(p) && p.2 == "mobile") {
+            phones = Some((broke.elapsed(), found));
         }
         assert!(
-            broke.elapsed() < Duration::from_secs(120),
-            "CheckoutDropoffSpike never fired"
+            broke.elapsed() < Duration::from_secs(90),
+            "no page after 90 s (a scaled hour and a half): demo {demo:?}, shop2 {phones:?}"
         );
     }
-    let fired_after = broke.elapsed();
-    assert!(
-        seen_pending,
-        "the alert fires only after its `for` (pending first)"
-    );
-    // Scaled: at most ~8 s for the window to show it, 10 s of `for`, plus scrape and evaluation.
-    assert!(
-        fired_after < Duration::from_secs(60),
-        "fired only after {fired_after:?}"
-    );
     eprintln!(
-        "CheckoutDropoffSpike fired {fired_after:?} after the breakage (time scale 1/{TIME_SCALE})"
+        "paged after the breakage (time scale 1/{TIME_SCALE}): demo site-wide {demo:?}; shop2 phones {phones:?}"
     );
     server.stop().await;
 }

@@ -359,7 +359,8 @@ fn rules_are_printed_for_the_journey_configured() {
         "{out}"
     );
     assert!(
-        out.contains(r#"{journey="sales", stage="signed"}[15m]"#) && !out.contains("add_to_cart")
+        out.contains(r#"{journey="sales", stage="signed", window!="1h"}"#)
+            && !out.contains("add_to_cart")
     );
     assert_eq!(
         std::fs::read_dir(cwd.path()).unwrap().count(),

@@ -29,6 +29,7 @@ fn alert_rules_pass_their_unit_tests() {
             "test",
             "rules",
             "deploy/prometheus/tests/touchstream.test.yml",
+            "deploy/prometheus/tests/baseline.test.yml",
         ],
     );
     assert!(text.contains("SUCCESS"), "{text}");
@@ -52,7 +53,7 @@ fn alertmanager_routes_funnel_alerts_to_ecommerce_and_the_rest_to_operations() {
     };
     assert_eq!(
         route(&[
-            "alertname=CheckoutDropoffSpike",
+            "alertname=StepConversionDropped",
             "team=ecommerce",
             "site=demo"
         ]),

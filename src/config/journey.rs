@@ -74,7 +74,21 @@ pub struct StageConfig {
         with = "super::duration::option"
     )]
     pub within: Option<Duration>,
+    /// The typical (median) time from the stage before to this one. The step alerts of
+    /// `touchstream rules` compare the sessions reaching this stage now with those that reached
+    /// the one before this long earlier. Not on the first stage; [`DEFAULT_STEP_DELAY`] unset.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::duration::option"
+    )]
+    pub step_delay: Option<Duration>,
 }
+
+/// A step's typical delay when its stage sets no `step_delay`.
+pub const DEFAULT_STEP_DELAY: Duration = Duration::from_secs(120);
+/// The longest `step_delay`: the step alerts look back at most two hours.
+pub const MAX_STEP_DELAY: Duration = Duration::from_secs(3600);
 
 /// Bounds that keep label sets small and let the engine store a stage index in a byte.
 pub const MAX_STAGES: usize = 32;
@@ -135,6 +149,7 @@ fn stage(name: &str, phase: &str, touchpoints: &[&str]) -> StageConfig {
         phase: phase.into(),
         touchpoints: strings(touchpoints),
         within: None,
+        step_delay: None,
     }
 }
 

@@ -15,8 +15,8 @@ mod validate;
 
 pub use engine::EngineConfig;
 pub use journey::{
-    DEFAULT_NAME as DEFAULT_JOURNEY, JourneyConfig, JourneyMode, MAX_SITE_JOURNEYS, NO_FRICTION,
-    OTHER, StageConfig,
+    DEFAULT_NAME as DEFAULT_JOURNEY, DEFAULT_STEP_DELAY, JourneyConfig, JourneyMode,
+    MAX_SITE_JOURNEYS, NO_FRICTION, OTHER, StageConfig,
 };
 pub use kafka::KafkaConfig;
 pub use load::{ConfigError, load, load_str};

@@ -7,6 +7,7 @@ fn stage(name: &str, phase: &str, touchpoints: &[&str]) -> StageConfig {
         phase: phase.into(),
         touchpoints: touchpoints.iter().map(|t| t.to_string()).collect(),
         within: None,
+        step_delay: None,
     }
 }
 

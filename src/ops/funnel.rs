@@ -82,25 +82,38 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
             RATIO,
         ),
         timeseries(
-            "Checkout conversion: last 15 minutes and the day",
-            "Checkout to purchase, all channels and devices (recording rules of deploy/prometheus). \
-             CheckoutDropoffSpike pages when the 15-minute line stays under half of the day line.",
-            // The rules record these only when a stage comes before the purchase stage.
-            if s.purchase.as_ref().is_none_or(|p| *p == s.names[0]) {
+            "Step conversion against the usual",
+            "Each step's conversion over the last 30 minutes (entrants counted a step delay earlier), \
+             solid, and what its baseline (the same hour of past weeks, else of past days, else \
+             the day before the last hour) expected, dashed: the step alerts' view, site-wide.",
+            steps_against_baseline(s, &site),
+            Look {
+                dashed: Some("/usual$/"),
+                ..RATIO
+            },
+        ),
+        timeseries(
+            "Step alerts: shortfall score",
+            "How unlikely each step's shortfall is at its volume, in standard deviations: the \
+             largest over the windows of 4 minutes to 2 hours, site-wide and in each channel and \
+             device. StepConversionDropped pages over the threshold in rules.yml (about 5.4 \
+             site-wide, 5.7 in a segment).",
+            if s.names.len() < 2 {
                 Vec::new()
             } else {
-                vec![
-                    target(
-                        format!("site_journey:touchstream_checkout_conversion:ratio15m{{{site}}}"),
-                        "{{site}} last 15 min",
+                vec![target(
+                    format!(
+                        "max by (site, step, scope, channel, device) \
+                         (site_journey_step_segment:touchstream_step_shortfall:score{{{site}}})"
                     ),
-                    target(
-                        format!("site_journey:touchstream_checkout_conversion:ratio1d{{{site}}}"),
-                        "{{site}} last day",
-                    ),
-                ]
+                    "{{site}} {{step}} {{scope}} {{channel}}{{device}}",
+                )]
             },
-            RATIO,
+            Look {
+                unit: "none",
+                min: Some(0),
+                ..LOOK
+            },
         ),
         timeseries(
             "Open sessions by stage",
@@ -134,6 +147,32 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
                 width: 12,
                 ..LOOK
             },
+        ),
+    ]
+}
+
+/// Per step, the conversion over 30 minutes and the baseline's (weighted over the sites shown).
+fn steps_against_baseline(s: &Stages, site: &str) -> Vec<J> {
+    if s.names.len() < 2 {
+        return Vec::new();
+    }
+    let window = format!(r#"{site},scope="site",window="30m""#);
+    let sum = |metric: &str| format!("sum by (step) ({metric}{{{window}}})");
+    let entrants = sum("site_journey_step_segment:touchstream_step_entrants:window");
+    vec![
+        target(
+            format!(
+                "{} / {entrants}",
+                sum("site_journey_step_segment:touchstream_step_completions:window")
+            ),
+            "{{step}} now",
+        ),
+        target(
+            format!(
+                "{} / {entrants}",
+                sum("site_journey_step_segment:touchstream_step_completions:expected")
+            ),
+            "{{step}} usual",
         ),
     ]
 }
@@ -207,6 +246,7 @@ mod tests {
         let mut c = Config::default();
         c.journey.stages = vec![StageConfig {
             within: None,
+            step_delay: None,
             name: "signed".into(),
             phase: "decision".into(),
             touchpoints: vec!["contract_signed".into()],
@@ -218,7 +258,8 @@ mod tests {
         let panels = d["panels"].as_array().unwrap();
         let titled = |t: &str| panels.iter().any(|p| p["title"] == t);
         assert!(!titled("Step conversion") && !titled("Share of visits reaching each stage"));
-        assert!(!titled("Checkout conversion: last 15 minutes and the day"));
+        assert!(!titled("Step conversion against the usual"));
+        assert!(!titled("Step alerts: shortfall score"));
         assert!(titled("Funnel: sessions reaching each stage"));
         for p in panels.iter().filter(|p| p["type"] != "row") {
             assert!(
@@ -228,7 +269,8 @@ mod tests {
             );
         }
         let rules = crate::ops::rules(&c);
-        assert!(rules.contains("No checkout rules") && !rules.contains("step:"));
+        assert!(!rules.contains("{step:") && !rules.contains("${"));
+        assert!(rules.contains("(0 steps site-wide, 0 in channels and devices)"));
     }
 
     #[test]

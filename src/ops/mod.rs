@@ -10,6 +10,8 @@ mod health;
 mod json;
 mod panels;
 mod rules;
+mod stats;
+mod steps;
 
 pub use dashboard::dashboard;
 pub use rules::rules;

@@ -123,6 +123,8 @@ pub(super) struct Look {
     pub min: Option<i64>,
     pub no_value: Option<&'static str>,
     pub stack: bool,
+    /// Series whose legend matches this regular expression are drawn dashed (a baseline).
+    pub dashed: Option<&'static str>,
 }
 
 pub(super) const LOOK: Look = Look {
@@ -132,6 +134,7 @@ pub(super) const LOOK: Look = Look {
     min: None,
     no_value: None,
     stack: false,
+    dashed: None,
 };
 
 pub(super) const RATIO: Look = Look {
@@ -176,13 +179,22 @@ fn panel(kind: &str, title: &str, description: &str, targets: Vec<J>, look: Look
             "displayMode" => "gradient", "showUnfilled" => true,
         },
     };
+    let overrides: Vec<J> = (look.dashed.iter())
+        .map(|regex| {
+            let dash = obj! { "fill" => "dash", "dash" => vec![J::from(10i64), J::from(10i64)] };
+            obj! {
+                "matcher" => obj! { "id" => "byRegexp", "options" => *regex },
+                "properties" => vec![obj! { "id" => "custom.lineStyle", "value" => dash }],
+            }
+        })
+        .collect();
     let targets: Vec<J> = (targets.into_iter().enumerate())
         .map(|(i, t)| t.with("refId", ref_id(i).into()))
         .collect();
     obj! {
         "type" => kind, "title" => title, "description" => description,
         "datasource" => datasource(), "targets" => targets,
-        "fieldConfig" => obj! { "defaults" => defaults, "overrides" => Vec::new() },
+        "fieldConfig" => obj! { "defaults" => defaults, "overrides" => overrides },
         "options" => options, "width" => look.width, "height" => look.height,
     }
 }

@@ -1,9 +1,10 @@
 //! `touchstream rules`: `rules.yml` (a template kept beside this file) with the journeys put
-//! in: a step-conversion rule for each pair of consecutive stages of each journey, the checkout
-//! rules of each journey whose purchase stage has a stage before it, and the cart rules when a
-//! journey has a cart stage.
+//! in: a step-conversion rule and the step alerts' rules for each pair of consecutive stages
+//! of each journey, the alerts' thresholds for the number of steps a site runs, and the cart
+//! rules when a journey has a cart stage.
 
-use crate::config::{Config, JourneyConfig};
+use super::{stats, steps};
+use crate::config::Config;
 use std::fmt::Write as _;
 
 const TEMPLATE: &str = include_str!("rules.yml");
@@ -43,11 +44,71 @@ fn parts(template: &str) -> Vec<Part<'_>> {
     parts
 }
 
-/// The stage before the purchase stage and the purchase stage of `j`, if it has both.
-fn checkout(j: &JourneyConfig) -> Option<(&str, &str)> {
-    let purchase = j.purchase_stage()?;
-    let before = purchase.checked_sub(1)?;
-    Some((&j.stages[before].name, &j.stages[purchase].name))
+/// Channels and devices: the segments each step is also tested in (9 + 3).
+const SEGMENTS: usize = 12;
+
+/// False pages in 30 days each family of step alerts may spend (RUNBOOK.md, "How the step
+/// alerts decide"): about 0.3 in all, so at most one in 30 days is 96 % likely.
+const BUDGET_SITE: f64 = 0.05;
+const BUDGET_SEGMENTS: f64 = 0.1;
+const BUDGET_STOPPED: f64 = 0.15;
+const BUDGET_FRICTION: f64 = 0.05;
+
+/// The thresholds of the step and friction alerts, for the site that runs the most steps and
+/// the friction kinds counted at any stage.
+fn thresholds(config: &Config) -> Vec<(&'static str, String)> {
+    let journeys = config.journeys();
+    let steps = |js: &[usize]| -> usize {
+        js.iter()
+            .map(|&j| journeys[j].stages.len().saturating_sub(1))
+            .sum()
+    };
+    let most = if config.sites.is_empty() {
+        steps(&(0..journeys.len()).collect::<Vec<_>>())
+    } else {
+        (config.sites.iter())
+            .map(|s| steps(&config.site_journeys(s)))
+            .max()
+            .unwrap_or(0)
+    };
+    let friction: usize = (journeys.iter())
+        .map(|j| j.stages.len() * j.friction.len())
+        .sum();
+    vec![
+        (
+            "${TESTED}",
+            format!(
+                "{most} steps site-wide, {} in channels and devices",
+                most * SEGMENTS
+            ),
+        ),
+        (
+            "${SHORTFALL_SITE}",
+            format!("{:.2}", stats::shortfall_threshold(most, BUDGET_SITE)),
+        ),
+        (
+            "${SHORTFALL_SEGMENT}",
+            format!(
+                "{:.2}",
+                stats::shortfall_threshold(most * SEGMENTS, BUDGET_SEGMENTS)
+            ),
+        ),
+        (
+            "${STOPPED_SITE}",
+            stats::stopped_minimum(most, BUDGET_STOPPED).to_string(),
+        ),
+        (
+            "${STOPPED_SEGMENT}",
+            stats::stopped_minimum(most * SEGMENTS, BUDGET_STOPPED).to_string(),
+        ),
+        (
+            "${FRICTION}",
+            format!(
+                "{:.2}",
+                stats::shortfall_threshold(friction, BUDGET_FRICTION)
+            ),
+        ),
+    ]
 }
 
 /// The rules file for `config`'s journeys (validated). Journeys without a checkout or a cart
@@ -77,36 +138,29 @@ pub fn rules(config: &Config) -> String {
             );
         }
     }
+    let mut steady = String::new();
+    steps::steady(&mut steady, journeys);
+    let mut step_rules = String::new();
+    for j in journeys {
+        steps::journey(&mut step_rules, j);
+    }
     let has_cart = journeys.iter().any(|j| j.cart_stage().is_some());
-    let checkouts: Vec<_> = journeys
-        .iter()
-        .filter_map(|j| Some((&j.name, checkout(j)?)))
-        .collect();
+    let thresholds = thresholds(config);
     let mut out = String::new();
     let mut put = |line: &str| {
-        out.push_str(line);
+        let mut line = line.to_string();
+        for (key, value) in &thresholds {
+            line = line.replace(key, value);
+        }
+        out.push_str(&line);
         out.push('\n');
     };
     for part in parts(TEMPLATE) {
         match part {
             Part::Line("${STEPS}") => put(steps.trim_end_matches('\n')),
+            Part::Line("${STEP_RULES}") => put(step_rules.trim_end_matches('\n')),
+            Part::Line("${STEADY}") => put(steady.trim_end_matches('\n')),
             Part::Line(line) => put(line),
-            Part::Block(b) if b.name == "checkout" => {
-                if checkouts.is_empty() {
-                    put(
-                        "      # No checkout rules: no journey's purchase stage has a stage before it.",
-                    );
-                }
-                for (journey, (before, purchase)) in &checkouts {
-                    for line in &b.lines {
-                        put(&line
-                            .replace("${JOURNEY}", journey)
-                            .replace("${CHECKOUT}", before)
-                            .replace("${PURCHASE}", purchase));
-                    }
-                }
-            }
-            Part::Block(b) if b.name == "checkout-alert" && checkouts.is_empty() => {}
             Part::Block(b) if b.name == "cart" && !has_cart => {
                 put("      # No cart rules: no journey has a cart stage.");
             }
@@ -119,7 +173,7 @@ pub fn rules(config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{JourneyMode, StageConfig};
+    use crate::config::{JourneyConfig, JourneyMode, StageConfig};
 
     fn stage(name: &str) -> StageConfig {
         StageConfig {
@@ -127,13 +181,15 @@ mod tests {
             phase: "p".into(),
             touchpoints: vec![name.into()],
             within: None,
+            step_delay: None,
         }
     }
 
     #[test]
-    fn a_journey_of_its_own_gets_its_steps_and_checkout() {
+    fn a_journey_of_its_own_gets_its_steps_and_their_alerts() {
         let mut c = Config::default();
         c.journey.stages = vec![stage("landing"), stage("quote"), stage("signed")];
+        c.journey.stages[2].step_delay = Some(std::time::Duration::from_secs(600));
         c.journey.cart_stage = "quote".into();
         c.journey.purchase_stage = "signed".into();
         c.validate().unwrap();
@@ -141,24 +197,33 @@ mod tests {
         assert!(text.contains("step: landing_to_quote"), "{text}");
         assert!(text.contains("step: quote_to_signed"));
         assert!(!text.contains("add_to_cart") && !text.contains("${"));
-        assert!(text.contains(
-            r#"increase(touchstream_funnel_sessions_total{journey="default", stage="quote"}[15m])"#
-        ));
-        // A purchase stage first: every rule but the checkout ones.
-        c.journey.purchase_stage = "landing".into();
-        let text = rules(&c);
-        assert!(text.contains("No checkout rules") && text.contains("alert: CartAbandonmentSpike"));
-        assert!(!text.contains("CheckoutDropoffSpike") && !text.contains("checkout_conversion"));
-        assert!(!text.contains("#~") && !text.contains("#[") && text.ends_with("\n"));
-        // No cart either: no cart rules, no cart alert.
+        // Entrants shifted by each step's delay: 2 minutes unset, 10 set.
+        assert!(text.contains(r#"{journey="default", stage="landing", window!="1h"} offset 2m)"#));
+        assert!(text.contains(r#"{journey="default", stage="quote", window!="1h"} offset 10m)"#));
+        // Two steps site-wide, 24 in segments: the thresholds of that many series.
+        assert!(text.contains("(2 steps site-wide, 24 in channels and devices)"));
+        let threshold = |scope: &str| {
+            let at = text.find(&format!("score{{{scope}}} > ")).unwrap();
+            text[at..]
+                .split(['>', '\n'])
+                .nth(1)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(threshold(r#"scope="site""#), "5.25");
+        assert_eq!(threshold(r#"scope!="site""#), "5.60");
+        assert!(text.contains("alert: CartAbandonmentSpike") && text.ends_with("\n"));
+        assert!(!text.contains("#~") && !text.contains("#["));
+        // No cart: no cart rules, no cart alert.
         c.journey.cart_stage = String::new();
         let text = rules(&c);
         assert!(text.contains("No cart rules") && !text.contains("CartAbandonmentSpike"));
         assert!(!text.contains("site:touchstream_carts:increase1h"));
     }
 
-    /// Each journey gets its steps and checkout rules; the carts are counted on every journey
-    /// with a cart stage, the checkout alert is written once.
+    /// Each journey gets its steps; the carts are counted on every journey with a cart stage;
+    /// the thresholds are those of the site running the most steps.
     #[test]
     fn several_journeys_get_their_own_rules() {
         let mut c = Config::default();
@@ -184,18 +249,18 @@ mod tests {
                 && text.contains("step: asked_to_signed")
         );
         assert_eq!(
-            text.matches("record: site_journey:touchstream_checkouts:increase15m")
+            text.matches("record: site_journey_step_segment:touchstream_step_entrants:window")
                 .count(),
-            2
+            6
         );
-        assert!(text.contains(r#"{journey="quote", stage="asked"}[15m]"#));
-        assert_eq!(text.matches("alert: CheckoutDropoffSpike").count(), 1);
+        assert!(text.contains(r#"{journey="quote", stage="asked", window!="1h"}"#));
+        assert!(text.contains("(6 steps site-wide, 72 in channels and devices)"));
+        assert_eq!(text.matches("alert: StepConversionDropped").count(), 1);
         assert_eq!(
             text.matches("record: site:touchstream_carts:increase1h")
                 .count(),
             1
         );
-        assert!(text.contains(r#"{journey="shop", stage="add_to_cart"}[1h]"#));
         assert!(!text.contains(r#"{journey="quote", stage="add_to_cart"}"#));
     }
 }

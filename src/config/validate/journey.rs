@@ -3,7 +3,8 @@
 
 use super::{check_touchpoint_name, claim, is_label_name};
 use crate::config::journey::{
-    MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES, MAX_TOUCHPOINTS,
+    MAX_FRICTION_KINDS, MAX_JOURNEYS, MAX_SITE_JOURNEYS, MAX_STAGES, MAX_STEP_DELAY,
+    MAX_TOUCHPOINTS,
 };
 use crate::config::{Config, ConfigError, JourneyConfig, JourneyMode, NO_FRICTION};
 use std::collections::{HashMap, HashSet};
@@ -188,6 +189,21 @@ fn validate_map(j: &JourneyConfig, prefix: &str) -> Result<(), ConfigError> {
             };
             if let Some(reason) = reason {
                 return Err(ConfigError::invalid(key("within"), reason));
+            }
+        }
+        if let Some(delay) = stage.step_delay {
+            if i == 0 {
+                return Err(ConfigError::invalid(
+                    key("step_delay"),
+                    "the first stage has no step into it to time",
+                ));
+            }
+            if delay > MAX_STEP_DELAY {
+                return Err(ConfigError::invalid(
+                    key("step_delay"),
+                    "must be at most 1h: the step alerts compare windows of minutes to two hours, \
+                     and a slower step has no useful alert at that scale",
+                ));
             }
         }
     }

@@ -220,6 +220,18 @@ fn journeys_are_loaded_and_checked() {
         "first stage",
     );
     refused(
+        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
+         step_delay = \"1m\"\n",
+        "journey.stages[0].step_delay",
+        "first stage",
+    );
+    refused(
+        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
+         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nstep_delay = \"2h\"\n",
+        "journey.stages[1].step_delay",
+        "at most 1h",
+    );
+    refused(
         "[[journeys]]\nname = \"a\"\n[[journeys]]\nname = \"b\"\ncart_add = []\n\
          cart_remove = [\"add_to_cart\"]\n",
         "journeys[1].cart_remove",

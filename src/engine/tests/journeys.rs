@@ -10,6 +10,7 @@ fn stage(name: &str, touchpoints: &[&str], within: Option<i64>) -> StageConfig {
         phase: "p".into(),
         touchpoints: touchpoints.iter().map(|t| t.to_string()).collect(),
         within: within.map(|m| std::time::Duration::from_millis((m * MIN) as u64)),
+        step_delay: None,
     }
 }
 
