@@ -1,11 +1,19 @@
-"""Shop traffic minute by minute for the step alerts' tests, from a stated model.
+"""Shop traffic minute by minute for the step alerts' tests and benchmark, from a stated model.
 
-Each minute, visits per channel and device cell arrive as Poisson counts. Every session walks the
+Visits per channel and device cell arrive each minute as Poisson counts. Sessions walk the
 default journey (visit, product_view, add_to_cart, checkout, purchase) with the load tests'
-shopper mix of step conversions, and each step takes a delay drawn from the step's
-distribution; a stage is counted at the minute the session reaches it (README: reaching a stage
-counts when first reached). An incident blocks a step for some cells from its start minute:
-sessions that would take it then stop, and may meet friction instead (`payment_failed`).
+shopper mix of step conversions; each step takes a delay drawn from the step's distribution, and
+a stage is counted at the minute the session reaches it (README: a stage counts when first
+reached). The model works on counts (binomial splits of each minute's entrants over the
+conversion and the delays), so 30 days of a busy shop take seconds.
+
+With `rhythm`, the visit rate follows the day (a smooth curve from 20 % of the peak at 04:00 to
+the peak at 16:00), the week (weekends 1.2 times weekdays) and day-to-day noise (lognormal,
+sigma 0.1 on the volume), and each step's conversion wanders from day to day (normal noise of
+sigma 0.05 on the logit scale). Without it, traffic is flat at the peak rate.
+
+An incident blocks a step for some cells from its start minute: sessions that would take it then
+stop, and may meet friction instead (`payment_failed` at checkout).
 
 Seeded: the same arguments give the same series.
 """
@@ -20,17 +28,26 @@ CONVERSION = [0.95, 0.05, 0.85, 0.93]
 CHECKOUT_SHARE = CONVERSION[0] * CONVERSION[1] * CONVERSION[2]
 CHANNELS = {'direct': 0.6, 'paid_search': 0.4}
 DEVICES = {'desktop': 0.55, 'mobile': 0.45}
-# Checkouts that meet a failed payment before paying, in normal traffic.
+# Purchases that meet a failed payment first, in normal traffic.
 PAYMENT_FAILED = 0.02
+DAY = 1440
+PURCHASE, PRODUCT_VIEW = 4, 1
 
 
-def delay(rng, step):
-    """Minutes from stage `step` to the next: product_view at once for half the visits, else
-    after a minute; later steps one minute plus an exponential of mean 2 (a median of about
-    2.4 minutes, so the rules' step_delay of 2m is close)."""
+def delays(step):
+    """The delay in minutes from stage `step` to the next, as (minutes, probability): product_view
+    at once for half the visits, else after a minute; later steps one minute plus an exponential
+    of mean 2 (a median of about 2.4 minutes, near the rules' default step_delay of 2m), cut at
+    16 minutes."""
     if step == 0:
-        return 0 if rng.random() < 0.5 else 1
-    return 1 + int(rng.expovariate(0.5))
+        return [(0, 0.5), (1, 0.5)]
+    q = math.exp(-0.5)
+    out = [(1 + j, (1 - q) * q ** j) for j in range(15)]
+    out.append((16, q ** 15))
+    return out
+
+
+DELAYS = [delays(s) for s in range(len(CONVERSION))]
 
 
 def poisson(rng, mean):
@@ -43,42 +60,79 @@ def poisson(rng, mean):
     return k
 
 
+def binomial(rng, n, p):
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if n < 40:
+        return sum(rng.random() < p for _ in range(n))
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    return min(n, max(0, round(rng.gauss(mean, sd))))
+
+
+def daily(minute):
+    """The visit rate's share of its peak at this minute of the day."""
+    hour = (minute % DAY) / 60
+    return 0.2 + 0.8 * (1 - math.cos(2 * math.pi * (hour - 4) / 24)) / 2
+
+
+def weekly(minute):
+    """Saturdays and Sundays (days 5 and 6 from the start, a Monday) bring 1.2 times the visits."""
+    return 1.2 if (minute // DAY) % 7 in (5, 6) else 1.0
+
+
 class Incident:
     """From minute `start`, step `step` (index of the stage it leads to) fails for the cells
-    `where` accepts, with probability `share`; `friction`: the kind a failed session meets at the
-    stage before."""
+    `where` accepts, for a `share` of the sessions taking it; `friction`: those failing meet a
+    failed payment."""
 
-    def __init__(self, start, step, where=lambda channel, device: True, share=1.0, friction=None):
+    def __init__(self, start, step, where=lambda channel, device: True, share=1.0, friction=False):
         self.start, self.step, self.where, self.share, self.friction = start, step, where, share, friction
 
-    def fails(self, rng, minute, step, channel, device):
-        return (minute >= self.start and step == self.step and self.where(channel, device)
-                and rng.random() < self.share)
 
-
-def traffic(checkouts_per_minute, minutes, seed, incidents=()):
-    """Per-minute counts: {(stage, channel, device): [count per minute]} and
-    {'payment_failed': [count per minute]} of friction at checkout."""
+def traffic(checkouts_per_minute, minutes, seed, incidents=(), start=0, rhythm=False):
+    """Per-minute counts from minute `start` of the model's clock (0: a Monday, midnight):
+    {(stage, channel, device): [count per minute]} and [payment_failed friction at checkout per
+    minute]. `checkouts_per_minute`: at the peak."""
     rng = random.Random(seed)
     visits = checkouts_per_minute / CHECKOUT_SHARE
-    reached = {(s, c, d): [0] * minutes for s in STAGES for c in CHANNELS for d in DEVICES}
-    friction = [0] * minutes
-    for minute in range(minutes):
+    days = (start + minutes) // DAY + 1
+    volume = [math.exp(rng.gauss(0, 0.1)) if rhythm else 1.0 for _ in range(days)]
+
+    def logit(p):
+        return math.log(p / (1 - p))
+    conversion = [[1 / (1 + math.exp(-(logit(p) + (rng.gauss(0, 0.05) if rhythm else 0)))) for p in CONVERSION]
+                  for _ in range(days)]
+    horizon = minutes + 20
+    reached = {(s, c, d): [0] * horizon for s in STAGES for c in CHANNELS for d in DEVICES}
+    friction = [0] * horizon
+    for t in range(minutes):
+        clock = start + t
+        rate = visits * (daily(clock) * weekly(clock) * volume[clock // DAY] if rhythm else 1.0)
         for channel, cs in CHANNELS.items():
             for device, ds in DEVICES.items():
-                for _ in range(poisson(rng, visits * cs * ds)):
-                    at = minute
-                    reached[('visit', channel, device)][at] += 1
-                    for step in range(1, len(STAGES)):
-                        if rng.random() >= CONVERSION[step - 1]:
+                reached[('visit', channel, device)][t] += poisson(rng, rate * cs * ds)
+        for step in range(len(CONVERSION)):
+            for channel in CHANNELS:
+                for device in DEVICES:
+                    here = reached[(STAGES[step], channel, device)]
+                    going = binomial(rng, here[t], conversion[clock // DAY][step])
+                    mass = 1.0
+                    for delay, p in DELAYS[step]:
+                        n = binomial(rng, going, p / mass) if mass > p else going
+                        going -= n
+                        mass -= p
+                        at = t + delay
+                        for i in incidents:
+                            if i.step == step + 1 and start + at >= i.start and i.where(channel, device):
+                                failed = binomial(rng, n, i.share)
+                                n -= failed
+                                if i.friction:
+                                    friction[at] += failed
+                        if step + 1 == PURCHASE:
+                            friction[at] += binomial(rng, n, PAYMENT_FAILED)
+                        reached[(STAGES[step + 1], channel, device)][at] += n
+                        if going == 0:
                             break
-                        at += delay(rng, step - 1)
-                        if at >= minutes:
-                            break
-                        failed = next((i for i in incidents if i.fails(rng, at, step, channel, device)), None)
-                        if step == 4 and (failed and failed.friction or rng.random() < PAYMENT_FAILED):
-                            friction[at] += 1
-                        if failed:
-                            break
-                        reached[(STAGES[step], channel, device)][at] += 1
-    return reached, friction
+    return ({k: v[:minutes] for k, v in reached.items()}, friction[:minutes])

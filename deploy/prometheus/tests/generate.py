@@ -79,20 +79,19 @@ tests = []
 #    6 hours of history (the baseline's fallback tier) meet an incident at minute 420; each is a
 #    site of its own so one evaluation covers them all. Goals (issue 15): a checkout broken for
 #    everyone pages within 5 minutes at 10 checkouts a minute and within 10 at 2; broken on
-#    mobile only, or half the payments failing, within 15 at 10 a minute. At 2 a minute no test
-#    within the false-page budget can promise 10 (RUNBOOK.md: the information bound is about 8.4
-#    minutes, so about half the incidents take longer); this seed's shop took fewer checkouts
-#    than 2 a minute and pages in 14, and the test allows 15. Shops without an incident never
-#    page.
+#    mobile only, or half the payments failing, within 15 at 10 a minute. (At 2 a minute no test
+#    within the false-page budget can promise 10 every time: RUNBOOK.md puts the information
+#    bound near 8.4 minutes, and loadtests/RESULTS.md gives the times over many seeds; this
+#    seed pages in 9.) Shops without an incident never page.
 ONSET, END = 420, 460
 PURCHASE, PRODUCT_VIEW = 4, 1
 incidents = {
     # site: (checkouts a minute, incident, alert selector that must fire, minutes allowed)
     'full_medium': (10, scenarios.Incident(ONSET, PURCHASE), 'scope="site"', 5),
-    'full_low': (2, scenarios.Incident(ONSET, PURCHASE), 'scope="site"', 15),
+    'full_low': (2, scenarios.Incident(ONSET, PURCHASE), 'scope="site"', 10),
     'mobile_medium': (10, scenarios.Incident(ONSET, PURCHASE, where=lambda c, d: d == 'mobile'),
                       'scope="device",device="mobile"', 15),
-    'half_payments_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5, friction='payment_failed'),
+    'half_payments_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5, friction=True),
                              'alertname="FrictionRateUp",kind="payment_failed"', 15),
     'half_payments_silent_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5), 'scope="site"', 15),
     'paid_search_landing_medium': (10, scenarios.Incident(ONSET, PRODUCT_VIEW, where=lambda c, d: c == 'paid_search'),
