@@ -91,10 +91,11 @@ class Incident:
         self.start, self.step, self.where, self.share, self.friction = start, step, where, share, friction
 
 
-def traffic(checkouts_per_minute, minutes, seed, incidents=(), start=0, rhythm=False):
+def traffic(checkouts_per_minute, minutes, seed, incidents=(), start=0, rhythm=False, payment_failed=PAYMENT_FAILED):
     """Per-minute counts from minute `start` of the model's clock (0: a Monday, midnight):
     {(stage, channel, device): [count per minute]} and [payment_failed friction at checkout per
-    minute]. `checkouts_per_minute`: at the peak."""
+    minute]. `checkouts_per_minute`: at the peak; `payment_failed`: the share of purchases that
+    meet a failed payment first in normal traffic."""
     rng = random.Random(seed)
     visits = checkouts_per_minute / CHECKOUT_SHARE
     days = (start + minutes) // DAY + 1
@@ -131,7 +132,7 @@ def traffic(checkouts_per_minute, minutes, seed, incidents=(), start=0, rhythm=F
                                 if i.friction:
                                     friction[at] += failed
                         if step + 1 == PURCHASE:
-                            friction[at] += binomial(rng, n, PAYMENT_FAILED)
+                            friction[at] += binomial(rng, n, payment_failed)
                         reached[(STAGES[step + 1], channel, device)][at] += n
                         if going == 0:
                             break

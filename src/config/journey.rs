@@ -189,11 +189,15 @@ impl Default for JourneyConfig {
                 .collect(),
             stages: vec![
                 stage("visit", "awareness", &["page_view", "session_start"]),
-                stage(
-                    "product_view",
-                    "interest",
-                    &["view_item", "view_item_list", "select_item", "search"],
-                ),
+                StageConfig {
+                    // Most visits view a product in the minute they land.
+                    step_delay: Some(Duration::ZERO),
+                    ..stage(
+                        "product_view",
+                        "interest",
+                        &["view_item", "view_item_list", "select_item", "search"],
+                    )
+                },
                 stage(
                     "add_to_cart",
                     "consideration",

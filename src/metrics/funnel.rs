@@ -108,7 +108,7 @@ pub struct FunnelMetrics {
     revenue: Vec<Vec<MoneyCounter>>,
     order_value: Vec<Vec<Histogram>>,
     touchpoints: LazyCells<Counter>,
-    friction: LazyCells<Counter>,
+    friction: Vec<Counter>,
     last_touchpoint: LazyCells<Counter>,
     last_friction: Vec<Counter>,
 }
@@ -198,10 +198,12 @@ impl FunnelMetrics {
             revenue: nested(&r.kept(REVENUE, Family::default(), &money_space), &money),
             order_value: nested(&r.kept(ORDER_VALUE, order_value, &money_space), &money),
             touchpoints: touchpoint_cells(r, &sites, journeys),
-            friction: lazy_grid(
-                r,
+            // At zero from start-up, so the step alerts have a baseline for a kind that has
+            // not occurred yet (a payment provider failing for the first time).
+            friction: r.kept_series(
                 FRICTION,
-                Space::new(site_stage).by("kind", journeys.friction.clone()),
+                Family::default(),
+                &Space::new(site_stage).by("kind", journeys.friction.clone()),
             ),
             rows,
             phases: journeys.phases.len(),
@@ -296,7 +298,7 @@ impl FunnelMetrics {
         &self.last_friction[row * (self.friction_kinds + 1) + kind]
     }
     pub fn friction(&self, row: usize, kind: usize) -> &Counter {
-        self.friction.get(row * self.friction_kinds + kind)
+        &self.friction[row * self.friction_kinds + kind]
     }
 
     /// Sum of a per-(channel, device) counter row, for reports.

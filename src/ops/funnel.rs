@@ -96,8 +96,8 @@ pub(super) fn funnel(s: &Stages) -> Vec<J> {
             "Step alerts: shortfall score",
             "How unlikely each step's shortfall is at its volume, in standard deviations: the \
              largest over the windows of 4 minutes to 2 hours, site-wide and in each channel and \
-             device. StepConversionDropped pages over the threshold in rules.yml (about 5.4 \
-             site-wide, 5.7 in a segment).",
+             device. StepConversionDropped pages over the thresholds `touchstream rules` \
+             wrote into rules.yml (they grow with the number of steps).",
             if s.names.len() < 2 {
                 Vec::new()
             } else {

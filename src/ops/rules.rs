@@ -48,11 +48,31 @@ fn parts(template: &str) -> Vec<Part<'_>> {
 const SEGMENTS: usize = 12;
 
 /// False pages in 30 days each family of step alerts may spend (RUNBOOK.md, "How the step
-/// alerts decide"): about 0.3 in all, so at most one in 30 days is 96 % likely.
+/// alerts decide"): 0.35 in all, so at most one in 30 days is 95 % likely.
 const BUDGET_SITE: f64 = 0.05;
 const BUDGET_SEGMENTS: f64 = 0.1;
-const BUDGET_STOPPED: f64 = 0.15;
+const BUDGET_STOPPED_SITE: f64 = 0.05;
+const BUDGET_STOPPED_SEGMENTS: f64 = 0.1;
 const BUDGET_FRICTION: f64 = 0.05;
+
+/// StepStopped's condition: for each window and level, the least number of completions expected
+/// that may page when none came.
+fn stopped(steps: usize) -> String {
+    let metric = "site_journey_step_segment:touchstream_step_completions:expected_from_rate";
+    let mut branches = Vec::new();
+    for (scope, series, budget) in [
+        ("scope=\"site\"", steps, BUDGET_STOPPED_SITE),
+        ("scope!=\"site\"", steps * SEGMENTS, BUDGET_STOPPED_SEGMENTS),
+    ] {
+        for w in stats::STOPPED_WINDOWS {
+            branches.push(format!(
+                "{metric}{{{scope}, window=\"{w}m\"}} >= {}",
+                stats::stopped_minimum(series, budget, w)
+            ));
+        }
+    }
+    branches.join("\n              or ")
+}
 
 /// The thresholds of the step and friction alerts, for the site that runs the most steps and
 /// the friction kinds counted at any stage.
@@ -93,14 +113,7 @@ fn thresholds(config: &Config) -> Vec<(&'static str, String)> {
                 stats::shortfall_threshold(most * SEGMENTS, BUDGET_SEGMENTS)
             ),
         ),
-        (
-            "${STOPPED_SITE}",
-            stats::stopped_minimum(most, BUDGET_STOPPED).to_string(),
-        ),
-        (
-            "${STOPPED_SEGMENT}",
-            stats::stopped_minimum(most * SEGMENTS, BUDGET_STOPPED).to_string(),
-        ),
+        ("${STOPPED}", stopped(most)),
         (
             "${FRICTION}",
             format!(
@@ -138,8 +151,8 @@ pub fn rules(config: &Config) -> String {
             );
         }
     }
-    let mut steady = String::new();
-    steps::steady(&mut steady, journeys);
+    let mut entries = String::new();
+    steps::entries(&mut entries, journeys);
     let mut step_rules = String::new();
     for j in journeys {
         steps::journey(&mut step_rules, j);
@@ -159,7 +172,7 @@ pub fn rules(config: &Config) -> String {
         match part {
             Part::Line("${STEPS}") => put(steps.trim_end_matches('\n')),
             Part::Line("${STEP_RULES}") => put(step_rules.trim_end_matches('\n')),
-            Part::Line("${STEADY}") => put(steady.trim_end_matches('\n')),
+            Part::Line("${ENTRIES}") => put(entries.trim_end_matches('\n')),
             Part::Line(line) => put(line),
             Part::Block(b) if b.name == "cart" && !has_cart => {
                 put("      # No cart rules: no journey has a cart stage.");

@@ -5,6 +5,8 @@
 const EVALUATIONS: f64 = 30.0 * 24.0 * 60.0;
 /// The shortfall score's windows in minutes: each is tested at every evaluation.
 pub const SCORE_WINDOWS: [u32; 4] = [4, 10, 30, 120];
+/// The windows in which a step is looked for with no completion at all.
+pub const STOPPED_WINDOWS: [u32; 4] = [2, 4, 10, 30];
 
 /// The standard normal density.
 fn density(z: f64) -> f64 {
@@ -38,16 +40,18 @@ pub fn shortfall_threshold(series: usize, budget: f64) -> f64 {
     (high * 20.0).ceil() / 20.0
 }
 
-/// The least expected count of completions in a window that may page when none came: under
-/// normal traffic no completion in a window happens with probability `e^-E`, and a completion
-/// stream of rate `r` a minute has at most `r` chances a minute to begin such a gap, worst at
-/// `r = E/2` in the shortest window. So `series · EVALUATIONS · E/2 · e^-E` bounds the false
-/// pages in 30 days; this is the least whole `E` (at least 10) that keeps it under `budget`.
-pub fn stopped_minimum(series: usize, budget: f64) -> u32 {
+/// The least expected count of completions in a window of `window` minutes that may page when
+/// none came. Under normal traffic a window without a completion happens with probability
+/// `e^-E`, and a completion stream of rate `r` a minute begins such a gap at most `r` times a
+/// minute; the window holds `E` expected at `r = E/window`, so `series · EVALUATIONS ·
+/// E/window · e^-E` bounds its false pages in 30 days. This is the least whole `E` (at least 10)
+/// that keeps it under the window's share of `budget` (the windows share it equally).
+pub fn stopped_minimum(series: usize, budget: f64, window: u32) -> u32 {
+    let share = budget / STOPPED_WINDOWS.len() as f64;
     (10..100)
         .find(|&e| {
             let e = f64::from(e);
-            series.max(1) as f64 * EVALUATIONS * e / 2.0 * (-e).exp() <= budget
+            series.max(1) as f64 * EVALUATIONS * e / f64::from(window) * (-e).exp() <= share
         })
         .unwrap_or(100)
 }
@@ -56,9 +60,9 @@ pub fn stopped_minimum(series: usize, budget: f64) -> u32 {
 mod tests {
     use super::*;
 
-    /// The figures worked out by hand in the research notes: 4 series site-wide at 0.05 false
-    /// pages a month give 5.36, 48 segment series at 0.1 give 5.68; a dead step needs 17 and
-    /// 19 expected completions.
+    /// The figures worked out by hand: 4 series site-wide at 0.05 false pages a month give
+    /// 5.36, 48 segment series at 0.1 give 5.68; a dead step needs 19 expected completions in 2
+    /// minutes, 16 in 30, site-wide.
     #[test]
     fn thresholds_match_the_worked_figures() {
         assert_eq!(shortfall_threshold(4, 0.05), 5.4);
@@ -66,8 +70,9 @@ mod tests {
         assert!(shortfall_threshold(8, 0.05) > shortfall_threshold(4, 0.05));
         let c = shortfall_threshold(4, 0.05);
         assert!(4.0 * false_onsets(c) <= 0.05 && 4.0 * false_onsets(c - 0.05) > 0.05);
-        assert_eq!(stopped_minimum(4, 0.15), 17);
-        assert_eq!(stopped_minimum(48, 0.15), 19);
-        assert_eq!(stopped_minimum(0, 0.15), stopped_minimum(1, 0.15));
+        let minimum = |series, budget| STOPPED_WINDOWS.map(|w| stopped_minimum(series, budget, w));
+        assert_eq!(minimum(4, 0.05), [19, 18, 17, 16]);
+        assert_eq!(minimum(48, 0.1), [21, 20, 19, 18]);
+        assert_eq!(stopped_minimum(0, 0.05, 2), stopped_minimum(1, 0.05, 2));
     }
 }

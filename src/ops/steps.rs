@@ -8,21 +8,27 @@ use super::stats::SCORE_WINDOWS;
 use crate::config::{DEFAULT_STEP_DELAY, JourneyConfig};
 use std::fmt::Write as _;
 
-/// Stage totals at each level, and sessions reaching each stage in each `window` (rules.yml).
+/// Stage totals at each level, sessions reaching each stage in each `window`, and the
+/// baseline tiers of each stage (rules.yml).
 const TOTAL: &str = "site_journey_stage_segment:touchstream_funnel_sessions:total";
 const INCREASE: &str = "site_journey_stage_segment:touchstream_funnel_sessions:increase";
+const WEEKS: &str = "site_journey_stage_segment:touchstream_funnel_sessions:week1h";
+const DAYS: &str = "site_journey_stage_segment:touchstream_funnel_sessions:day1h";
+/// The recent tier: the day ending an hour ago, or as many hours of it as both stages have.
+const RECENT: [u32; 4] = [25, 7, 3, 2];
 const ENTRANTS: &str = "site_journey_step_segment:touchstream_step_entrants:window";
 const COMPLETIONS: &str = "site_journey_step_segment:touchstream_step_completions:window";
 const FLOWING: &str = "site_journey_step_segment:touchstream_step_entrants:flowing";
 const BASELINE: &str = "site_journey_step_segment:touchstream_step_conversion:baseline";
 const BASELINE_ENTRANTS: &str = "site_journey_step_segment:touchstream_step_entrants:baseline";
-/// Sessions entering each journey (its first stage, site-wide) per minute, and whether they
-/// came steadily.
-const ENTRIES: &str = "site_journey:touchstream_funnel_entries:increase1m";
-const STEADY: &str = "site_journey:touchstream_funnel_entries:steady";
-const STEADY_WINDOW: &str = "site_journey:touchstream_funnel_entries:steady_window";
+/// Sessions entering the site's journeys (their first stages) per minute, and whether they
+/// came steadily (rules.yml).
+const ENTRIES: &str = "site:touchstream_funnel_entries:increase1m";
+const STEADY: &str = "site:touchstream_funnel_entries:steady";
 /// The windows of both alerts, in minutes.
 const WINDOWS: [u32; 5] = [2, 4, 10, 30, 120];
+/// The labels a stage's series and a step's share besides `stage` and the step's own.
+const LEVEL: &str = "site, journey, scope, channel, device";
 
 /// The variance a window's edges add, per step and window (`2m/w`, `m` the spread of the
 /// step's delay): sessions entering before an edge and completing after it.
@@ -59,51 +65,23 @@ fn rule(out: &mut String, record: &str, expr: &str, labels: &str) {
     }
 }
 
-fn tier_name(tier: &str) -> String {
-    format!("site_journey_stage_segment:touchstream_funnel_sessions:{tier}")
-}
-
-/// Whether each journey's entries came steadily through every window and the step delay before
-/// it. A scrape gap, an engine stalled then catching up, or a partition changing owner over
-/// Kafka piles minutes of sessions onto one instant; the entrants counted a step delay earlier
-/// then hold that pile while the completions do not, which reads as a shortfall for as long as
-/// a window holds it. A minute whose entries are further from the median of the last 10 than
-/// half of it plus 4 standard deviations is unsteady, and no window holding it is tested.
-pub fn steady(out: &mut String, journeys: &[JourneyConfig]) {
-    for j in journeys {
-        rule(
-            out,
-            ENTRIES,
-            &format!(
-                "sum without (stage, scope) (clamp_min(\n  {TOTAL}{{journey=\"{0}\", stage=\"{1}\", scope=\"site\"}}\n    \
-                 - {TOTAL}{{journey=\"{0}\", stage=\"{1}\", scope=\"site\"}} offset 1m,\n  0))",
+/// Sessions entering the site's journeys per minute: the first stage of each, site-wide.
+pub fn entries(out: &mut String, journeys: &[JourneyConfig]) {
+    let firsts: Vec<String> = (journeys.iter())
+        .map(|j| {
+            let first = format!(
+                "{TOTAL}{{journey=\"{}\", stage=\"{}\", scope=\"site\"}}",
                 j.name, j.stages[0].name
-            ),
-            "",
-        );
-    }
-    let median = format!("quantile_over_time(0.5, {ENTRIES}[10m])");
-    rule(
-        out,
-        STEADY,
-        &format!("abs({ENTRIES} - {median})\n  <= bool (0.5 * {median} + 4 * sqrt({median}) + 2)"),
-        "",
-    );
-    let longest = (journeys.iter())
-        .flat_map(|j| j.stages.iter().skip(1))
-        .map(|s| s.step_delay.unwrap_or(DEFAULT_STEP_DELAY).as_secs() / 60)
-        .max()
-        .unwrap_or(0) as u32;
-    let windows: Vec<String> = (WINDOWS.iter())
-        .map(|&w| {
-            format!(
-                "label_replace(min_over_time({STEADY}[{}]) == 1, \"window\", \"{}\", \"\", \"\")",
-                duration(w + longest),
-                duration(w)
-            )
+            );
+            format!("clamp_min({first} - {first} offset 1m, 0)")
         })
         .collect();
-    rule(out, STEADY_WINDOW, &windows.join("\nor "), "");
+    rule(
+        out,
+        ENTRIES,
+        &format!("sum by (site) (\n     {}\n)", firsts.join("\n  or ")),
+        "",
+    );
 }
 
 /// The rules of each step of journey `j`.
@@ -120,6 +98,12 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
         let labels = format!("step: {step}, from: \"{from}\", to: \"{to}\"");
         let at = |stage: &str, extra: &str| {
             format!("{{journey=\"{}\", stage=\"{stage}\"{extra}}}", j.name)
+        };
+        let mine = |extra: &str| {
+            format!(
+                "{{journey=\"{}\", from=\"{from}\", to=\"{to}\"{extra}}}",
+                j.name
+            )
         };
         let _ = writeln!(
             out,
@@ -146,51 +130,68 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
             ),
             &labels,
         );
-        // Entrants still arrive as they did a delay ago (not significantly fewer than half): a
-        // scrape gap, a stalled engine or a step broken upstream stops them now, which the
-        // shifted counts would read as a shortfall of this step.
-        let before = format!(
-            "sum without (window) ({ENTRANTS}{{journey=\"{}\", step=\"{step}\", window=\"4m\"}})",
-            j.name
-        );
+        // A window is tested while sessions still reach the step's first stage about as often
+        // as a delay ago (not significantly fewer than half: a step broken upstream or a stalled
+        // engine would read as a shortfall here), and while the site's entries came steadily
+        // through it and the delay before it (a scrape gap, an engine catching up or a
+        // partition changing owner piles minutes of sessions onto one instant, which the
+        // shifted entrants would hold longer than the completions).
+        let before = format!("{ENTRANTS}{}", mine(""));
+        let steady: Vec<String> = (WINDOWS.iter())
+            .map(|&w| {
+                format!(
+                    "label_replace(min_over_time({STEADY}[{}]) == 1, \"window\", \"{}\", \"\", \"\")",
+                    duration(w + delay_minutes),
+                    duration(w)
+                )
+            })
+            .collect();
         rule(
             out,
             FLOWING,
             &format!(
-                "sum without (stage, window) ({INCREASE}{})\n  >= ignoring (step, from, to)\n\
-                 0.5 * {before} - 2 * sqrt({before})",
-                at(from, ", window=\"4m\""),
+                "(\n  sum without (stage) ({INCREASE}{})\n    >= ignoring (step, from, to)\n  \
+                 0.5 * {before} - 2 * sqrt({before})\n)\nand on (site, window) (\n     {}\n)",
+                at(from, ", window!=\"1h\""),
+                steady.join("\n  or ")
             ),
             &labels,
         );
-        let tiers: Vec<String> = ["week1h", "day1h", "last24h"]
-            .iter()
-            .map(|t| {
-                format!(
-                    "sum without (stage) ({}{}) / sum without (stage) ({}{} >= {BASELINE_MINIMUM})",
-                    tier_name(t),
-                    at(to, ""),
-                    tier_name(t),
-                    at(from, "")
-                )
-            })
-            .collect();
+        // The baseline: the first tier with enough entrants, each period counted only where
+        // both stages have it (a stage added to the journey has a shorter history).
+        let paired = |tier: &str, a: &str, b: &str| {
+            format!(
+                "sum without (stage, k, window) ({tier}{} and on ({LEVEL}, k) {tier}{})",
+                at(a, ""),
+                at(b, "")
+            )
+        };
+        let recent = |stage: &str, hours: u32| {
+            format!(
+                "sum without (stage) (clamp_min({TOTAL}{0} offset 1h - {TOTAL}{0} offset {hours}h, 0))",
+                at(stage, "")
+            )
+        };
+        let mut entrants = vec![
+            format!("({} >= {BASELINE_MINIMUM})", paired(WEEKS, from, to)),
+            format!("({} >= {BASELINE_MINIMUM})", paired(DAYS, from, to)),
+        ];
+        let mut tiers = vec![
+            format!("{} / {}", paired(WEEKS, to, from), entrants[0]),
+            format!("{} / {}", paired(DAYS, to, from), entrants[1]),
+        ];
+        for hours in RECENT {
+            let before = format!("({} >= {BASELINE_MINIMUM})", recent(from, hours));
+            tiers.push(format!("{} / {before}", recent(to, hours)));
+            entrants.push(before);
+        }
         rule(
             out,
             BASELINE,
             &format!("clamp(\n     {}\n  , 0.001, 0.999)", tiers.join("\n  or ")),
             &labels,
         );
-        let tiers: Vec<String> = ["week1h", "day1h", "last24h"]
-            .iter()
-            .map(|t| format!("({}{} >= {BASELINE_MINIMUM})", tier_name(t), at(from, "")))
-            .collect();
-        rule(
-            out,
-            BASELINE_ENTRANTS,
-            &format!("sum without (stage) (\n     {}\n)", tiers.join("\n  or ")),
-            &labels,
-        );
+        rule(out, BASELINE_ENTRANTS, &entrants.join("\nor "), &labels);
         let edges: Vec<String> = (SCORE_WINDOWS.iter())
             .map(|&w| {
                 format!(
@@ -204,7 +205,7 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
             out,
             EDGE,
             &edges.join("\nor "),
-            &format!("journey: \"{}\", step: {step}", j.name),
+            &format!("journey: \"{}\", {labels}", j.name),
         );
     }
 }

@@ -198,6 +198,18 @@ fn validate_map(j: &JourneyConfig, prefix: &str) -> Result<(), ConfigError> {
                     "the first stage has no step into it to time",
                 ));
             }
+            if delay.as_secs() % 60 != 0 || delay.subsec_nanos() != 0 {
+                return Err(ConfigError::invalid(
+                    key("step_delay"),
+                    "give whole minutes (the step alerts count in minutes)",
+                ));
+            }
+            if stage.within.is_some_and(|within| delay > within) {
+                return Err(ConfigError::invalid(
+                    key("step_delay"),
+                    "must not be longer than the stage's `within`: the typical step is within it",
+                ));
+            }
             if delay > MAX_STEP_DELAY {
                 return Err(ConfigError::invalid(
                     key("step_delay"),

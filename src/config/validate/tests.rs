@@ -232,6 +232,19 @@ fn journeys_are_loaded_and_checked() {
         "at most 1h",
     );
     refused(
+        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
+         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nstep_delay = \"90s\"\n",
+        "journey.stages[1].step_delay",
+        "whole minutes",
+    );
+    refused(
+        "[journey]\nmode = \"ordered\"\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\n\
+         touchpoints = [\"x\"]\n[[journey.stages]]\nname = \"b\"\nphase = \"p\"\n\
+         touchpoints = [\"y\"]\nwithin = \"5m\"\nstep_delay = \"10m\"\n",
+        "journey.stages[1].step_delay",
+        "`within`",
+    );
+    refused(
         "[[journeys]]\nname = \"a\"\n[[journeys]]\nname = \"b\"\ncart_add = []\n\
          cart_remove = [\"add_to_cart\"]\n",
         "journeys[1].cart_remove",
