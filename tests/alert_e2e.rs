@@ -30,7 +30,8 @@ fn seconds(number: u64, unit: &str) -> Option<u64> {
     )
 }
 
-/// `rules` with every duration (in `[...]`, after `offset ` and in `for:`) divided by `scale`.
+/// `rules` with every duration (in `[...]`, after `offset `, in `for:`, `keep_firing_for:` and a
+/// group's `interval:`) divided by `scale`.
 fn scale_durations(rules: &str, scale: u64) -> String {
     let mut out = String::with_capacity(rules.len());
     let bytes = rules.as_bytes();
@@ -39,7 +40,8 @@ fn scale_durations(rules: &str, scale: u64) -> String {
         let starts = i == 0 || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'_';
         let context = rules[..i].ends_with('[')
             || rules[..i].ends_with("offset ")
-            || rules[..i].ends_with("for: ");
+            || rules[..i].ends_with("for: ")
+            || rules[..i].ends_with("interval: ");
         if starts && context && bytes[i].is_ascii_digit() {
             let digits = rules[i..].bytes().take_while(u8::is_ascii_digit).count();
             let unit = &rules[i + digits..i + digits + 1];
@@ -57,10 +59,10 @@ fn scale_durations(rules: &str, scale: u64) -> String {
 
 #[test]
 fn scaling_keeps_expressions_and_divides_durations() {
-    let rule = "expr: rate(x[15m]) / (y[1d] offset 1w)\n        for: 10m\n        labels: {a: 5m}";
+    let rule = "interval: 1m\nexpr: rate(x[15m]) / (y[1d] offset 1w)\n        for: 10m\n        keep_firing_for: 10m\n        labels: {a: 5m}";
     assert_eq!(
         scale_durations(rule, 60),
-        "expr: rate(x[15000ms]) / (y[1440000ms] offset 10080000ms)\n        for: 10000ms\n        labels: {a: 5m}"
+        "interval: 1000ms\nexpr: rate(x[15000ms]) / (y[1440000ms] offset 10080000ms)\n        for: 10000ms\n        keep_firing_for: 10000ms\n        labels: {a: 5m}"
     );
 }
 

@@ -88,7 +88,9 @@ pub fn entries(out: &mut String, journeys: &[JourneyConfig]) {
 pub fn journey(out: &mut String, j: &JourneyConfig) {
     for pair in j.stages.windows(2) {
         let (from, to) = (&pair[0].name, &pair[1].name);
-        let delay = pair[1].step_delay.unwrap_or(DEFAULT_STEP_DELAY);
+        // Unset: 2 minutes, or the stage's `within` when shorter.
+        let delay = (pair[1].step_delay)
+            .unwrap_or_else(|| DEFAULT_STEP_DELAY.min(pair[1].within.unwrap_or(DEFAULT_STEP_DELAY)));
         let delay_minutes = (delay.as_secs() / 60) as u32;
         // The mean distance of a step's delay from its typical one (m): the sessions on either
         // side of a window's edge add variance in proportion to it. Three quarters of the delay
@@ -136,7 +138,14 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
         // through it and the delay before it (a scrape gap, an engine catching up or a
         // partition changing owner piles minutes of sessions onto one instant, which the
         // shifted entrants would hold longer than the completions).
-        let before = format!("{ENTRANTS}{}", mine(""));
+        let flow = |window: &str| {
+            let before = format!("{ENTRANTS}{}", mine(window));
+            format!(
+                "sum without (stage) ({INCREASE}{})\n    >= ignoring (step, from, to)\n  \
+                 0.5 * {before} - 2 * sqrt({before})",
+                at(from, window),
+            )
+        };
         let steady: Vec<String> = (WINDOWS.iter())
             .map(|&w| {
                 format!(
@@ -150,9 +159,9 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
             out,
             FLOWING,
             &format!(
-                "(\n  sum without (stage) ({INCREASE}{})\n    >= ignoring (step, from, to)\n  \
-                 0.5 * {before} - 2 * sqrt({before})\n)\nand on (site, window) (\n     {}\n)",
-                at(from, ", window!=\"1h\""),
+                "(\n  {}\n)\nand ignoring (window) (\n  {}\n)\nand on (site, window) (\n     {}\n)",
+                flow(", window!=\"1h\""),
+                flow(", window=\"4m\""),
                 steady.join("\n  or ")
             ),
             &labels,
@@ -183,7 +192,7 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
         for hours in RECENT {
             let before = format!("({} >= {BASELINE_MINIMUM})", recent(from, hours));
             tiers.push(format!("{} / {before}", recent(to, hours)));
-            entrants.push(before);
+            entrants.push(format!("{before} and on ({LEVEL}) {}", recent(to, hours)));
         }
         rule(
             out,

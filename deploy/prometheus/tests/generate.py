@@ -14,6 +14,7 @@ import zlib
 # The traffic model is the step alerts' benchmark's (loadtests/alerts).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'loadtests', 'alerts'))
 import scenarios  # noqa: E402
+from series import FUNNEL, notation, shop  # noqa: E402
 
 DAY = 1440
 RECEIVED = 'touchstream_events_received_total{site="demo"}'
@@ -28,64 +29,6 @@ def counter(rates, resets=()):
         values.append(round(v, 3))
         v += r
     return values
-
-
-def notation(values):
-    """promtool's compact notation: runs of equal steps as `start+stepxcount`."""
-    parts, i = [], 0
-    while i < len(values):
-        j = i + 1
-        step = round(values[j] - values[i], 3) if j < len(values) else 0
-        while j + 1 < len(values) and round(values[j + 1] - values[j], 3) == step:
-            j += 1
-        if j >= len(values):
-            parts.append(f"{values[i]:g}")
-            break
-        sign = '+' if step >= 0 else '-'
-        parts.append(f"{values[i]:g}{sign}{abs(step):g}x{j - i}")
-        i = j + 1
-    return ' '.join(parts)
-
-
-def cumulative(counts):
-    values, v = [], 0
-    for c in counts:
-        v += c
-        values.append(v)
-    return values
-
-
-FUNNEL = 'touchstream_funnel_sessions_total{{site="{site}",journey="default",stage="{stage}",channel="{channel}",device="{device}"}}'
-FRICTION = 'touchstream_friction_total{{site="{site}",journey="default",stage="checkout",kind="payment_failed"}}'
-
-
-def shop(site, reached, friction, gap=None, late=None):
-    """The funnel and friction counters of `site` from per-minute counts; `gap`: (first minute,
-    minutes) with no scrape; `late`: (stage, minute) a stage added to the journey then (its
-    series begin at zero there)."""
-    def values(counts, stage=None):
-        v = cumulative(counts)
-        if late and stage == late[0]:
-            start = late[1]
-            v = [None] * start + [x - v[start - 1] for x in v[start:]]
-        if gap:
-            start, length = gap
-            v = v[:start] + [None] * length + v[start + length:]
-        parts, run = [], []
-        for i, x in enumerate(v + [None]):
-            if x is None:
-                if run:
-                    parts.append(notation(run))
-                    run = []
-                if i < len(v):
-                    parts.append('_')
-            else:
-                run.append(x)
-        return ' '.join(parts)
-    series = [{'series': FUNNEL.format(site=site, stage=s, channel=c, device=d), 'values': values(v, s)}
-              for (s, c, d), v in reached.items()]
-    series.append({'series': FRICTION.format(site=site), 'values': values(friction)})
-    return series
 
 
 tests = []
@@ -103,15 +46,16 @@ ONSET, END = 420, 460
 PURCHASE, PRODUCT_VIEW = 4, 1
 # site: (checkouts a minute, incident, pages that must fire, pages that must not, minutes allowed)
 incidents = {
-    'full_medium': (10, scenarios.Incident(ONSET, PURCHASE), 'scope="site"', None, 5),
-    'full_low': (2, scenarios.Incident(ONSET, PURCHASE), 'scope="site"', None, 10),
+    'full_medium': (10, scenarios.Incident(ONSET, PURCHASE), 'scope="site",to="purchase"', None, 5),
+    'full_low': (2, scenarios.Incident(ONSET, PURCHASE), 'scope="site",to="purchase"', None, 10),
     'mobile_medium': (10, scenarios.Incident(ONSET, PURCHASE, where=lambda c, d: d == 'mobile'),
-                      'scope="device",device="mobile"', 'device="desktop"', 15),
+                      'scope="device",device="mobile",to="purchase"', 'device="desktop"', 15),
     'half_payments_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5, friction=True),
                              'alertname="FrictionRateUp",kind="payment_failed"', None, 15),
-    'half_payments_silent_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5), 'scope="site"', None, 15),
+    'half_payments_silent_medium': (10, scenarios.Incident(ONSET, PURCHASE, share=0.5),
+                                    'scope="site",to="purchase"', None, 15),
     'paid_search_landing_medium': (10, scenarios.Incident(ONSET, PRODUCT_VIEW, where=lambda c, d: c == 'paid_search'),
-                                   'scope="channel",channel="paid_search"', 'channel="direct"', 10),
+                                   'scope="channel",channel="paid_search",to="product_view"', 'channel="direct"', 10),
 }
 # site: (checkouts a minute, scrape gap (start, minutes), stage added late (stage, minute),
 # background payment_failed share, incident)
@@ -202,6 +146,24 @@ baseline_tests = [{
          'eval_time': f'{t}m',
          'exp_samples': [{'labels': '{site="demo",journey="default",step="checkout_to_purchase",from="checkout",to="purchase",scope="site"}', 'value': v}]}
         for t, v in [(7 * DAY + 780, 0.6), (7 * DAY + 600, 0.93), (2 * DAY + 780, 0.765), (130, 0.93)]
+    ],
+}, {
+    # The purchase stage joined the journey on day 5: only the days both stages have count, on
+    # Monday at 13:00 Saturday's and Sunday's same hour (the week has no purchase yet).
+    'name': 'a stage added later: the baseline counts only the periods both stages have',
+    'interval': '10m',
+    'input_series': [
+        {'series': FUNNEL.format(site='late', stage='checkout', channel='direct', device='desktop'),
+         'values': notation([10 * m for m in week_minutes])},
+        {'series': FUNNEL.format(site='late', stage='purchase', channel='direct', device='desktop'),
+         'values': ' '.join(['_'] * (5 * DAY // 10)) + ' ' + notation(
+             [round(sum(10 * conversion(x) for x in range(5 * DAY, m)), 3) for m in week_minutes if m >= 5 * DAY])},
+    ],
+    'promql_expr_test': [
+        {'expr': f'round({metric}{{scope="site"}}, 0.001)', 'eval_time': f'{7 * DAY + 780}m',
+         'exp_samples': [{'labels': '{site="late",journey="default",step="checkout_to_purchase",from="checkout",to="purchase",scope="site"}', 'value': v}]}
+        for metric, v in [('site_journey_step_segment:touchstream_step_conversion:baseline', 0.93),
+                          ('site_journey_step_segment:touchstream_step_entrants:baseline', 1200)]
     ],
 }]
 
