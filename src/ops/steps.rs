@@ -89,8 +89,9 @@ pub fn journey(out: &mut String, j: &JourneyConfig) {
     for pair in j.stages.windows(2) {
         let (from, to) = (&pair[0].name, &pair[1].name);
         // Unset: 2 minutes, or the stage's `within` when shorter.
-        let delay = (pair[1].step_delay)
-            .unwrap_or_else(|| DEFAULT_STEP_DELAY.min(pair[1].within.unwrap_or(DEFAULT_STEP_DELAY)));
+        let delay = (pair[1].step_delay).unwrap_or_else(|| {
+            DEFAULT_STEP_DELAY.min(pair[1].within.unwrap_or(DEFAULT_STEP_DELAY))
+        });
         let delay_minutes = (delay.as_secs() / 60) as u32;
         // The mean distance of a step's delay from its typical one (m): the sessions on either
         // side of a window's edge add variance in proportion to it. Three quarters of the delay
