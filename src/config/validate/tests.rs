@@ -208,8 +208,7 @@ fn journeys_are_loaded_and_checked() {
         "cart_stage = \"\"",
     );
     refused(
-        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
-         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nwithin = \"1m\"\n",
+        &two_stages("", "within = \"1m\""),
         "journey.stages[1].within",
         "mode = \"ordered\"",
     );
@@ -226,21 +225,20 @@ fn journeys_are_loaded_and_checked() {
         "first stage",
     );
     refused(
-        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
-         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nstep_delay = \"2h\"\n",
+        &two_stages("", "step_delay = \"2h\""),
         "journey.stages[1].step_delay",
         "at most 1h",
     );
     refused(
-        "[journey]\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
-         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\nstep_delay = \"90s\"\n",
+        &two_stages("", "step_delay = \"90s\""),
         "journey.stages[1].step_delay",
         "whole minutes",
     );
     refused(
-        "[journey]\nmode = \"ordered\"\n[[journey.stages]]\nname = \"a\"\nphase = \"p\"\n\
-         touchpoints = [\"x\"]\n[[journey.stages]]\nname = \"b\"\nphase = \"p\"\n\
-         touchpoints = [\"y\"]\nwithin = \"5m\"\nstep_delay = \"10m\"\n",
+        &two_stages(
+            "mode = \"ordered\"\n",
+            "within = \"5m\"\nstep_delay = \"10m\"",
+        ),
         "journey.stages[1].step_delay",
         "`within`",
     );
@@ -300,4 +298,12 @@ fn journeys_are_loaded_and_checked() {
     .unwrap();
     assert_eq!(c.journeys()[0].name, "checkout");
     assert_eq!(Config::default().journeys()[0].name, "default");
+}
+
+/// `[journey]` (with `header` lines) of two stages, `a` and `b`, the second with `second` lines.
+fn two_stages(header: &str, second: &str) -> String {
+    format!(
+        "[journey]\n{header}[[journey.stages]]\nname = \"a\"\nphase = \"p\"\ntouchpoints = [\"x\"]\n\
+         [[journey.stages]]\nname = \"b\"\nphase = \"p\"\ntouchpoints = [\"y\"]\n{second}\n"
+    )
 }
